@@ -1,0 +1,254 @@
+//! Block headers and the arena that owns them.
+//!
+//! A block's header address is the `ctx` that PyTorch stores in its `DataPtr`
+//! and hands back to the deleter and to `record_event`. Any pointer may arrive
+//! there (a foreign context, a stale one after `empty_cache`, a double free), so
+//! headers live in an arena that is never freed while the allocator lives: a
+//! context is checked by address arithmetic before it is used, without a lock
+//! and without dereferencing anything that is not ours. Headers whose memory
+//! went back to the driver are recycled for new blocks.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use super::backend::StreamKey;
+
+/// Where a block is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BlockState {
+    /// The header has no memory.
+    Unused = 0,
+    /// Handed out to a caller.
+    Allocated = 1,
+    /// Freed by the caller; waiting for events on the streams that used it.
+    Pending = 2,
+    /// In a free list, ready for reuse.
+    Cached = 3,
+    /// An event could not be recorded for it, so no one can know when the
+    /// device is done with it: it is never reused nor freed.
+    Retired = 4,
+}
+
+impl BlockState {
+    fn from_u8(value: u8) -> BlockState {
+        match value {
+            1 => BlockState::Allocated,
+            2 => BlockState::Pending,
+            3 => BlockState::Cached,
+            4 => BlockState::Retired,
+            _ => BlockState::Unused,
+        }
+    }
+}
+
+/// One block of host memory. Its fields are atomics because a header is shared
+/// by reference with every thread that may look a context up.
+pub struct Block {
+    pub id: u32,
+    state: AtomicU8,
+    address: AtomicUsize,
+    size: AtomicUsize,
+    /// Bytes the caller asked for, for statistics.
+    requested: AtomicUsize,
+    /// Streams that used the block while it was allocated. The state changes
+    /// from `Allocated` only under this lock, so a stream recorded by
+    /// `record_event` is never missed by a concurrent free.
+    streams: Mutex<Vec<StreamKey>>,
+    /// Events still to complete before the block is free.
+    pending_events: AtomicUsize,
+}
+
+impl Block {
+    fn new(id: u32) -> Block {
+        Block {
+            id,
+            state: AtomicU8::new(BlockState::Unused as u8),
+            address: AtomicUsize::new(0),
+            size: AtomicUsize::new(0),
+            requested: AtomicUsize::new(0),
+            streams: Mutex::new(Vec::new()),
+            pending_events: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn state(&self) -> BlockState {
+        BlockState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub fn set_state(&self, state: BlockState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Moves from `from` to `to` if the block is in `from`.
+    pub fn transition(&self, from: BlockState, to: BlockState) -> bool {
+        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    pub fn address(&self) -> usize {
+        self.address.load(Ordering::Acquire)
+    }
+
+    pub fn size(&self) -> usize {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub fn requested(&self) -> usize {
+        self.requested.load(Ordering::Relaxed)
+    }
+
+    pub fn set_requested(&self, requested: usize) {
+        self.requested.store(requested, Ordering::Relaxed);
+    }
+
+    /// Gives an unused header its memory; it is then `Allocated`.
+    pub fn bind(&self, address: usize, size: usize, requested: usize) {
+        self.address.store(address, Ordering::Release);
+        self.size.store(size, Ordering::Release);
+        self.set_requested(requested);
+        self.set_state(BlockState::Allocated);
+    }
+
+    /// Notes that `stream` uses the block. False if the block is not allocated.
+    pub fn add_stream(&self, stream: StreamKey) -> bool {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if self.state() != BlockState::Allocated {
+            return false;
+        }
+        if !streams.contains(&stream) {
+            streams.push(stream);
+        }
+        true
+    }
+
+    /// Takes the block from `Allocated` to `Pending` and returns the streams that
+    /// used it; `None` if it was not allocated (a double free).
+    pub fn release(&self) -> Option<Vec<StreamKey>> {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.transition(BlockState::Allocated, BlockState::Pending) {
+            return None;
+        }
+        Some(std::mem::take(&mut *streams))
+    }
+
+    pub fn set_pending_events(&self, count: usize) {
+        self.pending_events.store(count, Ordering::Release);
+    }
+
+    /// Counts one completed event; true when it was the last.
+    pub fn complete_one_event(&self) -> bool {
+        self.pending_events.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+}
+
+/// Chunks double in size, so this many chunks hold more headers than a `u32` counts.
+const CHUNKS: usize = 27;
+const FIRST_CHUNK: usize = 64;
+
+/// Owns every header. Chunk `k` holds ids `[FIRST_CHUNK * (2^k - 1), FIRST_CHUNK * (2^(k+1) - 1))`.
+pub struct Arena {
+    chunks: [OnceLock<Box<[Block]>>; CHUNKS],
+    /// Ids of headers without memory, and the next id never used.
+    unused: Mutex<(Vec<u32>, u32)>,
+}
+
+impl Arena {
+    pub fn new() -> Arena {
+        Arena { chunks: std::array::from_fn(|_| OnceLock::new()), unused: Mutex::new((Vec::new(), 0)) }
+    }
+
+    /// The header a context points at, if it is one of ours.
+    pub fn lookup(&self, context: usize) -> Option<&Block> {
+        let stride = std::mem::size_of::<Block>();
+        for chunk in self.chunks.iter().map_while(|chunk| chunk.get()) {
+            let start = chunk.as_ptr() as usize;
+            let offset = context.wrapping_sub(start);
+            if offset < chunk.len() * stride {
+                return if offset % stride == 0 { Some(&chunk[offset / stride]) } else { None };
+            }
+        }
+        None
+    }
+
+    pub fn get(&self, id: u32) -> &Block {
+        let (chunk, index) = Self::locate(id);
+        &self.chunks[chunk].get().expect("block ids are handed out only for existing chunks")[index]
+    }
+
+    /// The context PyTorch stores for a block.
+    pub fn context_of(block: &Block) -> usize {
+        block as *const Block as usize
+    }
+
+    /// A header without memory, growing the arena if every header has some.
+    pub fn take_unused(&self) -> &Block {
+        let mut unused = self.unused.lock().unwrap_or_else(|e| e.into_inner());
+        let id = match unused.0.pop() {
+            Some(id) => id,
+            None => {
+                let id = unused.1;
+                unused.1 += 1;
+                let (chunk, _) = Self::locate(id);
+                let first = (FIRST_CHUNK * ((1 << chunk) - 1)) as u32;
+                self.chunks[chunk]
+                    .get_or_init(|| (0..FIRST_CHUNK << chunk).map(|i| Block::new(first + i as u32)).collect());
+                id
+            }
+        };
+        self.get(id)
+    }
+
+    /// Gives back a header whose memory went back to the backend.
+    pub fn put_unused(&self, block: &Block) {
+        block.set_state(BlockState::Unused);
+        self.unused.lock().unwrap_or_else(|e| e.into_inner()).0.push(block.id);
+    }
+
+    fn locate(id: u32) -> (usize, usize) {
+        let slot = id as usize / FIRST_CHUNK + 1;
+        let chunk = (usize::BITS - 1 - slot.leading_zeros()) as usize;
+        (chunk, id as usize - FIRST_CHUNK * ((1 << chunk) - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_map_to_chunks_and_back() {
+        let arena = Arena::new();
+        for _ in 0..1000 {
+            let block = arena.take_unused();
+            let context = Arena::context_of(block);
+            assert_eq!(arena.lookup(context).unwrap().id, block.id);
+            assert_eq!(arena.get(block.id).id, block.id);
+            assert!(arena.lookup(context + 1).is_none());
+        }
+        assert!(arena.lookup(0).is_none());
+        assert!(arena.lookup(usize::MAX).is_none());
+        let on_stack = 0u64;
+        assert!(arena.lookup(&on_stack as *const u64 as usize).is_none());
+    }
+
+    #[test]
+    fn headers_are_recycled() {
+        let arena = Arena::new();
+        let first = arena.take_unused().id;
+        arena.put_unused(arena.get(first));
+        assert_eq!(arena.take_unused().id, first);
+    }
+
+    #[test]
+    fn a_free_takes_the_streams_once() {
+        let arena = Arena::new();
+        let block = arena.take_unused();
+        block.bind(4096, 512, 500);
+        let stream = StreamKey { device_type: 12, device_index: 0, id: 3 };
+        assert!(block.add_stream(stream));
+        assert!(block.add_stream(stream));
+        assert_eq!(block.release(), Some(vec![stream]));
+        assert_eq!(block.release(), None);
+        assert!(!block.add_stream(stream));
+    }
+}

@@ -1,0 +1,300 @@
+//! The core against an in-process backend whose streams complete only when a test says so.
+
+use super::*;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Host memory is a counter; a stream's events complete when the test advances it.
+#[derive(Default)]
+struct FakeBackend {
+    next_address: AtomicUsize,
+    live: Mutex<HashMap<usize, usize>>,
+    /// Per stream: events recorded so far, and how many of them are complete.
+    streams: Mutex<HashMap<StreamKey, (u64, u64)>>,
+    fail_allocations: AtomicUsize,
+    fail_records: AtomicUsize,
+    released_events: AtomicUsize,
+}
+
+impl FakeBackend {
+    fn complete_all(&self, stream: StreamKey) {
+        let mut streams = self.streams.lock().unwrap();
+        let entry = streams.entry(stream).or_default();
+        entry.1 = entry.0;
+    }
+    fn live_bytes(&self) -> usize {
+        self.live.lock().unwrap().values().sum()
+    }
+}
+
+impl HostMemory for FakeBackend {
+    fn allocate(&self, size: usize) -> Result<usize, BackendError> {
+        if self.fail_allocations.load(Ordering::SeqCst) > 0 {
+            self.fail_allocations.fetch_sub(1, Ordering::SeqCst);
+            return Err(BackendError::OutOfMemory("fake: no memory".into()));
+        }
+        let address = 0x1000_0000 + self.next_address.fetch_add(size.next_multiple_of(512), Ordering::SeqCst);
+        self.live.lock().unwrap().insert(address, size);
+        Ok(address)
+    }
+    fn free(&self, address: usize, size: usize) -> Result<(), BackendError> {
+        assert_eq!(self.live.lock().unwrap().remove(&address), Some(size), "freed memory that is not live");
+        Ok(())
+    }
+}
+
+impl StreamEvents for FakeBackend {
+    type Event = (StreamKey, u64);
+    fn record(&self, stream: StreamKey) -> Result<Self::Event, BackendError> {
+        if self.fail_records.load(Ordering::SeqCst) > 0 {
+            return Err(BackendError::Failed("fake: cannot record".into()));
+        }
+        let mut streams = self.streams.lock().unwrap();
+        let entry = streams.entry(stream).or_default();
+        entry.0 += 1;
+        Ok((stream, entry.0))
+    }
+    fn is_complete(&self, event: &Self::Event) -> Result<bool, BackendError> {
+        Ok(self.streams.lock().unwrap()[&event.0].1 >= event.1)
+    }
+    fn release(&self, _event: Self::Event) {
+        self.released_events.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+const S1: StreamKey = StreamKey { device_type: 12, device_index: 0, id: 1 };
+const S2: StreamKey = StreamKey { device_type: 12, device_index: 0, id: 2 };
+
+fn allocator() -> CachingAllocator<FakeBackend> {
+    CachingAllocator::new(FakeBackend::default(), Settings::default())
+}
+
+#[test]
+fn size_zero_is_none_and_touches_nothing() {
+    let a = allocator();
+    assert_eq!(a.allocate(0), Ok(None));
+    assert_eq!(a.stats(), Stats::default());
+}
+
+#[test]
+fn a_block_freed_without_streams_is_reused_at_once() {
+    let a = allocator();
+    let first = a.allocate(1000).unwrap().unwrap();
+    assert_eq!(first.size, 1024);
+    a.free(first.context).unwrap();
+    let again = a.allocate(1000).unwrap().unwrap();
+    assert_eq!(again, first);
+    let other_class = a.allocate(3000).unwrap().unwrap();
+    assert_ne!(other_class.address, first.address);
+    let stats = a.stats();
+    assert_eq!((stats.cache_hits, stats.cache_misses, stats.num_host_alloc), (1, 2, 2));
+}
+
+#[test]
+fn reuse_is_last_in_first_out() {
+    let a = allocator();
+    let x = a.allocate(100).unwrap().unwrap();
+    let y = a.allocate(100).unwrap().unwrap();
+    a.free(x.context).unwrap();
+    a.free(y.context).unwrap();
+    assert_eq!(a.allocate(100).unwrap().unwrap(), y);
+}
+
+#[test]
+fn a_block_used_on_a_stream_waits_for_its_event() {
+    let a = allocator();
+    let block = a.allocate(4096).unwrap().unwrap();
+    assert!(a.record_stream(block.address, block.context, S1));
+    a.free(block.context).unwrap();
+    let meanwhile = a.allocate(4096).unwrap().unwrap();
+    assert_ne!(meanwhile.address, block.address, "reused while the stream may still use it");
+    assert_eq!(a.stats().pending_blocks.current, 1);
+    a.backend().complete_all(S1);
+    a.free(meanwhile.context).unwrap();
+    // Both are free now; the waiting one joins its free list at the next poll.
+    assert_eq!(a.allocate(4096).unwrap().unwrap(), block);
+    assert_eq!(a.allocate(4096).unwrap().unwrap(), meanwhile);
+    assert_eq!(a.stats().pending_blocks.current, 0);
+    assert_eq!(a.backend().released_events.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_block_used_on_two_streams_waits_for_both() {
+    let a = allocator();
+    let block = a.allocate(512).unwrap().unwrap();
+    assert!(a.record_stream(block.address, block.context, S1));
+    assert!(a.record_stream(block.address, block.context, S2));
+    a.free(block.context).unwrap();
+    a.backend().complete_all(S1);
+    assert_ne!(a.allocate(512).unwrap().unwrap().address, block.address);
+    a.backend().complete_all(S2);
+    assert_eq!(a.allocate(512).unwrap().unwrap().address, block.address);
+}
+
+#[test]
+fn a_held_back_stream_does_not_hold_back_another() {
+    let a = allocator();
+    let slow = a.allocate(512).unwrap().unwrap();
+    a.record_stream(slow.address, slow.context, S1);
+    a.free(slow.context).unwrap();
+    let fast = a.allocate(512).unwrap().unwrap();
+    a.record_stream(fast.address, fast.context, S2);
+    a.free(fast.context).unwrap();
+    a.backend().complete_all(S2);
+    assert_eq!(a.allocate(512).unwrap().unwrap().address, fast.address);
+}
+
+#[test]
+fn record_stream_accepts_the_context_or_the_base_address_only() {
+    let a = allocator();
+    let block = a.allocate(512).unwrap().unwrap();
+    // A slice: our context, an interior pointer.
+    assert!(a.record_stream(block.address + 64, block.context, S1));
+    // from_blob of the base pointer: a foreign context.
+    assert!(a.record_stream(block.address, 0xdead_beef, S1));
+    assert!(a.record_stream(block.address, 0, S1));
+    // from_blob of an interior pointer, and memory that is not ours.
+    assert!(!a.record_stream(block.address + 64, 0, S1));
+    assert!(!a.record_stream(0x42, 0x42, S1));
+    // Stale after empty_cache.
+    a.free(block.context).unwrap();
+    a.backend().complete_all(S1);
+    a.empty_cache().unwrap();
+    assert!(!a.record_stream(block.address, block.context, S1));
+}
+
+#[test]
+fn double_free_and_foreign_contexts_are_errors_that_change_nothing() {
+    let a = allocator();
+    let block = a.allocate(512).unwrap().unwrap();
+    assert_eq!(a.free(0x1234), Err(Error::UnknownBlock { context: 0x1234 }));
+    a.free(block.context).unwrap();
+    assert_eq!(a.free(block.context), Err(Error::NotAllocated { context: block.context }));
+    assert_eq!(a.stats().active_requests.current, 0);
+    assert_eq!(a.allocate(512).unwrap().unwrap(), block);
+    a.empty_cache().unwrap();
+    a.free(block.context).unwrap();
+    a.empty_cache().unwrap();
+    assert_eq!(a.free(block.context), Err(Error::NotAllocated { context: block.context }));
+}
+
+#[test]
+fn empty_cache_frees_only_free_blocks() {
+    let a = allocator();
+    let in_use = a.allocate(512).unwrap().unwrap();
+    let waiting = a.allocate(1024).unwrap().unwrap();
+    let free = a.allocate(2048).unwrap().unwrap();
+    a.record_stream(waiting.address, waiting.context, S1);
+    a.free(waiting.context).unwrap();
+    a.free(free.context).unwrap();
+    a.empty_cache().unwrap();
+    assert_eq!(a.backend().live_bytes(), 512 + 1024);
+    a.backend().complete_all(S1);
+    a.empty_cache().unwrap();
+    assert_eq!(a.backend().live_bytes(), 512);
+    a.free(in_use.context).unwrap();
+    a.empty_cache().unwrap();
+    assert_eq!(a.backend().live_bytes(), 0);
+    let stats = a.stats();
+    assert_eq!((stats.allocations.current, stats.allocated_bytes.current, stats.cached_bytes.current), (0, 0, 0));
+    assert_eq!((stats.num_host_alloc, stats.num_host_free), (3, 3));
+}
+
+#[test]
+fn out_of_memory_empties_the_cache_and_retries_once() {
+    let a = allocator();
+    let cached = a.allocate(512).unwrap().unwrap();
+    a.free(cached.context).unwrap();
+    a.backend().fail_allocations.store(1, Ordering::SeqCst);
+    let block = a.allocate(4096).unwrap().unwrap();
+    assert_eq!(a.backend().live_bytes(), 4096, "the cache was emptied before the retry");
+    a.backend().fail_allocations.store(2, Ordering::SeqCst);
+    assert!(matches!(a.allocate(8192), Err(Error::OutOfMemory { requested: 8192, size: 8192, .. })));
+    // Nothing lost: the live block is still ours and the allocator still works.
+    a.free(block.context).unwrap();
+    assert_eq!(a.allocate(4096).unwrap().unwrap(), block);
+}
+
+#[test]
+fn sizes_too_large_to_round_are_errors() {
+    let a = allocator();
+    for size in [usize::MAX, usize::MAX / 2 + 2] {
+        assert_eq!(a.allocate(size), Err(Error::SizeTooLarge { requested: size }));
+    }
+    assert_eq!(a.stats(), Stats::default());
+}
+
+#[test]
+fn a_failed_record_retires_the_block() {
+    let a = allocator();
+    let block = a.allocate(512).unwrap().unwrap();
+    a.record_stream(block.address, block.context, S1);
+    a.backend().fail_records.store(1, Ordering::SeqCst);
+    assert!(matches!(a.free(block.context), Err(Error::Backend(_))));
+    a.backend().fail_records.store(0, Ordering::SeqCst);
+    assert_ne!(a.allocate(512).unwrap().unwrap().address, block.address);
+    a.empty_cache().unwrap();
+    assert!(a.backend().live_bytes() >= 512, "retired memory is never freed under the device");
+}
+
+#[test]
+fn statistics_follow_requests() {
+    let a = allocator();
+    let x = a.allocate(1000).unwrap().unwrap();
+    let y = a.allocate(3000).unwrap().unwrap();
+    let s = a.stats();
+    assert_eq!(s.active_requests, Stat { current: 2, peak: 2, allocated: 2, freed: 0 });
+    assert_eq!(s.active_bytes.current, 1024 + 4096);
+    assert_eq!(s.requested_bytes.current, 4000);
+    assert_eq!(s.allocated_bytes.current, 1024 + 4096);
+    a.free(x.context).unwrap();
+    a.free(y.context).unwrap();
+    let s = a.stats();
+    assert_eq!(s.active_requests, Stat { current: 0, peak: 2, allocated: 2, freed: 2 });
+    assert_eq!(s.cached_bytes.current, 1024 + 4096);
+    a.reset_peak_stats();
+    a.reset_accumulated_stats();
+    let s = a.stats();
+    assert_eq!(s.active_requests, Stat::default());
+    assert_eq!(s.allocated_bytes, Stat { current: 1024 + 4096, peak: 1024 + 4096, allocated: 0, freed: 0 });
+    assert!(s.to_string().contains("active_requests=0/0/0/0"));
+}
+
+#[test]
+fn divisions_shrink_rounding() {
+    let a = CachingAllocator::new(FakeBackend::default(), Settings { roundup_divisions: 4 });
+    let block = a.allocate((129 << 20) + 1).unwrap().unwrap();
+    assert_eq!(block.size, 160 << 20);
+}
+
+#[test]
+fn threads_allocate_record_free_and_empty_at_once() {
+    let a = Arc::new(allocator());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                let stream = StreamKey { device_type: 12, device_index: 0, id: t % 2 };
+                for i in 0..2000 {
+                    let block = a.allocate(512 << (i % 4)).unwrap().unwrap();
+                    if i % 3 == 0 {
+                        assert!(a.record_stream(block.address, block.context, stream));
+                    }
+                    a.free(block.context).unwrap();
+                    if i % 50 == 0 {
+                        a.backend().complete_all(stream);
+                        a.empty_cache().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    a.backend().complete_all(StreamKey { device_type: 12, device_index: 0, id: 0 });
+    a.backend().complete_all(StreamKey { device_type: 12, device_index: 0, id: 1 });
+    a.empty_cache().unwrap();
+    assert_eq!(a.backend().live_bytes(), 0);
+    let s = a.stats();
+    assert_eq!((s.active_requests.current, s.pending_blocks.current, s.cached_bytes.current), (0, 0, 0));
+}
