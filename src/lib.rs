@@ -8,3 +8,5 @@
 //!   `at::xpu::` symbols. Only translation happens there.
 
 pub mod caching;
+pub mod level_zero;
+pub mod abi;

@@ -43,6 +43,10 @@ pub trait HostMemory: Send + Sync {
 /// Events recorded on streams: "everything submitted to this stream so far is done".
 pub trait StreamEvents: Send + Sync {
     type Event: Send;
+    /// Whether events can be recorded on `stream` at all (its device exists):
+    /// asked before a stream is accepted for a block, so that a bad stream is
+    /// refused up front rather than discovered when the block is freed.
+    fn check_stream(&self, stream: StreamKey) -> Result<(), BackendError>;
     /// Records an event that completes once all work submitted to `stream` before
     /// this call has completed.
     fn record(&self, stream: StreamKey) -> Result<Self::Event, BackendError>;

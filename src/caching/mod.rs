@@ -143,15 +143,18 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Notes that `stream` uses the block named by `context`, or else the block
     /// whose base address is `address`. False, changing nothing, if neither is
-    /// an allocated block of ours.
-    pub fn record_stream(&self, address: usize, context: usize, stream: StreamKey) -> bool {
+    /// an allocated block of ours; an error if no event can be recorded on `stream`.
+    pub fn record_stream(&self, address: usize, context: usize, stream: StreamKey) -> Result<bool, Error> {
+        self.backend
+            .check_stream(stream)
+            .map_err(|error| Error::Backend(format!("cannot use stream {stream:?}: {error}")))?;
         if let Some(block) = self.blocks.lookup(context) {
             if block.add_stream(stream) {
-                return true;
+                return Ok(true);
             }
         }
         let id = self.by_address.lock().unwrap_or_else(|e| e.into_inner()).get(&address).copied();
-        id.is_some_and(|id| self.blocks.get(id).add_stream(stream))
+        Ok(id.is_some_and(|id| self.blocks.get(id).add_stream(stream)))
     }
 
     /// Reclaims blocks whose events have completed, then gives every free block

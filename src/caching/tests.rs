@@ -46,6 +46,12 @@ impl HostMemory for FakeBackend {
 
 impl StreamEvents for FakeBackend {
     type Event = (StreamKey, u64);
+    fn check_stream(&self, stream: StreamKey) -> Result<(), BackendError> {
+        if stream.device_index < 0 {
+            return Err(BackendError::Failed("fake: no such device".into()));
+        }
+        Ok(())
+    }
     fn record(&self, stream: StreamKey) -> Result<Self::Event, BackendError> {
         if self.fail_records.load(Ordering::SeqCst) > 0 {
             return Err(BackendError::Failed("fake: cannot record".into()));
@@ -105,7 +111,7 @@ fn reuse_is_last_in_first_out() {
 fn a_block_used_on_a_stream_waits_for_its_event() {
     let a = allocator();
     let block = a.allocate(4096).unwrap().unwrap();
-    assert!(a.record_stream(block.address, block.context, S1));
+    assert!(a.record_stream(block.address, block.context, S1).unwrap());
     a.free(block.context).unwrap();
     let meanwhile = a.allocate(4096).unwrap().unwrap();
     assert_ne!(meanwhile.address, block.address, "reused while the stream may still use it");
@@ -123,8 +129,8 @@ fn a_block_used_on_a_stream_waits_for_its_event() {
 fn a_block_used_on_two_streams_waits_for_both() {
     let a = allocator();
     let block = a.allocate(512).unwrap().unwrap();
-    assert!(a.record_stream(block.address, block.context, S1));
-    assert!(a.record_stream(block.address, block.context, S2));
+    assert!(a.record_stream(block.address, block.context, S1).unwrap());
+    assert!(a.record_stream(block.address, block.context, S2).unwrap());
     a.free(block.context).unwrap();
     a.backend().complete_all(S1);
     assert_ne!(a.allocate(512).unwrap().unwrap().address, block.address);
@@ -136,10 +142,10 @@ fn a_block_used_on_two_streams_waits_for_both() {
 fn a_held_back_stream_does_not_hold_back_another() {
     let a = allocator();
     let slow = a.allocate(512).unwrap().unwrap();
-    a.record_stream(slow.address, slow.context, S1);
+    a.record_stream(slow.address, slow.context, S1).unwrap();
     a.free(slow.context).unwrap();
     let fast = a.allocate(512).unwrap().unwrap();
-    a.record_stream(fast.address, fast.context, S2);
+    a.record_stream(fast.address, fast.context, S2).unwrap();
     a.free(fast.context).unwrap();
     a.backend().complete_all(S2);
     assert_eq!(a.allocate(512).unwrap().unwrap().address, fast.address);
@@ -150,18 +156,20 @@ fn record_stream_accepts_the_context_or_the_base_address_only() {
     let a = allocator();
     let block = a.allocate(512).unwrap().unwrap();
     // A slice: our context, an interior pointer.
-    assert!(a.record_stream(block.address + 64, block.context, S1));
+    assert!(a.record_stream(block.address + 64, block.context, S1).unwrap());
     // from_blob of the base pointer: a foreign context.
-    assert!(a.record_stream(block.address, 0xdead_beef, S1));
-    assert!(a.record_stream(block.address, 0, S1));
+    assert!(a.record_stream(block.address, 0xdead_beef, S1).unwrap());
+    assert!(a.record_stream(block.address, 0, S1).unwrap());
     // from_blob of an interior pointer, and memory that is not ours.
-    assert!(!a.record_stream(block.address + 64, 0, S1));
-    assert!(!a.record_stream(0x42, 0x42, S1));
+    assert!(!a.record_stream(block.address + 64, 0, S1).unwrap());
+    assert!(!a.record_stream(0x42, 0x42, S1).unwrap());
+    let no_device = StreamKey { device_type: 12, device_index: -1, id: 0 };
+    assert!(matches!(a.record_stream(block.address, block.context, no_device), Err(Error::Backend(_))));
     // Stale after empty_cache.
     a.free(block.context).unwrap();
     a.backend().complete_all(S1);
     a.empty_cache().unwrap();
-    assert!(!a.record_stream(block.address, block.context, S1));
+    assert!(!a.record_stream(block.address, block.context, S1).unwrap());
 }
 
 #[test]
@@ -185,7 +193,7 @@ fn empty_cache_frees_only_free_blocks() {
     let in_use = a.allocate(512).unwrap().unwrap();
     let waiting = a.allocate(1024).unwrap().unwrap();
     let free = a.allocate(2048).unwrap().unwrap();
-    a.record_stream(waiting.address, waiting.context, S1);
+    a.record_stream(waiting.address, waiting.context, S1).unwrap();
     a.free(waiting.context).unwrap();
     a.free(free.context).unwrap();
     a.empty_cache().unwrap();
@@ -229,7 +237,7 @@ fn sizes_too_large_to_round_are_errors() {
 fn a_failed_record_retires_the_block() {
     let a = allocator();
     let block = a.allocate(512).unwrap().unwrap();
-    a.record_stream(block.address, block.context, S1);
+    a.record_stream(block.address, block.context, S1).unwrap();
     a.backend().fail_records.store(1, Ordering::SeqCst);
     assert!(matches!(a.free(block.context), Err(Error::Backend(_))));
     a.backend().fail_records.store(0, Ordering::SeqCst);
@@ -279,7 +287,7 @@ fn threads_allocate_record_free_and_empty_at_once() {
                 for i in 0..2000 {
                     let block = a.allocate(512 << (i % 4)).unwrap().unwrap();
                     if i % 3 == 0 {
-                        assert!(a.record_stream(block.address, block.context, stream));
+                        assert!(a.record_stream(block.address, block.context, stream).unwrap());
                     }
                     a.free(block.context).unwrap();
                     if i % 50 == 0 {

@@ -1,0 +1,424 @@
+//! The C API declared in `include/xpu_caching_host_allocator.h`.
+//!
+//! Every function is thread-safe and may be called from any thread at any time,
+//! unless its documentation says otherwise. Fallible functions return an
+//! [`xpu_host_result`]; on failure [`super::error::xpu_host_last_error_message`]
+//! says why. No function aborts the process or lets a Rust panic out.
+
+use std::ffi::{c_char, c_void};
+
+use level_zero_sys::{ze_command_list_handle_t, ze_context_handle_t, ze_driver_handle_t, ze_event_handle_t, ze_result_t};
+
+use super::error::{ffi_call, xpu_host_result, Failure};
+use super::instance::{allocator, configure};
+use crate::caching::{self, StreamKey};
+use crate::level_zero::{Context, StreamHooks};
+
+/// A stream as PyTorch passes one (`c10::xpu::XPUStream`, `c10::Stream`): 16
+/// bytes, passed by value. Device type 12 is XPU. The allocator treats it as an
+/// opaque key; streams with the same three values are the same stream.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct xpu_host_stream {
+    pub device_type: i8,
+    pub device_index: i8,
+    pub id: i64,
+}
+
+impl From<xpu_host_stream> for StreamKey {
+    fn from(stream: xpu_host_stream) -> StreamKey {
+        StreamKey { device_type: stream.device_type, device_index: stream.device_index, id: stream.id }
+    }
+}
+
+/// Records on `stream` an event that completes once all work submitted to the
+/// stream so far has completed, and stores it in `*event`; `*token` is handed
+/// back to `release` with it. Returns false if it could not.
+#[allow(non_camel_case_types)]
+pub type xpu_host_record_hook = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        stream: xpu_host_stream,
+        event: *mut ze_event_handle_t,
+        token: *mut *mut c_void,
+    ) -> bool,
+>;
+
+/// The allocator no longer polls `event`: it has completed, or the allocator gave up on it.
+#[allow(non_camel_case_types)]
+pub type xpu_host_release_hook =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, event: ze_event_handle_t, token: *mut c_void)>;
+
+/// How a host runtime that owns its streams' command lists (a SYCL runtime)
+/// records the events the allocator waits for. Both hooks may be called from any
+/// thread, concurrently; `user_data` must stay valid for the life of the process.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+pub struct xpu_host_stream_hooks {
+    pub user_data: *mut c_void,
+    pub record: xpu_host_record_hook,
+    pub release: xpu_host_release_hook,
+}
+
+struct CHooks {
+    user_data: usize,
+    record: unsafe extern "C" fn(*mut c_void, xpu_host_stream, *mut ze_event_handle_t, *mut *mut c_void) -> bool,
+    release: unsafe extern "C" fn(*mut c_void, ze_event_handle_t, *mut c_void),
+}
+
+impl StreamHooks for CHooks {
+    fn record(&self, stream: StreamKey) -> Result<(ze_event_handle_t, usize), String> {
+        let mut event = std::ptr::null_mut();
+        let mut token = std::ptr::null_mut();
+        let stream = xpu_host_stream { device_type: stream.device_type, device_index: stream.device_index, id: stream.id };
+        // SAFETY: the host promised, when it registered the hook, that it may be
+        // called from any thread with its user data; the out-pointers are valid.
+        let recorded = unsafe { (self.record)(self.user_data as *mut c_void, stream, &mut event, &mut token) };
+        match (recorded, event.is_null()) {
+            (true, false) => Ok((event, token as usize)),
+            (true, true) => Err("the record hook returned true but no event".into()),
+            (false, _) => Err("the record hook failed".into()),
+        }
+    }
+
+    fn release(&self, event: ze_event_handle_t, token: usize) {
+        // SAFETY: as for record; the event and token are the ones record gave.
+        unsafe { (self.release)(self.user_data as *mut c_void, event, token as *mut c_void) }
+    }
+}
+
+/// Allocates in the host runtime's Level Zero driver and context instead of a
+/// context of the library's own. PyTorch XPU's is the native handle of
+/// `c10::xpu::get_device_context()`: memory from any other context is not
+/// pinned in PyTorch's eyes (`tensor.is_pinned()` is false).
+///
+/// Must be called before the allocator is first used
+/// (`XPU_HOST_ERROR_ALREADY_INITIALIZED` otherwise). The handles must stay valid
+/// for the life of the process; the library never destroys them.
+#[no_mangle]
+pub extern "C" fn xpu_host_use_context(driver: ze_driver_handle_t, context: ze_context_handle_t) -> xpu_host_result {
+    ffi_call(|| {
+        let context = Context::from_host(driver, context)?;
+        configure("the Level Zero context", |setup| setup.context = Some(context))
+    })
+}
+
+/// Records stream events through the host runtime's hooks instead of on the
+/// library's own command lists. `hooks` is copied. Must be called before the
+/// allocator is first used.
+///
+/// # Safety
+/// `hooks` is null or points at a valid `xpu_host_stream_hooks`.
+#[no_mangle]
+pub unsafe extern "C" fn xpu_host_set_stream_hooks(hooks: *const xpu_host_stream_hooks) -> xpu_host_result {
+    ffi_call(|| {
+        // SAFETY: the caller passes null or a valid pointer.
+        let hooks = unsafe { hooks.as_ref() }.ok_or_else(|| Failure::invalid("hooks is null"))?;
+        let (Some(record), Some(release)) = (hooks.record, hooks.release) else {
+            return Err(Failure::invalid("both the record and the release hook are required"));
+        };
+        let hooks = CHooks { user_data: hooks.user_data as usize, record, release };
+        configure("the stream hooks", |setup| setup.hooks = Some(Box::new(hooks)))
+    })
+}
+
+/// Starts the allocator now rather than at its first use, so that a missing
+/// driver is reported at a moment of the host's choosing. Calling it again does nothing.
+#[no_mangle]
+pub extern "C" fn xpu_host_init() -> xpu_host_result {
+    ffi_call(|| allocator().map(|_| ()))
+}
+
+/// Allocates `size` bytes of pinned host memory, aligned to 512 bytes.
+///
+/// On success `*data` is the memory and `*context` names the block: pass it to
+/// [`xpu_host_free`] and [`xpu_host_record_stream`]. Size 0 succeeds with both
+/// null. The caller owns the block until it frees it.
+///
+/// # Safety
+/// `data` and `context` are valid pointers to writable `void*`.
+#[no_mangle]
+pub unsafe extern "C" fn xpu_host_allocate(size: usize, data: *mut *mut c_void, context: *mut *mut c_void) -> xpu_host_result {
+    ffi_call(|| {
+        if data.is_null() || context.is_null() {
+            return Err(Failure::invalid("data and context must not be null"));
+        }
+        let allocation = allocator()?.allocate(size)?;
+        let (address, block) = allocation.map_or((0, 0), |a| (a.address, a.context));
+        // SAFETY: both pointers were checked non-null and the caller promises they are writable.
+        unsafe {
+            *data = address as *mut c_void;
+            *context = block as *mut c_void;
+        }
+        Ok(())
+    })
+}
+
+/// Frees the block named by `context`. If streams used it, it is reused only
+/// after the events recorded on them now have completed. A null context does
+/// nothing; an unknown one is `XPU_HOST_ERROR_UNKNOWN_BLOCK`, a block freed twice
+/// `XPU_HOST_ERROR_NOT_ALLOCATED`; neither changes anything.
+#[no_mangle]
+pub extern "C" fn xpu_host_free(context: *mut c_void) -> xpu_host_result {
+    ffi_call(|| {
+        if context.is_null() {
+            return Ok(());
+        }
+        Ok(allocator()?.free(context as usize)?)
+    })
+}
+
+/// Notes that `stream` uses the block named by `context`, or else the block whose
+/// base address is `data` (memory wrapped without its context). `*recorded` says
+/// whether the memory was a block of ours; anything else changes nothing.
+///
+/// # Safety
+/// `recorded` is a valid pointer to a writable `bool`. `data` and `context` may
+/// be anything: they are compared, never dereferenced.
+#[no_mangle]
+pub unsafe extern "C" fn xpu_host_record_stream(
+    data: *mut c_void,
+    context: *mut c_void,
+    stream: xpu_host_stream,
+    recorded: *mut bool,
+) -> xpu_host_result {
+    ffi_call(|| {
+        if recorded.is_null() {
+            return Err(Failure::invalid("recorded must not be null"));
+        }
+        let result = allocator()?.record_stream(data as usize, context as usize, stream.into())?;
+        // SAFETY: checked non-null; the caller promises it is writable.
+        unsafe { *recorded = result };
+        Ok(())
+    })
+}
+
+/// Reclaims blocks whose stream events have completed, then returns every free
+/// cached block to the driver. Blocks in use or waiting for events stay.
+#[no_mangle]
+pub extern "C" fn xpu_host_empty_cache() -> xpu_host_result {
+    ffi_call(|| match super::instance::started() {
+        Some(allocator) => Ok(allocator.empty_cache()?),
+        None => Ok(()),
+    })
+}
+
+/// Runs `submit(user_data, list)` with the library's own command list for
+/// `stream`, while no other thread appends to it, so that a program can put work
+/// on the same stream the allocator records its events on. The list executes
+/// in order. Returns `XPU_HOST_ERROR_LEVEL_ZERO` if `submit` returns anything but
+/// `ZE_RESULT_SUCCESS`, and `XPU_HOST_ERROR_INVALID_ARGUMENT` when streams belong to
+/// the host runtime (hooks were set).
+///
+/// # Safety
+/// `submit` is a valid function; it must not call back into this library's
+/// functions for the same stream (that would deadlock), nor keep `list`.
+#[no_mangle]
+pub unsafe extern "C" fn xpu_host_stream_submit(
+    stream: xpu_host_stream,
+    submit: Option<unsafe extern "C" fn(user_data: *mut c_void, list: ze_command_list_handle_t) -> ze_result_t>,
+    user_data: *mut c_void,
+) -> xpu_host_result {
+    ffi_call(|| {
+        let submit = submit.ok_or_else(|| Failure::invalid("submit is null"))?;
+        let backend = allocator()?.backend();
+        // SAFETY: the caller promises submit is a valid function that may use the
+        // list while the lock is held.
+        let outcome = backend.with_stream_command_list(stream.into(), |list| unsafe { submit(user_data, list) });
+        match outcome {
+            None => Err(Failure::invalid("streams belong to the host runtime (stream hooks are set)")),
+            Some(Err(error)) => Err(error.into()),
+            Some(Ok(level_zero_sys::ZE_RESULT_SUCCESS)) => Ok(()),
+            Some(Ok(other)) => Err(Failure::new(
+                xpu_host_result::XPU_HOST_ERROR_LEVEL_ZERO,
+                format!("the submit callback returned {}", crate::level_zero::ZeResult(other)),
+            )),
+        }
+    })
+}
+
+/// The Level Zero driver and context the allocator allocates in (starting it if
+/// needed), so that a program can create events and command lists beside it.
+///
+/// # Safety
+/// `driver` and `context` are valid pointers to writable handles.
+#[no_mangle]
+pub unsafe extern "C" fn xpu_host_get_context(driver: *mut ze_driver_handle_t, context: *mut ze_context_handle_t) -> xpu_host_result {
+    ffi_call(|| {
+        if driver.is_null() || context.is_null() {
+            return Err(Failure::invalid("driver and context must not be null"));
+        }
+        let ours = allocator()?.backend().context();
+        // SAFETY: checked non-null; the caller promises they are writable.
+        unsafe {
+            *driver = ours.driver();
+            *context = ours.handle();
+        }
+        Ok(())
+    })
+}
+
+/// Writes a one-line description of the driver and devices in use into
+/// `buffer` (NUL-terminated, truncated to `capacity`); `*needed` (if not null)
+/// gets the full length including the NUL.
+///
+/// # Safety
+/// `buffer` is null with `capacity` 0, or valid for `capacity` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn xpu_host_describe(buffer: *mut c_char, capacity: usize, needed: *mut usize) -> xpu_host_result {
+    ffi_call(|| {
+        let text = allocator()?.backend().context().describe();
+        // SAFETY: forwarded from the caller's promise.
+        unsafe { write_string(&text, buffer, capacity, needed) }
+    })
+}
+
+pub(crate) unsafe fn write_string(text: &str, buffer: *mut c_char, capacity: usize, needed: *mut usize) -> Result<(), Failure> {
+    if buffer.is_null() && capacity > 0 {
+        return Err(Failure::invalid("buffer is null but capacity is not 0"));
+    }
+    if !needed.is_null() {
+        // SAFETY: the caller passes null or a writable pointer.
+        unsafe { *needed = text.len() + 1 };
+    }
+    if capacity > 0 {
+        let n = text.len().min(capacity - 1);
+        // SAFETY: buffer is valid for capacity bytes and n + 1 <= capacity.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buffer.cast::<u8>(), n);
+            *buffer.add(n) = 0;
+        }
+    }
+    Ok(())
+}
+
+/// A counter with its history, as in PyTorch's `c10::CachingAllocator::Stat`.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct xpu_host_stat {
+    pub current: i64,
+    pub peak: i64,
+    pub allocated: i64,
+    pub freed: i64,
+}
+
+/// Time spent in driver calls, in microseconds.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct xpu_host_duration_stat {
+    pub total_us: i64,
+    pub max_us: i64,
+    pub min_us: i64,
+    pub count: i64,
+}
+
+/// Statistics, named as PyTorch's `at::HostStats`.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct xpu_host_stats {
+    /// Blocks of pinned memory held (from the driver, not yet given back).
+    pub allocations: xpu_host_stat,
+    /// Bytes of those blocks: what the process has pinned.
+    pub allocated_bytes: xpu_host_stat,
+    /// Blocks handed out and not freed yet.
+    pub active_requests: xpu_host_stat,
+    /// Bytes of those blocks, rounded.
+    pub active_bytes: xpu_host_stat,
+    /// Bytes callers asked for in those requests, before rounding.
+    pub requested_bytes: xpu_host_stat,
+    /// Freed blocks still waiting for stream events.
+    pub pending_blocks: xpu_host_stat,
+    /// Bytes in free lists, ready for reuse.
+    pub cached_bytes: xpu_host_stat,
+    pub host_alloc_time: xpu_host_duration_stat,
+    pub host_free_time: xpu_host_duration_stat,
+    pub num_host_alloc: i64,
+    pub num_host_free: i64,
+    pub cache_hits: i64,
+    pub cache_misses: i64,
+}
+
+impl From<caching::Stat> for xpu_host_stat {
+    fn from(s: caching::Stat) -> Self {
+        xpu_host_stat { current: s.current, peak: s.peak, allocated: s.allocated, freed: s.freed }
+    }
+}
+
+impl From<caching::DurationStat> for xpu_host_duration_stat {
+    fn from(s: caching::DurationStat) -> Self {
+        xpu_host_duration_stat { total_us: s.total_us, max_us: s.max_us, min_us: s.min_us, count: s.count }
+    }
+}
+
+impl From<caching::Stats> for xpu_host_stats {
+    fn from(s: caching::Stats) -> Self {
+        xpu_host_stats {
+            allocations: s.allocations.into(),
+            allocated_bytes: s.allocated_bytes.into(),
+            active_requests: s.active_requests.into(),
+            active_bytes: s.active_bytes.into(),
+            requested_bytes: s.requested_bytes.into(),
+            pending_blocks: s.pending_blocks.into(),
+            cached_bytes: s.cached_bytes.into(),
+            host_alloc_time: s.host_alloc_time.into(),
+            host_free_time: s.host_free_time.into(),
+            num_host_alloc: s.num_host_alloc,
+            num_host_free: s.num_host_free,
+            cache_hits: s.cache_hits,
+            cache_misses: s.cache_misses,
+        }
+    }
+}
+
+fn current_stats() -> caching::Stats {
+    super::instance::started().map(|a| a.stats()).unwrap_or_default()
+}
+
+/// Fills `*stats`. Before the allocator has started, every counter is 0.
+///
+/// # Safety
+/// `stats` is a valid pointer to a writable `xpu_host_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn xpu_host_get_stats(stats: *mut xpu_host_stats) -> xpu_host_result {
+    ffi_call(|| {
+        if stats.is_null() {
+            return Err(Failure::invalid("stats must not be null"));
+        }
+        // SAFETY: checked non-null; the caller promises it is writable.
+        unsafe { *stats = current_stats().into() };
+        Ok(())
+    })
+}
+
+/// Writes the statistics as one line for logs, like [`xpu_host_describe`].
+///
+/// # Safety
+/// As for [`xpu_host_describe`].
+#[no_mangle]
+pub unsafe extern "C" fn xpu_host_stats_string(buffer: *mut c_char, capacity: usize, needed: *mut usize) -> xpu_host_result {
+    // SAFETY: forwarded from the caller's promise.
+    ffi_call(|| unsafe { write_string(&current_stats().to_string(), buffer, capacity, needed) })
+}
+
+/// Sets every peak to its current value.
+#[no_mangle]
+pub extern "C" fn xpu_host_reset_peak_stats() {
+    // Nothing can fail; a panic is caught and dropped rather than crossing.
+    let _ = ffi_call(|| {
+        super::instance::started().inspect(|a| a.reset_peak_stats());
+        Ok(())
+    });
+}
+
+/// Sets every allocated/freed total, time and count to 0.
+#[no_mangle]
+pub extern "C" fn xpu_host_reset_accumulated_stats() {
+    let _ = ffi_call(|| {
+        super::instance::started().inspect(|a| a.reset_accumulated_stats());
+        Ok(())
+    });
+}

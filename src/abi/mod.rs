@@ -1,0 +1,16 @@
+//! The ABI layer: what C and C++ see. It translates, and holds every `unsafe`
+//! that faces a caller; the allocator itself lives in `caching`.
+//!
+//! - `c_api`: the `xpu_host_*` C API of the generated header.
+//! - `pytorch`: `getCachingHostAllocator` and friends, plain and `at::xpu::`-mangled.
+//! - `cxx_allocator`: the `c10::Allocator`-compatible object and its vtable.
+//! - `cxx_exception`: throwing `std::runtime_error` from the vtable's `allocate`.
+//! - `error`: the error-code enum, the last error message, the panic guard.
+//! - `instance`: the one allocator of the process.
+
+pub mod c_api;
+mod cxx_allocator;
+mod cxx_exception;
+pub mod error;
+mod instance;
+pub mod pytorch;

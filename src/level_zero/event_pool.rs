@@ -1,0 +1,96 @@
+//! Events this library records on its own streams, created in pools and recycled
+//! with `zeEventHostReset` instead of being created and destroyed per use.
+
+use std::sync::Mutex;
+
+use level_zero_sys as ze;
+
+use super::context::Context;
+use super::result::{check, LevelZeroError};
+
+const EVENTS_PER_POOL: u32 = 256;
+
+pub struct EventPool {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    pools: Vec<ze::ze_event_pool_handle_t>,
+    free: Vec<ze::ze_event_handle_t>,
+}
+
+// SAFETY: the handles inside are only used under the mutex (zeEventCreate is not
+// thread-safe per pool) or passed by value to thread-safe calls.
+unsafe impl Send for EventPool {}
+// SAFETY: as above.
+unsafe impl Sync for EventPool {}
+
+impl EventPool {
+    pub fn new() -> EventPool {
+        EventPool { state: Mutex::new(State::default()) }
+    }
+
+    /// An unsignalled event, from the free list or from a new pool.
+    pub fn acquire(&self, context: &Context) -> Result<ze::ze_event_handle_t, LevelZeroError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(event) = state.free.pop() {
+            return Ok(event);
+        }
+        let pool = create_pool(context)?;
+        state.pools.push(pool);
+        for index in 0..EVENTS_PER_POOL {
+            let desc = ze::ze_event_desc_t {
+                stype: ze::ZE_STRUCTURE_TYPE_EVENT_DESC,
+                pNext: std::ptr::null(),
+                index,
+                signal: ze::ZE_EVENT_SCOPE_FLAG_HOST,
+                wait: ze::ZE_EVENT_SCOPE_FLAG_HOST,
+            };
+            let mut event = std::ptr::null_mut();
+            // SAFETY: the pool is live and only this thread creates in it (the lock is held).
+            check("zeEventCreate", unsafe { ze::zeEventCreate(pool, &desc, &mut event) })?;
+            state.free.push(event);
+        }
+        Ok(state.free.pop().expect("a new pool has events"))
+    }
+
+    /// Resets a completed or never-submitted event and keeps it for reuse.
+    pub fn release(&self, event: ze::ze_event_handle_t) {
+        // SAFETY: the event is live and no command list will signal it any more.
+        let reset = unsafe { ze::zeEventHostReset(event) };
+        if reset == ze::ZE_RESULT_SUCCESS {
+            self.state.lock().unwrap_or_else(|e| e.into_inner()).free.push(event);
+        }
+        // An event that cannot be reset is dropped from circulation; its pool frees it.
+    }
+}
+
+impl Drop for EventPool {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for event in state.free.drain(..) {
+            // SAFETY: free events are not in use by any command list.
+            unsafe { ze::zeEventDestroy(event) };
+        }
+        for pool in state.pools.drain(..) {
+            // SAFETY: the pool's events were destroyed above.
+            unsafe { ze::zeEventPoolDestroy(pool) };
+        }
+    }
+}
+
+fn create_pool(context: &Context) -> Result<ze::ze_event_pool_handle_t, LevelZeroError> {
+    let desc = ze::ze_event_pool_desc_t {
+        stype: ze::ZE_STRUCTURE_TYPE_EVENT_POOL_DESC,
+        pNext: std::ptr::null(),
+        flags: ze::ZE_EVENT_POOL_FLAG_HOST_VISIBLE,
+        count: EVENTS_PER_POOL,
+    };
+    let mut pool = std::ptr::null_mut();
+    // SAFETY: the context is live; zero devices means all devices of the context.
+    check("zeEventPoolCreate", unsafe {
+        ze::zeEventPoolCreate(context.handle(), &desc, 0, std::ptr::null_mut(), &mut pool)
+    })?;
+    Ok(pool)
+}

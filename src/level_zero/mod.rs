@@ -1,0 +1,170 @@
+//! The backend over Level Zero: page-locked memory from `zeMemAllocHost` in one
+//! context, and stream events that are either recorded through hooks the host
+//! runtime registered (a SYCL runtime owns its queues' command lists) or, without
+//! hooks, with barriers on this library's own immediate command list per stream.
+//! It knows nothing of PyTorch or C++.
+
+mod context;
+mod event_pool;
+mod result;
+mod streams;
+
+pub use context::Context;
+pub use result::{LevelZeroError, ZeResult};
+pub use streams::StreamHooks;
+
+use level_zero_sys as ze;
+
+use crate::caching::{BackendError, HostMemory, StreamEvents, StreamKey};
+use event_pool::EventPool;
+use result::check;
+use streams::OwnStreams;
+
+/// All host memory is aligned like PyTorch's (`sycl::aligned_alloc_host(512, …)`).
+pub const HOST_ALIGNMENT: usize = 512;
+
+pub struct LevelZeroBackend {
+    context: Context,
+    recorder: Recorder,
+}
+
+enum Recorder {
+    Hooks(Box<dyn StreamHooks>),
+    Own { streams: OwnStreams, events: EventPool },
+}
+
+/// An event the core waits on.
+pub enum Event {
+    /// From the host runtime's hook; `token` goes back to its release hook.
+    Hooked { event: ze::ze_event_handle_t, token: usize },
+    /// From this backend's own pool.
+    Own(ze::ze_event_handle_t),
+}
+
+// SAFETY: a Level Zero event handle may be queried, host-reset and released from
+// any thread (zeEventQueryStatus and zeEventHostReset are thread-safe, LEVEL_ZERO.md).
+unsafe impl Send for Event {}
+
+impl LevelZeroBackend {
+    pub fn new(context: Context, hooks: Option<Box<dyn StreamHooks>>) -> LevelZeroBackend {
+        let recorder = match hooks {
+            Some(hooks) => Recorder::Hooks(hooks),
+            None => Recorder::Own { streams: OwnStreams::new(), events: EventPool::new() },
+        };
+        LevelZeroBackend { context, recorder }
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// Runs `submit` with this library's command list for `stream`, under the lock
+    /// that keeps two threads from appending to it at once. `None` when events are
+    /// recorded through the host runtime's hooks: the runtime owns its streams.
+    pub fn with_stream_command_list<T>(
+        &self,
+        stream: StreamKey,
+        submit: impl FnOnce(ze::ze_command_list_handle_t) -> T,
+    ) -> Option<Result<T, LevelZeroError>> {
+        match &self.recorder {
+            Recorder::Hooks(_) => None,
+            Recorder::Own { streams, .. } => Some(streams.with_list(&self.context, stream, submit)),
+        }
+    }
+}
+
+impl HostMemory for LevelZeroBackend {
+    fn allocate(&self, size: usize) -> Result<usize, BackendError> {
+        let desc = ze::ze_host_mem_alloc_desc_t {
+            stype: ze::ZE_STRUCTURE_TYPE_HOST_MEM_ALLOC_DESC,
+            pNext: std::ptr::null(),
+            flags: 0,
+        };
+        let mut ptr = std::ptr::null_mut();
+        // SAFETY: the context handle is live for the backend's lifetime, and desc
+        // and ptr are valid for the duration of the call.
+        let result = unsafe { ze::zeMemAllocHost(self.context.handle(), &desc, size, HOST_ALIGNMENT, &mut ptr) };
+        match result {
+            ze::ZE_RESULT_SUCCESS if !ptr.is_null() => Ok(ptr as usize),
+            ze::ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY | ze::ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY => {
+                Err(BackendError::OutOfMemory(format!("zeMemAllocHost({size} bytes) returned {}", ZeResult(result))))
+            }
+            _ => Err(BackendError::Failed(format!("zeMemAllocHost({size} bytes) returned {}", ZeResult(result)))),
+        }
+    }
+
+    fn free(&self, address: usize, _size: usize) -> Result<(), BackendError> {
+        // SAFETY: the address came from zeMemAllocHost in this context, and the
+        // core frees it once, after every stream that used it is done.
+        check("zeMemFree", unsafe { ze::zeMemFree(self.context.handle(), address as *mut _) })
+            .map_err(|error| BackendError::Failed(error.to_string()))
+    }
+}
+
+impl StreamEvents for LevelZeroBackend {
+    type Event = Event;
+
+    fn check_stream(&self, stream: StreamKey) -> Result<(), BackendError> {
+        match &self.recorder {
+            Recorder::Hooks(_) => Ok(()),
+            Recorder::Own { .. } => self.context.device(stream.device_index).map(|_| ()).map_err(BackendError::from),
+        }
+    }
+
+    fn record(&self, stream: StreamKey) -> Result<Event, BackendError> {
+        match &self.recorder {
+            Recorder::Hooks(hooks) => hooks
+                .record(stream)
+                .map(|(event, token)| Event::Hooked { event, token })
+                .map_err(BackendError::Failed),
+            Recorder::Own { streams, events } => {
+                let event = events.acquire(&self.context)?;
+                let appended = streams.with_list(&self.context, stream, |list| {
+                    // SAFETY: the list is live and locked for this thread; the event
+                    // is live and signalled by nothing else.
+                    check("zeCommandListAppendBarrier", unsafe {
+                        ze::zeCommandListAppendBarrier(list, event, 0, std::ptr::null_mut())
+                    })
+                });
+                match appended.and_then(|result| result) {
+                    Ok(()) => Ok(Event::Own(event)),
+                    Err(error) => {
+                        events.release(event);
+                        Err(error.into())
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_complete(&self, event: &Event) -> Result<bool, BackendError> {
+        let handle = match event {
+            Event::Hooked { event, .. } | Event::Own(event) => *event,
+        };
+        // SAFETY: the event stays live until released, which takes it by value.
+        match unsafe { ze::zeEventQueryStatus(handle) } {
+            ze::ZE_RESULT_SUCCESS => Ok(true),
+            ze::ZE_RESULT_NOT_READY => Ok(false),
+            other => Err(BackendError::Failed(format!("zeEventQueryStatus returned {}", ZeResult(other)))),
+        }
+    }
+
+    fn release(&self, event: Event) {
+        match (event, &self.recorder) {
+            (Event::Hooked { event, token }, Recorder::Hooks(hooks)) => hooks.release(event, token),
+            (Event::Own(event), Recorder::Own { events, .. }) => events.release(event),
+            _ => unreachable!("an event is released to the recorder that made it"),
+        }
+    }
+}
+
+impl From<LevelZeroError> for BackendError {
+    fn from(error: LevelZeroError) -> BackendError {
+        match error.result {
+            Some(ze::ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY | ze::ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY) => {
+                BackendError::OutOfMemory(error.to_string())
+            }
+            _ => BackendError::Failed(error.to_string()),
+        }
+    }
+}
