@@ -21,7 +21,7 @@ use result::check;
 use streams::OwnStreams;
 
 /// All host memory is aligned like PyTorch's (`sycl::aligned_alloc_host(512, …)`).
-pub const HOST_ALIGNMENT: usize = 512;
+const HOST_ALIGNMENT: usize = 512;
 
 pub struct LevelZeroBackend {
     context: Context,
