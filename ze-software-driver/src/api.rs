@@ -1,0 +1,64 @@
+//! What every entry point shares: results, the panic barrier and misuse reports.
+
+use std::cell::Cell;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use level_zero_sys::*;
+
+use crate::knobs::knobs;
+
+/// The outcome of an entry point. `Err` carries every other `ze_result_t`,
+/// including `ZE_RESULT_NOT_READY`, so that `?` can end a call early.
+pub type ZeResult<T = ()> = Result<T, ze_result_t>;
+
+thread_local! {
+    /// The entry point running on this thread, named in misuse reports.
+    static CURRENT: Cell<&'static str> = const { Cell::new("") };
+}
+
+/// Runs the body of the entry point `name`. A Rust panic must never cross an
+/// `extern "C"` function: it becomes `ZE_RESULT_ERROR_UNKNOWN`.
+pub fn entry(name: &'static str, body: impl FnOnce() -> ZeResult) -> ze_result_t {
+    CURRENT.with(|current| current.set(name));
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => ZE_RESULT_SUCCESS,
+        Ok(Err(code)) => code,
+        Err(_) => ZE_RESULT_ERROR_UNKNOWN,
+    }
+}
+
+/// Reports a misuse of the API on stderr when `ZE_SOFTWARE_DRIVER_STRICT=1`.
+/// The caller returns an error either way.
+pub fn misuse(what: fmt::Arguments) {
+    if knobs().strict {
+        let api = CURRENT.with(Cell::get);
+        eprintln!("ze-software-driver: misuse: {api}: {what}");
+    }
+}
+
+/// The error for a handle that is not null but names no live object of its
+/// type: destroyed, of another type, or not from this driver.
+pub fn unknown_handle<H>(kind: &str, handle: *mut H) -> ze_result_t {
+    misuse(format_args!("stale or foreign {kind} handle {handle:p}"));
+    ZE_RESULT_ERROR_INVALID_ARGUMENT
+}
+
+/// Flags with bits above `highest` set are `ZE_RESULT_ERROR_INVALID_ENUMERATION`
+/// (the spec's "`0x7 < desc->flags`" checks).
+pub fn check_flags(flags: u32, highest: u32) -> ZeResult {
+    if flags > highest {
+        Err(ZE_RESULT_ERROR_INVALID_ENUMERATION)
+    } else {
+        Ok(())
+    }
+}
+
+/// `ZE_RESULT_SUCCESS` when `done`, else `ZE_RESULT_NOT_READY`.
+pub fn ready(done: bool) -> ZeResult {
+    if done {
+        Ok(())
+    } else {
+        Err(ZE_RESULT_NOT_READY)
+    }
+}

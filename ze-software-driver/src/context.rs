@@ -1,0 +1,71 @@
+//! Contexts: the scope of memory, event pools, command lists and queues.
+
+use level_zero_sys::*;
+
+use crate::api::{check_flags, entry};
+use crate::device;
+use crate::driver;
+use crate::ffi::{handles, input, output};
+use crate::leaks;
+use crate::registry::Registry;
+
+/// Objects refer to their context through an `Arc<Context>`; its address is
+/// the identity that scopes memory and leak reports.
+pub struct Context;
+
+pub static CONTEXTS: Registry<Context> = Registry::new("context");
+
+pub unsafe extern "C" fn create(
+    driver: ze_driver_handle_t,
+    desc: *const ze_context_desc_t,
+    context: *mut ze_context_handle_t,
+) -> ze_result_t {
+    entry("zeContextCreate", || {
+        driver::lookup(driver)?;
+        // SAFETY: application pointers, valid per the API contract.
+        let (desc, context) = unsafe { (input(desc)?, output(context)?) };
+        check_flags(desc.flags, ZE_CONTEXT_FLAG_TBD)?;
+        *context = CONTEXTS.insert(Context);
+        Ok(())
+    })
+}
+
+/// Every context of this driver spans all its devices, so the device list is
+/// only validated.
+pub unsafe extern "C" fn create_ex(
+    driver: ze_driver_handle_t,
+    desc: *const ze_context_desc_t,
+    device_count: u32,
+    devices: *mut ze_device_handle_t,
+    context: *mut ze_context_handle_t,
+) -> ze_result_t {
+    entry("zeContextCreateEx", || {
+        driver::lookup(driver)?;
+        // SAFETY: application pointers, valid per the API contract.
+        let (desc, context) = unsafe { (input(desc)?, output(context)?) };
+        check_flags(desc.flags, ZE_CONTEXT_FLAG_TBD)?;
+        if devices.is_null() && device_count > 0 {
+            return Err(ZE_RESULT_ERROR_INVALID_SIZE);
+        }
+        // SAFETY: a non-null device array holds `device_count` handles (API contract).
+        for &handle in unsafe { handles(devices, device_count) } {
+            device::lookup(handle)?;
+        }
+        *context = CONTEXTS.insert(Context);
+        Ok(())
+    })
+}
+
+/// Objects still alive in the context keep it alive and stay usable; they
+/// are reported as leaks.
+pub unsafe extern "C" fn destroy(context: ze_context_handle_t) -> ze_result_t {
+    entry("zeContextDestroy", || {
+        let destroyed = CONTEXTS.remove(context)?;
+        leaks::report_context_destroyed(context as usize, &destroyed);
+        Ok(())
+    })
+}
+
+pub unsafe extern "C" fn get_status(context: ze_context_handle_t) -> ze_result_t {
+    entry("zeContextGetStatus", || CONTEXTS.get(context).map(drop))
+}
