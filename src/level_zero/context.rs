@@ -30,16 +30,9 @@ impl Context {
         if result != ze::ZE_RESULT_SUCCESS {
             return Err(no_driver(format!("zeInit(0) returned {}", super::ZeResult(result))));
         }
-        let mut count = 0u32;
-        // SAFETY: a null handle array asks only for the count.
-        check("zeDriverGet", unsafe { ze::zeDriverGet(&mut count, std::ptr::null_mut()) })?;
-        if count == 0 {
+        let Some(&driver) = drivers()?.first() else {
             return Err(no_driver("zeDriverGet found no driver".into()));
-        }
-        let mut driver = std::ptr::null_mut();
-        count = 1;
-        // SAFETY: room for exactly `count` = 1 handle.
-        check("zeDriverGet", unsafe { ze::zeDriverGet(&mut count, &mut driver) })?;
+        };
         let desc = ze::ze_context_desc_t { stype: ze::ZE_STRUCTURE_TYPE_CONTEXT_DESC, pNext: std::ptr::null(), flags: 0 };
         let mut context = std::ptr::null_mut();
         // SAFETY: the driver handle was just returned by the loader; desc and context are valid.
@@ -56,9 +49,14 @@ impl Context {
 
     /// Uses the host runtime's driver and context (PyTorch: the native handles of
     /// `c10::xpu::get_device_context()`), so that its `is_pinned` recognises our memory.
+    /// The driver must be one the loader reports; the context cannot be checked
+    /// (the loader dereferences context handles) and must be a live context of it.
     pub fn from_host(driver: ze::ze_driver_handle_t, context: ze::ze_context_handle_t) -> Result<Context, LevelZeroError> {
         if driver.is_null() || context.is_null() {
             return Err(LevelZeroError::invalid("the driver and context handles must not be null".into()));
+        }
+        if !drivers()?.contains(&driver) {
+            return Err(LevelZeroError::invalid(format!("{driver:?} is not a Level Zero driver handle of this process")));
         }
         let devices = devices_of(driver)?;
         Ok(Context { driver, context, devices, owned: false })
@@ -106,6 +104,21 @@ impl Drop for Context {
             unsafe { ze::zeContextDestroy(self.context) };
         }
     }
+}
+
+/// The drivers the loader reports; `zeInit` must have succeeded, or the list is empty.
+fn drivers() -> Result<Vec<ze::ze_driver_handle_t>, LevelZeroError> {
+    let mut count = 0u32;
+    // SAFETY: a null handle array asks only for the count. Before zeInit the
+    // loader answers UNINITIALIZED, which is no driver.
+    if unsafe { ze::zeDriverGet(&mut count, std::ptr::null_mut()) } != ze::ZE_RESULT_SUCCESS {
+        return Ok(Vec::new());
+    }
+    let mut drivers = vec![std::ptr::null_mut(); count as usize];
+    // SAFETY: the array has room for `count` handles.
+    check("zeDriverGet", unsafe { ze::zeDriverGet(&mut count, drivers.as_mut_ptr()) })?;
+    drivers.truncate(count as usize);
+    Ok(drivers)
 }
 
 fn devices_of(driver: ze::ze_driver_handle_t) -> Result<Vec<ze::ze_device_handle_t>, LevelZeroError> {
