@@ -1,0 +1,222 @@
+// The allocator as PyTorch 2.4-2.7 sees it, compiled against the REAL torch
+// 2.5.1 headers and linked to its libc10.so: reached only through
+// c10::Allocator* and PyTorch's mangled at::xpu:: declarations (ABI.md
+// sections 1-6). With ZE_SOFTWARE_DRIVER_HOST_MEMORY_LIMIT set it also checks
+// that running out of pinned memory throws and the allocator recovers.
+#include <c10/core/Allocator.h>
+#include <c10/core/Device.h>
+#include <c10/core/Stream.h>
+
+#include <cxxabi.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <typeinfo>
+#include <vector>
+
+#include "test_support.h"
+
+// ATen/xpu/CachingHostAllocator.h cannot be included: through
+// c10/xpu/XPUStream.h it pulls in SYCL. These are its declarations, with a
+// mirror of c10::xpu::XPUStream: the same name (so the same mangled names) and
+// the same layout, one c10::Stream.
+namespace c10::xpu {
+class XPUStream {
+ public:
+  enum Unchecked { UNCHECKED };
+  explicit XPUStream(Unchecked, Stream stream) : stream_(stream) {}
+  Stream unwrap() const { return stream_; }
+
+ private:
+  Stream stream_;
+};
+static_assert(sizeof(XPUStream) == sizeof(c10::Stream) && sizeof(XPUStream) == 16, "XPUStream is one c10::Stream, 16 bytes");
+static_assert(alignof(XPUStream) == alignof(c10::Stream) && alignof(XPUStream) == 8, "XPUStream aligns as c10::Stream");
+static_assert(std::is_trivially_copyable_v<c10::Stream> && std::is_trivially_copyable_v<XPUStream>,
+              "passed by value in two registers (ABI.md section 2)");
+}  // namespace c10::xpu
+
+namespace at::xpu {
+c10::Allocator* getCachingHostAllocator();
+bool CachingHostAllocator_recordEvent(void* ptr, void* ctx, c10::xpu::XPUStream stream);
+void CachingHostAllocator_emptyCache();
+}  // namespace at::xpu
+
+// The C layout of the stream argument must be the one c10::Stream has.
+static_assert(sizeof(xpu_host_stream) == sizeof(c10::Stream) && alignof(xpu_host_stream) == alignof(c10::Stream));
+static_assert(static_cast<int>(c10::DeviceType::CPU) == 0 && static_cast<int>(c10::DeviceType::XPU) == 12);
+
+using xpu_host_test::Checks;
+using xpu_host_test::pointer_text;
+
+namespace {
+
+constexpr std::int64_t kStreamId = 3;
+const xpu_host_stream kStream = {12, 0, kStreamId};
+
+c10::xpu::XPUStream xpu_stream() {
+  return c10::xpu::XPUStream(c10::xpu::XPUStream::UNCHECKED,
+                             c10::Stream(c10::Stream::UNSAFE, c10::Device(c10::DeviceType::XPU, 0), kStreamId));
+}
+
+void* deleted_context = nullptr;
+void recording_deleter(void* ctx) { deleted_context = ctx; }
+
+template <class T>
+T read_at(const void* object, std::size_t offset) {
+  T value;
+  std::memcpy(&value, static_cast<const unsigned char*>(object) + offset, sizeof value);
+  return value;
+}
+
+void check_data_ptr_layout(Checks& checks) {
+  static_assert(sizeof(c10::DataPtr) == 32 && alignof(c10::DataPtr) == 8, "ABI.md section 4");
+  int data = 0, ctx = 0;
+  {
+    c10::DataPtr p(&data, &ctx, recording_deleter, c10::Device(c10::DeviceType::CPU));
+    checks.check(read_at<void*>(&p, 0) == &data, "DataPtr layout: data at offset 0");
+    checks.check(read_at<c10::DeleterFnPtr>(&p, 8) == &recording_deleter, "DataPtr layout: deleter at offset 8");
+    checks.check(read_at<void*>(&p, 16) == &ctx, "DataPtr layout: context at offset 16");
+    checks.check(read_at<std::int8_t>(&p, 24) == 0, "DataPtr layout: device type at offset 24 (CPU = 0)");
+    checks.check(read_at<std::int8_t>(&p, 25) == -1, "DataPtr layout: device index at offset 25 (-1)");
+  }
+  checks.check(deleted_context == &ctx, "DataPtr layout: the destructor calls the deleter with the context");
+}
+
+void check_allocate(Checks& checks, c10::Allocator* allocator) {
+  void* data = nullptr;
+  void* ctx = nullptr;
+  {
+    c10::DataPtr p = allocator->allocate(1000);
+    data = p.get();
+    ctx = p.get_context();
+    checks.check(data != nullptr, "allocate(1000): data is not null");
+    checks.check(reinterpret_cast<std::uintptr_t>(data) % 512 == 0, "allocate(1000): data is 512-aligned", pointer_text(data));
+    checks.check(ctx != nullptr && ctx != data, "allocate(1000): the context is a block handle, not the data pointer",
+                 "ctx " + pointer_text(ctx));
+    checks.check(p.device().type() == c10::DeviceType::CPU && p.device().index() == -1, "allocate(1000): device is {CPU, -1}",
+                 p.device().str());
+    checks.check(p.get_deleter() != nullptr, "allocate(1000): a deleter is set");
+    if (data != nullptr) {
+      std::memset(data, 0x5a, 1000);
+      checks.check(static_cast<unsigned char*>(data)[999] == 0x5a, "allocate(1000): the memory is writable");
+    }
+  }
+  c10::DataPtr again = allocator->allocate(1000);
+  checks.check(again.get() == data && again.get_context() == ctx,
+               "destroying the DataPtr frees the block: the same size gets the same data pointer and context",
+               "got " + pointer_text(again.get()) + ", freed " + pointer_text(data));
+
+  c10::DataPtr empty = allocator->allocate(0);
+  checks.check(empty.get() == nullptr && empty.get_context() == nullptr, "allocate(0): null data and null context");
+}
+
+void check_other_virtuals(Checks& checks, c10::Allocator* allocator) {
+  c10::DataPtr ours = allocator->allocate(256);
+  checks.check(!allocator->is_simple_data_ptr(ours), "is_simple_data_ptr is false for our DataPtr (ctx != data)");
+  int local = 0;
+  c10::DataPtr simple(&local, &local, c10::detail::deleteNothing, c10::Device(c10::DeviceType::CPU));
+  checks.check(allocator->is_simple_data_ptr(simple), "is_simple_data_ptr is true for a DataPtr whose data == ctx");
+  checks.check(allocator->raw_deleter() == nullptr, "raw_deleter is null, as c10::Allocator's default");
+
+  std::vector<unsigned char> source(3000);
+  for (std::size_t i = 0; i < source.size(); ++i) source[i] = static_cast<unsigned char>(i * 7);
+  c10::DataPtr copy = allocator->clone(source.data(), source.size());
+  checks.check(copy.get() != nullptr && std::memcmp(copy.get(), source.data(), source.size()) == 0,
+               "clone copies the bytes (through our copy_data)");
+  checks.check(copy.get_context() != nullptr && copy.get_context() != copy.get(), "clone's memory is one of our blocks");
+
+  checks.throws<std::exception>("copy_data with a null destination and n > 0 throws", "null pointer",
+                                [&] { allocator->copy_data(nullptr, source.data(), 10); });
+  checks.throws<std::exception>("copy_data with a null source and n > 0 throws", "null pointer",
+                                [&] { allocator->copy_data(copy.get(), nullptr, 10); });
+
+  const std::type_info& dynamic_type = typeid(*allocator);
+  checks.check(std::strcmp(dynamic_type.name(), "N26xpu_caching_host_allocator20CachingHostAllocatorE") == 0,
+               "typeid(*allocator) is our class", dynamic_type.name());
+  auto* si = dynamic_cast<const abi::__si_class_type_info*>(&dynamic_type);
+  checks.check(si != nullptr && *si->__base_type == typeid(c10::Allocator),
+               "the RTTI says our class derives from c10::Allocator (single inheritance)");
+  checks.check(dynamic_cast<void*>(allocator) == static_cast<void*>(allocator),
+               "dynamic_cast<void*> finds the object (offset-to-top 0)");
+  struct SomeOtherAllocator : c10::Allocator {};
+  checks.check(dynamic_cast<SomeOtherAllocator*>(allocator) == nullptr,
+               "dynamic_cast to an unrelated c10::Allocator subclass walks our RTTI and says no");
+  checks.check(dynamic_cast<c10::Allocator*>(allocator) == allocator, "dynamic_cast<c10::Allocator*> works");
+}
+
+void check_errors(Checks& checks, c10::Allocator* allocator) {
+  checks.throws<std::runtime_error>("allocate(SIZE_MAX) throws std::runtime_error naming the size",
+                                    std::to_string(SIZE_MAX), [&] { allocator->allocate(SIZE_MAX); });
+  checks.throws<std::runtime_error>("allocate(SIZE_MAX/2+2) throws std::runtime_error naming the size",
+                                    std::to_string(SIZE_MAX / 2 + 2), [&] { allocator->allocate(SIZE_MAX / 2 + 2); });
+  c10::DataPtr after = allocator->allocate(4096);
+  checks.check(after.get() != nullptr, "after those errors the allocator still allocates");
+}
+
+// Run only in the registration with the driver's memory limit set.
+void check_memory_limit(Checks& checks, c10::Allocator* allocator, std::size_t limit) {
+  checks.throws<std::runtime_error>("an allocation beyond the driver's memory limit throws out-of-memory",
+                                    "out of pinned host memory", [&] { allocator->allocate(2 * limit); });
+  c10::DataPtr small = allocator->allocate(limit / 4);
+  checks.check(small.get() != nullptr, "after out-of-memory, an allocation within the limit still works");
+  checks.throws<std::runtime_error>("out-of-memory again while a block is held", "out of pinned host memory",
+                                    [&] { allocator->allocate(limit); });
+}
+
+// What PyTorch's own xpu_caching_host_allocator_test checks, through the mangled name.
+void check_record_event(Checks& checks, c10::Allocator* allocator) {
+  auto record = [](void* ptr, void* ctx) { return at::xpu::CachingHostAllocator_recordEvent(ptr, ctx, xpu_stream()); };
+  int foreign = 0;
+  {
+    c10::DataPtr block = allocator->allocate(4096);
+    char* base = static_cast<char*>(block.get());
+    checks.check(record(base, block.get_context()), "recordEvent(our base pointer, our context) is true");
+    checks.check(record(base + 128, block.get_context()), "recordEvent(interior pointer, our context), a slice, is true");
+    checks.check(record(base, &foreign), "recordEvent(our base pointer, foreign context), from_blob of the base, is true");
+    checks.check(!record(base + 128, &foreign), "recordEvent(interior pointer, foreign context) is false");
+  }
+  void* ordinary = std::malloc(4096);
+  checks.check(!record(ordinary, ordinary), "recordEvent on malloc'd memory is false");
+  std::free(ordinary);
+
+  void* stale_data = nullptr;
+  void* stale_ctx = nullptr;
+  {
+    c10::DataPtr block = allocator->allocate(1 << 20);
+    stale_data = block.get();
+    stale_ctx = block.get_context();
+  }
+  at::xpu::CachingHostAllocator_emptyCache();
+  checks.check(!record(stale_data, stale_ctx), "recordEvent on a freed block after emptyCache is false");
+}
+
+}  // namespace
+
+int main() {
+  Checks checks("c10_abi_test");
+  check_data_ptr_layout(checks);
+
+  c10::Allocator* allocator = at::xpu::getCachingHostAllocator();
+  if (!checks.check(allocator != nullptr, "at::xpu::getCachingHostAllocator() returns an allocator")) return checks.finish();
+  checks.check(at::xpu::getCachingHostAllocator() == allocator, "getCachingHostAllocator returns the same object every time");
+
+  check_allocate(checks, allocator);
+  check_other_virtuals(checks, allocator);
+  check_errors(checks, allocator);
+  check_record_event(checks, allocator);
+  xpu_host_test::check_stream_ordering(
+      checks, "stream ordering through c10::Allocator", kStream, [&] { return allocator->allocate(8192); },
+      [](const c10::DataPtr& p) { return std::make_pair(p.get(), p.get_context()); },
+      [](const c10::DataPtr& p) { return at::xpu::CachingHostAllocator_recordEvent(p.get(), p.get_context(), xpu_stream()); });
+
+  if (const char* limit = std::getenv("ZE_SOFTWARE_DRIVER_HOST_MEMORY_LIMIT")) {
+    at::xpu::CachingHostAllocator_emptyCache();
+    check_memory_limit(checks, allocator, std::strtoull(limit, nullptr, 10));
+  }
+  return checks.finish();
+}
