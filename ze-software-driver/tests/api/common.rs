@@ -1,0 +1,262 @@
+//! What the tests share: the driver that ZE_ENABLE_ALT_DRIVERS selects, object
+//! helpers, and child processes for tests that need a knob.
+
+use std::ffi::c_void;
+use std::process::{Command, Output};
+use std::ptr::{null, null_mut};
+
+pub use level_zero_sys::*;
+
+/// Calls a Level Zero function and returns its result.
+macro_rules! call {
+    ($call:expr) => {{
+        #[allow(unused_unsafe)]
+        // SAFETY: the tests pass live handles and pointers to live locals, as
+        // the API requires; where a test passes a bad argument, it does so on
+        // purpose, to check that the driver rejects it without using it.
+        let result = unsafe { $call };
+        result
+    }};
+}
+
+/// Calls a Level Zero function and asserts that it succeeds.
+macro_rules! ze {
+    ($call:expr) => {
+        assert_eq!(call!($call), ZE_RESULT_SUCCESS, "{}", stringify!($call))
+    };
+}
+
+/// Set in the environment of a child process that runs one `#[ignore]`d test.
+const CHILD_MARK: &str = "ZE_SOFTWARE_DRIVER_TEST_CHILD";
+
+pub fn require_alt_driver() -> String {
+    std::env::var("ZE_ENABLE_ALT_DRIVERS").expect(
+        "ZE_ENABLE_ALT_DRIVERS is not set. These tests run the driver through the real loader: \
+         `cargo build -p ze-software-driver`, then \
+         `ZE_ENABLE_ALT_DRIVERS=$CARGO_TARGET_DIR/debug/libze_software_driver.so cargo test -p ze-software-driver` \
+         (an absolute path; never set it empty)",
+    )
+}
+
+/// Whether the loader wraps handles (`ZE_ENABLE_LOADER_INTERCEPT=1`). The
+/// wrapper of a destroyed object is freed memory to the loader, and a null
+/// handle is dereferenced by it, so tests of stale or null handles skip
+/// themselves then (unless the validation layer catches null handles first).
+pub fn loader_intercept() -> bool {
+    std::env::var("ZE_ENABLE_LOADER_INTERCEPT").as_deref() == Ok("1")
+}
+
+/// Whether null handles and null handle arrays reach the driver, or a layer
+/// that checks them first. With `ZE_ENABLE_LOADER_INTERCEPT=1` alone, the
+/// loader dereferences null handles and replaces a null handle array with an
+/// uninitialised one.
+pub fn nulls_are_checked() -> bool {
+    let on = |name| std::env::var(name).as_deref() == Ok("1");
+    !loader_intercept() || (on("ZE_ENABLE_VALIDATION_LAYER") && on("ZE_ENABLE_PARAMETER_VALIDATION"))
+}
+
+pub struct Setup {
+    pub driver: ze_driver_handle_t,
+    pub device: ze_device_handle_t,
+}
+
+/// The software driver and its first device.
+pub fn setup() -> Setup {
+    require_alt_driver();
+    ze!(zeInit(0));
+    let mut count = 1;
+    let mut driver = null_mut();
+    ze!(zeDriverGet(&mut count, &mut driver));
+    assert_eq!(count, 1, "one driver, the software driver");
+    let mut device = null_mut();
+    ze!(zeDeviceGet(driver, &mut count, &mut device));
+    Setup { driver, device }
+}
+
+impl Setup {
+    pub fn context(&self) -> ze_context_handle_t {
+        let desc = ze_context_desc_t { stype: ZE_STRUCTURE_TYPE_CONTEXT_DESC, pNext: null(), flags: 0 };
+        let mut context = null_mut();
+        ze!(zeContextCreate(self.driver, &desc, &mut context));
+        context
+    }
+
+    pub fn immediate_list(&self, context: ze_context_handle_t, mode: ze_command_queue_mode_t) -> ze_command_list_handle_t {
+        let mut list = null_mut();
+        ze!(zeCommandListCreateImmediate(context, self.device, &queue_desc(mode), &mut list));
+        list
+    }
+
+    pub fn regular_list(&self, context: ze_context_handle_t) -> ze_command_list_handle_t {
+        let desc = ze_command_list_desc_t {
+            stype: ZE_STRUCTURE_TYPE_COMMAND_LIST_DESC,
+            pNext: null(),
+            commandQueueGroupOrdinal: 0,
+            flags: 0,
+        };
+        let mut list = null_mut();
+        ze!(zeCommandListCreate(context, self.device, &desc, &mut list));
+        list
+    }
+
+    pub fn queue(&self, context: ze_context_handle_t, mode: ze_command_queue_mode_t) -> ze_command_queue_handle_t {
+        let mut queue = null_mut();
+        ze!(zeCommandQueueCreate(context, self.device, &queue_desc(mode), &mut queue));
+        queue
+    }
+
+    /// The `zexSoftwareDriverGetLiveObjects` counts.
+    pub fn live_objects(&self) -> LiveObjects {
+        let mut function = null_mut();
+        ze!(zeDriverGetExtensionFunctionAddress(
+            self.driver,
+            c"zexSoftwareDriverGetLiveObjects".as_ptr(),
+            &mut function
+        ));
+        assert!(!function.is_null());
+        // SAFETY: the driver hands out this function with this signature
+        // (include/ze_software_driver.h).
+        let function: GetLiveObjects = unsafe { std::mem::transmute(function) };
+        let mut live = LiveObjects::default();
+        ze!(function(&mut live));
+        live
+    }
+}
+
+type GetLiveObjects = unsafe extern "C" fn(*mut LiveObjects) -> ze_result_t;
+
+/// `zex_software_driver_live_objects_t` of include/ze_software_driver.h.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveObjects {
+    pub allocations: u64,
+    pub allocated_bytes: u64,
+    pub event_pools: u64,
+    pub events: u64,
+    pub command_lists: u64,
+    pub command_queues: u64,
+    pub fences: u64,
+    pub contexts: u64,
+    pub host_alloc_calls: u64,
+    pub host_free_calls: u64,
+}
+
+pub fn queue_desc(mode: ze_command_queue_mode_t) -> ze_command_queue_desc_t {
+    ze_command_queue_desc_t {
+        stype: ZE_STRUCTURE_TYPE_COMMAND_QUEUE_DESC,
+        pNext: null(),
+        ordinal: 0,
+        index: 0,
+        flags: 0,
+        mode,
+        priority: ZE_COMMAND_QUEUE_PRIORITY_NORMAL,
+    }
+}
+
+pub fn host_desc(flags: ze_host_mem_alloc_flags_t) -> ze_host_mem_alloc_desc_t {
+    ze_host_mem_alloc_desc_t { stype: ZE_STRUCTURE_TYPE_HOST_MEM_ALLOC_DESC, pNext: null(), flags }
+}
+
+pub fn device_desc() -> ze_device_mem_alloc_desc_t {
+    ze_device_mem_alloc_desc_t { stype: ZE_STRUCTURE_TYPE_DEVICE_MEM_ALLOC_DESC, pNext: null(), flags: 0, ordinal: 0 }
+}
+
+pub fn alloc_host(context: ze_context_handle_t, size: usize) -> *mut u8 {
+    let mut memory: *mut c_void = null_mut();
+    ze!(zeMemAllocHost(context, &host_desc(0), size, 0, &mut memory));
+    memory.cast()
+}
+
+pub fn free(context: ze_context_handle_t, memory: *mut u8) {
+    ze!(zeMemFree(context, memory.cast()));
+}
+
+/// A copy of `size` bytes of driver memory at `memory`, read once nothing writes them.
+pub fn read(memory: *const u8, size: usize) -> Vec<u8> {
+    // SAFETY: the tests read live allocations of at least `size` bytes that
+    // no command is writing at the time.
+    unsafe { std::slice::from_raw_parts(memory, size) }.to_vec()
+}
+
+/// Sets `size` bytes of driver memory at `memory` from the host.
+pub fn write(memory: *mut u8, value: u8, size: usize) {
+    // SAFETY: as for `read`, for writes.
+    unsafe { std::ptr::write_bytes(memory, value, size) }
+}
+
+/// A host-visible event pool and its events, each at its own index.
+pub struct Events {
+    pub pool: ze_event_pool_handle_t,
+    pub events: Vec<ze_event_handle_t>,
+}
+
+impl Events {
+    pub fn new(context: ze_context_handle_t, count: u32) -> Events {
+        let pool_desc = ze_event_pool_desc_t {
+            stype: ZE_STRUCTURE_TYPE_EVENT_POOL_DESC,
+            pNext: null(),
+            flags: ZE_EVENT_POOL_FLAG_HOST_VISIBLE,
+            count,
+        };
+        let mut pool = null_mut();
+        ze!(zeEventPoolCreate(context, &pool_desc, 0, null_mut(), &mut pool));
+        let events = (0..count)
+            .map(|index| {
+                let mut event = null_mut();
+                ze!(zeEventCreate(pool, &event_desc(index), &mut event));
+                event
+            })
+            .collect();
+        Events { pool, events }
+    }
+
+    pub fn destroy(self) {
+        for event in self.events {
+            ze!(zeEventDestroy(event));
+        }
+        ze!(zeEventPoolDestroy(self.pool));
+    }
+}
+
+pub fn event_desc(index: u32) -> ze_event_desc_t {
+    ze_event_desc_t {
+        stype: ZE_STRUCTURE_TYPE_EVENT_DESC,
+        pNext: null(),
+        index,
+        signal: ZE_EVENT_SCOPE_FLAG_HOST,
+        wait: ZE_EVENT_SCOPE_FLAG_HOST,
+    }
+}
+
+/// Runs the `#[ignore]`d test `test` (its full path, e.g. `knobs::latency_child`)
+/// alone in a new process of this executable, with `knobs` in its environment.
+pub fn run_child(test: &str, knobs: &[(&str, &str)]) -> Output {
+    let output = Command::new(std::env::current_exe().expect("the test executable"))
+        .args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CHILD_MARK, "1")
+        .envs(knobs.iter().copied())
+        .output()
+        .expect("run the test executable again");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("1 passed"),
+        "child {test} did not pass:\n--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Runs a child that is to exit successfully; returns its stderr.
+pub fn run_passing_child(test: &str, knobs: &[(&str, &str)]) -> String {
+    let output = run_child(test, knobs);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "child {test} exited with {}:\n{stderr}", output.status);
+    stderr
+}
+
+/// Whether this process is a child started by `run_child`. Child tests do
+/// nothing otherwise (e.g. under `cargo test -- --ignored`): they need the
+/// knobs their parent sets.
+pub fn is_child() -> bool {
+    std::env::var_os(CHILD_MARK).is_some()
+}
