@@ -8,7 +8,7 @@
 //! and without dereferencing anything that is not ours. Headers whose memory
 //! went back to the driver are recycled for new blocks.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use super::backend::StreamKey;
@@ -57,6 +57,9 @@ pub struct Block {
     streams: Mutex<Vec<StreamKey>>,
     /// Events still to complete before the block is free.
     pending_events: AtomicUsize,
+    /// How many times the block was cached, so that a note taken when it was
+    /// cached can tell whether it is still about the same stay in the cache.
+    cached_generation: AtomicU64,
 }
 
 impl Block {
@@ -69,6 +72,7 @@ impl Block {
             requested: AtomicUsize::new(0),
             streams: Mutex::new(Vec::new()),
             pending_events: AtomicUsize::new(0),
+            cached_generation: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +133,18 @@ impl Block {
             return None;
         }
         Some(std::mem::take(&mut *streams))
+    }
+
+    /// Marks the block `Cached` and returns the generation of this stay in the cache.
+    pub fn mark_cached(&self) -> u64 {
+        let generation = self.cached_generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.set_state(BlockState::Cached);
+        generation
+    }
+
+    /// Whether the block is still in the cache since it was cached as `generation`.
+    pub fn is_cached_as(&self, generation: u64) -> bool {
+        self.state() == BlockState::Cached && self.cached_generation.load(Ordering::Acquire) == generation
     }
 
     pub fn set_pending_events(&self, count: usize) {

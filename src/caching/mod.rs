@@ -7,39 +7,39 @@
 //! to the free list if no stream used it, otherwise behind one event per stream
 //! in that stream's pending queue; when the last event completes it returns to
 //! the free list. `empty_cache` gives every free block back to the backend.
+//!
+//! The hot path, a cached block of the right class handed out and taken back,
+//! takes only the calling thread's own free-list lock and touches only its own
+//! counters. Pending events are polled only when the cache misses (or by the
+//! background reclaimer instead).
 
 mod backend;
 mod block;
+mod config;
 mod error;
+mod free_lists;
 mod pending;
+mod reclaimer;
 pub mod size_class;
 mod stats;
 
 pub use backend::{Backend, BackendError, HostMemory, StreamEvents, StreamKey};
+pub use config::{Settings, UnknownKeys};
 pub use error::Error;
+pub use reclaimer::Reclaimer;
 pub use stats::{DurationStat, Stat, Stats};
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use block::{Arena, Block, BlockState};
+use free_lists::{current_shard, FreeLists};
 use pending::PendingQueues;
-use size_class::{size_class, CLASS_COUNT};
-use stats::Counters;
-
-/// Settings that shape how requests are rounded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// Divisions per power of two: 1 (PyTorch's rounding), 2, 4 or 8.
-    pub roundup_divisions: u32,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings { roundup_divisions: 1 }
-    }
-}
+use reclaimer::Reclaim;
+use size_class::{fits, Rounding, SizeClass, CLASS_COUNT};
+use stats::{Counters, Hot};
 
 /// A block handed to a caller: its memory and the context that names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,18 +50,35 @@ pub struct Allocation {
     pub size: usize,
 }
 
+/// Statistics of one size class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClassStats {
+    /// The size of a rounded block of this class (unrounded blocks are smaller or larger).
+    pub size: usize,
+    /// Blocks of this class held from the backend.
+    pub allocations: Stat,
+    /// Of those, blocks in free lists now.
+    pub cached: usize,
+}
+
 pub struct CachingAllocator<B: Backend> {
     backend: B,
     settings: Settings,
+    rounding: Rounding,
     blocks: Arena,
-    /// One LIFO list per size class, like PyTorch's: the most recently freed
-    /// block is the warmest.
-    free_lists: Box<[Mutex<Vec<u32>>]>,
+    free: FreeLists,
     /// Block by base address, for `record_event` with a pointer but a foreign
     /// context (a `from_blob` of our memory). Touched only on a cache miss, on
     /// `empty_cache` and on that fallback.
     by_address: Mutex<HashMap<usize, u32>>,
     pending: PendingQueues<B::Event>,
+    /// With a cache cap only: cached blocks, oldest first, each with the
+    /// generation it was cached as (entries of blocks taken since are stale).
+    oldest: Option<Mutex<VecDeque<(u32, u64)>>>,
+    /// The background reclaimer's thread while it runs, woken when blocks
+    /// start waiting; the allocation path polls only when there is none.
+    reclaimer: Mutex<Option<std::thread::Thread>>,
+    reclaimer_running: AtomicBool,
     counters: Counters,
 }
 
@@ -71,16 +88,24 @@ impl<B: Backend> CachingAllocator<B> {
         CachingAllocator {
             backend,
             settings,
+            rounding: Rounding { divisions: settings.roundup_divisions, threshold: settings.max_round_threshold },
             blocks: Arena::new(),
-            free_lists: (0..CLASS_COUNT).map(|_| Mutex::new(Vec::new())).collect(),
+            free: FreeLists::new(),
             by_address: Mutex::new(HashMap::new()),
             pending: PendingQueues::new(),
-            counters: Counters::default(),
+            oldest: (settings.max_cached_bytes != usize::MAX).then(|| Mutex::new(VecDeque::new())),
+            reclaimer: Mutex::new(None),
+            reclaimer_running: AtomicBool::new(false),
+            counters: Counters::new(free_lists::SHARDS, CLASS_COUNT),
         }
     }
 
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Hands out a block of at least `size` bytes; `None` for size 0, which
@@ -89,19 +114,23 @@ impl<B: Backend> CachingAllocator<B> {
         if size == 0 {
             return Ok(None);
         }
-        let class = size_class(size, self.settings.roundup_divisions).ok_or(Error::SizeTooLarge { requested: size })?;
-        self.poll_pending();
-        let block = match self.take_cached(class.index, size) {
-            Some(block) => {
-                self.counters.cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                block
+        let class = self.rounding.classify(size).ok_or(Error::SizeTooLarge { requested: size })?;
+        let shard = current_shard();
+        let cached = self.take_cached(shard, &class, size).or_else(|| {
+            if self.reclaimer_running.load(Ordering::Relaxed) || self.pending.is_empty() {
+                return None;
             }
-            None => self.allocate_new(size, class.size)?,
+            self.poll_pending();
+            self.take_cached(shard, &class, size)
+        });
+        let block = match cached {
+            Some(block) => block,
+            None => self.allocate_new(size, &class)?,
         };
         block.set_requested(size);
-        self.counters.active_requests.increase(1);
-        self.counters.active_bytes.increase(block.size() as i64);
-        self.counters.requested_bytes.increase(size as i64);
+        let bytes = block.size() as i64;
+        self.counters
+            .increase(shard, &[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, bytes), (Hot::RequestedBytes, size as i64)]);
         Ok(Some(Allocation { address: block.address(), context: Arena::context_of(block), size: block.size() }))
     }
 
@@ -110,11 +139,12 @@ impl<B: Backend> CachingAllocator<B> {
     pub fn free(&self, context: usize) -> Result<(), Error> {
         let block = self.blocks.lookup(context).ok_or(Error::UnknownBlock { context })?;
         let streams = block.release().ok_or(Error::NotAllocated { context })?;
-        self.counters.active_requests.decrease(1);
-        self.counters.active_bytes.decrease(block.size() as i64);
-        self.counters.requested_bytes.decrease(block.requested() as i64);
+        let shard = current_shard();
+        let (bytes, requested) = (block.size() as i64, block.requested() as i64);
+        self.counters
+            .decrease(shard, &[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, bytes), (Hot::RequestedBytes, requested)]);
         if streams.is_empty() {
-            self.cache(block);
+            self.cache(shard, block);
             return Ok(());
         }
         let mut events = Vec::with_capacity(streams.len());
@@ -137,6 +167,11 @@ impl<B: Backend> CachingAllocator<B> {
         block.set_pending_events(events.len());
         for (stream, event) in events {
             self.pending.push(stream, event, block.id);
+        }
+        if self.reclaimer_running.load(Ordering::Relaxed) {
+            if let Some(thread) = &*lock(&self.reclaimer) {
+                thread.unpark();
+            }
         }
         Ok(())
     }
@@ -162,19 +197,42 @@ impl<B: Backend> CachingAllocator<B> {
     pub fn empty_cache(&self) -> Result<(), Error> {
         self.poll_pending();
         let mut first_error = None;
-        for list in self.free_lists.iter() {
-            let ids = std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()));
-            for id in ids {
-                if let Err(error) = self.release_memory(self.blocks.get(id)) {
-                    first_error.get_or_insert(error);
-                }
+        for id in self.free.drain() {
+            if let Err(error) = self.release_memory(self.blocks.get(id)) {
+                first_error.get_or_insert(error);
             }
+        }
+        if let Some(oldest) = &self.oldest {
+            lock(oldest).clear();
         }
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Moves blocks whose events have completed to the free lists.
+    pub fn poll_pending(&self) {
+        self.pending.poll(&self.backend, |id| {
+            let block = self.blocks.get(id);
+            if block.complete_one_event() {
+                self.counters.pending_blocks.decrease(1);
+                self.cache(current_shard(), block);
+            }
+        });
+    }
+
     pub fn stats(&self) -> Stats {
         self.counters.snapshot()
+    }
+
+    /// Per size class, the classes that ever held a block.
+    pub fn class_stats(&self) -> Vec<ClassStats> {
+        let cached = self.free.counts();
+        self.counters
+            .class_snapshot()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, allocations)| allocations.allocated > 0)
+            .map(|(index, allocations)| ClassStats { size: size_class::class_size(index), allocations, cached: cached[index] })
+            .collect()
     }
 
     pub fn reset_peak_stats(&self) {
@@ -185,45 +243,40 @@ impl<B: Backend> CachingAllocator<B> {
         self.counters.reset_accumulated();
     }
 
-    fn poll_pending(&self) {
-        self.pending.poll(&self.backend, |id| {
-            let block = self.blocks.get(id);
-            if block.complete_one_event() {
-                self.counters.pending_blocks.decrease(1);
-                self.cache(block);
-            }
-        });
-    }
-
-    fn take_cached(&self, class: usize, size: usize) -> Option<&Block> {
-        let id = self.free_lists[class].lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+    fn take_cached(&self, shard: usize, class: &SizeClass, request: usize) -> Option<&Block> {
+        let fitting = |id| fits(self.blocks.get(id).size(), request, class);
+        let id = self.free.take(shard, class.index, fitting).or_else(|| {
+            let next = self.rounding.next_index(class.index)?;
+            self.free.take(shard, next, fitting)
+        })?;
         let block = self.blocks.get(id);
-        debug_assert!(block.size() >= size, "a free list holds blocks of one size");
         let moved = block.transition(BlockState::Cached, BlockState::Allocated);
         debug_assert!(moved, "blocks in free lists are cached");
-        self.counters.cached_bytes.decrease(block.size() as i64);
+        self.counters.decrease(shard, &[(Hot::CachedBytes, block.size() as i64)]);
+        self.counters.cache_hit(shard);
         Some(block)
     }
 
-    fn allocate_new(&self, requested: usize, size: usize) -> Result<&Block, Error> {
-        self.counters.cache_misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let address = match self.host_allocate(size) {
+    fn allocate_new(&self, requested: usize, class: &SizeClass) -> Result<&Block, Error> {
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let address = match self.host_allocate(class.size) {
             Err(BackendError::OutOfMemory(_)) => {
                 // Cached blocks of other sizes may be what stands in the way.
                 self.empty_cache()?;
-                self.host_allocate(size)
+                self.host_allocate(class.size)
             }
             other => other,
         };
         let address = address.map_err(|error| match error {
-            BackendError::OutOfMemory(detail) => Error::OutOfMemory { requested, size, detail },
+            BackendError::OutOfMemory(detail) => Error::OutOfMemory { requested, size: class.size, detail },
             BackendError::Failed(detail) => Error::Backend(detail),
         })?;
         let block = self.blocks.take_unused();
-        block.bind(address, size, requested);
-        self.by_address.lock().unwrap_or_else(|e| e.into_inner()).insert(address, block.id);
+        block.bind(address, class.size, requested);
+        lock(&self.by_address).insert(address, block.id);
         self.counters.allocations.increase(1);
-        self.counters.allocated_bytes.increase(size as i64);
+        self.counters.allocated_bytes.increase(class.size as i64);
+        self.counters.class_allocations[class.index].increase(1);
         Ok(block)
     }
 
@@ -234,27 +287,83 @@ impl<B: Backend> CachingAllocator<B> {
         result
     }
 
-    fn cache(&self, block: &Block) {
-        let class = size_class(block.size(), self.settings.roundup_divisions)
-            .expect("a block's size is a size class")
-            .index;
-        block.set_state(BlockState::Cached);
-        self.counters.cached_bytes.increase(block.size() as i64);
-        self.free_lists[class].lock().unwrap_or_else(|e| e.into_inner()).push(block.id);
+    fn class_of(&self, block: &Block) -> usize {
+        self.rounding.classify(block.size()).expect("a block's size has a class").index
+    }
+
+    fn cache(&self, shard: usize, block: &Block) {
+        let generation = block.mark_cached();
+        self.counters.increase(shard, &[(Hot::CachedBytes, block.size() as i64)]);
+        self.free.push(shard, self.class_of(block), block.id);
+        if let Some(oldest) = &self.oldest {
+            self.note_cached(oldest, block.id, generation);
+            self.enforce_cap(oldest);
+        }
+    }
+
+    fn note_cached(&self, oldest: &Mutex<VecDeque<(u32, u64)>>, id: u32, generation: u64) {
+        let mut oldest = lock(oldest);
+        oldest.push_back((id, generation));
+        // Entries of blocks taken from the cache since stay until a sweep; sweeping
+        // when they outnumber the blocks held keeps the queue in proportion.
+        if oldest.len() > 2 * self.counters.allocations.snapshot().current.max(0) as usize + 64 {
+            oldest.retain(|&(id, generation)| self.blocks.get(id).is_cached_as(generation));
+        }
+    }
+
+    /// Gives cached blocks back, oldest first, while cached bytes exceed the cap.
+    fn enforce_cap(&self, oldest: &Mutex<VecDeque<(u32, u64)>>) {
+        while self.stats().cached_bytes.current > self.settings.max_cached_bytes as i64 {
+            let Some((id, generation)) = lock(oldest).pop_front() else { return };
+            let block = self.blocks.get(id);
+            if block.is_cached_as(generation) && self.free.remove(self.class_of(block), id) {
+                // A failed free is the backend's to report; the block is gone from the cache either way.
+                let _ = self.release_memory(block);
+            }
+        }
     }
 
     fn release_memory(&self, block: &Block) -> Result<(), Error> {
         let (address, size) = (block.address(), block.size());
-        self.by_address.lock().unwrap_or_else(|e| e.into_inner()).remove(&address);
-        self.counters.cached_bytes.decrease(size as i64);
+        let class = self.class_of(block);
+        lock(&self.by_address).remove(&address);
+        self.counters.decrease(current_shard(), &[(Hot::CachedBytes, size as i64)]);
         let started = Instant::now();
         let result = self.backend.free(address, size);
         self.counters.host_free_time.add(started.elapsed());
         self.counters.allocations.decrease(1);
         self.counters.allocated_bytes.decrease(size as i64);
+        self.counters.class_allocations[class].decrease(1);
         self.blocks.put_unused(block);
         result.map_err(|error| Error::Backend(format!("freeing host memory at {address:#x} failed: {error}")))
     }
+}
+
+impl<B: Backend + 'static> CachingAllocator<B> {
+    /// Starts the background reclaimer (`pinned_use_background_threads`). It
+    /// stops when the returned handle is dropped, or when the allocator is.
+    pub fn start_reclaimer(self: &Arc<Self>) -> std::io::Result<Reclaimer> {
+        let reclaimer = Reclaimer::start(Arc::downgrade(self))?;
+        *lock(&self.reclaimer) = reclaimer.thread();
+        self.reclaimer_running.store(true, Ordering::Relaxed);
+        Ok(reclaimer)
+    }
+}
+
+impl<B: Backend + 'static> Reclaim for CachingAllocator<B> {
+    fn reclaim(&self) -> bool {
+        self.poll_pending();
+        !self.pending.is_empty()
+    }
+
+    fn stopped(&self) {
+        self.reclaimer_running.store(false, Ordering::Relaxed);
+        *lock(&self.reclaimer) = None;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

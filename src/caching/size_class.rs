@@ -1,4 +1,5 @@
-//! Which size a request is rounded to, and which free list serves it.
+//! Which size a request is rounded to, which free list serves it, and which
+//! cached blocks may serve it.
 //!
 //! The default, one division, rounds to the next power of two exactly as
 //! PyTorch's `CachingHostAllocator` does. With `d` divisions the range
@@ -6,6 +7,11 @@
 //! `roundup_power2_divisions` does for device memory, so at most 1/(2d) of a
 //! block is waste instead of up to one half. Steps below 512 bytes (the
 //! alignment of every block) are pointless and fall back to the power of two.
+//! Requests above a threshold are not rounded at all, only aligned (PyTorch
+//! 2.13's `pinned_max_round_threshold_mb`).
+//!
+//! A cached block may serve a request when it is large enough and wastes at
+//! most one step of the request's class: its own class, or one class larger.
 
 /// Divisions per power of two that a configuration may ask for.
 pub const ALLOWED_DIVISIONS: [u32; 4] = [1, 2, 4, 8];
@@ -16,59 +22,127 @@ const MIN_STEP: usize = 512;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SizeClass {
-    /// Bytes a block of this class has.
+    /// Bytes a new block for this request gets.
     pub size: usize,
     /// Free list serving it, below [`CLASS_COUNT`].
     pub index: usize,
+    /// The rounding step: the most a reused block may waste.
+    pub step: usize,
 }
 
-/// Rounds `request` (> 0) with `divisions` (one of [`ALLOWED_DIVISIONS`]).
-/// `None` when the rounded size does not fit in `usize`.
-pub fn size_class(request: usize, divisions: u32) -> Option<SizeClass> {
-    debug_assert!(request > 0 && ALLOWED_DIVISIONS.contains(&divisions));
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rounding {
+    pub divisions: u32,
+    /// Requests above this are only aligned to 512 bytes.
+    pub threshold: usize,
+}
+
+impl Rounding {
+    /// The class of `request` (> 0); `None` when its size does not fit in `usize`.
+    pub fn classify(&self, request: usize) -> Option<SizeClass> {
+        debug_assert!(request > 0 && ALLOWED_DIVISIONS.contains(&self.divisions));
+        let rounded = round(request, self.divisions)?;
+        if request <= self.threshold {
+            return Some(rounded);
+        }
+        let size = request.checked_next_multiple_of(MIN_STEP)?;
+        Some(SizeClass { size, ..round(size, self.divisions)? })
+    }
+
+    /// The next larger class's list, for a request its own list cannot serve.
+    pub fn next_index(&self, index: usize) -> Option<usize> {
+        Some(index + MAX_DIVISIONS / self.divisions as usize).filter(|&next| next < CLASS_COUNT)
+    }
+}
+
+/// The size of a rounded block of list `index`.
+pub fn class_size(index: usize) -> usize {
+    let (exponent, division) = (index / MAX_DIVISIONS, index % MAX_DIVISIONS);
+    let power = 1usize << exponent;
+    if division == MAX_DIVISIONS - 1 {
+        return power;
+    }
+    power / 2 + (power / 2) / MAX_DIVISIONS * (division + 1)
+}
+
+/// Whether a cached block of `block_size` may serve `request` of class `class`.
+pub fn fits(block_size: usize, request: usize, class: &SizeClass) -> bool {
+    block_size >= request && block_size - request <= class.step
+}
+
+fn round(request: usize, divisions: u32) -> Option<SizeClass> {
     let power = request.checked_next_power_of_two()?;
     let exponent = power.trailing_zeros() as usize;
     let divisions = divisions as usize;
     let step = (power / 2) / divisions;
     if divisions == 1 || step < MIN_STEP {
-        return Some(SizeClass { size: power, index: exponent * MAX_DIVISIONS + MAX_DIVISIONS - 1 });
+        let index = exponent * MAX_DIVISIONS + MAX_DIVISIONS - 1;
+        return Some(SizeClass { size: power, index, step: (power / 2).max(1) });
     }
     // request lies in (power/2, power]: steps 1..=divisions above power/2.
     let steps_above_half = (request - power / 2).div_ceil(step);
     let division = steps_above_half * (MAX_DIVISIONS / divisions) - 1;
-    Some(SizeClass { size: power / 2 + steps_above_half * step, index: exponent * MAX_DIVISIONS + division })
+    Some(SizeClass { size: power / 2 + steps_above_half * step, index: exponent * MAX_DIVISIONS + division, step })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn class(request: usize, divisions: u32) -> Option<SizeClass> {
+        Rounding { divisions, threshold: usize::MAX }.classify(request)
+    }
+
     #[test]
     fn one_division_is_pytorchs_power_of_two() {
-        assert_eq!(size_class(1, 1).unwrap().size, 1);
-        assert_eq!(size_class(3, 1).unwrap().size, 4);
-        assert_eq!(size_class(4096, 1).unwrap().size, 4096);
-        assert_eq!(size_class(4097, 1).unwrap().size, 8192);
-        assert_eq!(size_class(129 << 20, 1).unwrap().size, 256 << 20);
-        assert_eq!(size_class(1 << 63, 1).unwrap().size, 1 << 63);
+        assert_eq!(class(1, 1).unwrap().size, 1);
+        assert_eq!(class(3, 1).unwrap().size, 4);
+        assert_eq!(class(4096, 1).unwrap().size, 4096);
+        assert_eq!(class(4097, 1).unwrap().size, 8192);
+        assert_eq!(class(129 << 20, 1).unwrap().size, 256 << 20);
+        assert_eq!(class(1 << 63, 1).unwrap().size, 1 << 63);
     }
 
     #[test]
     fn sizes_that_cannot_round_are_none() {
-        assert_eq!(size_class((1 << 63) + 1, 1), None);
-        assert_eq!(size_class(usize::MAX, 8), None);
+        assert_eq!(class((1 << 63) + 1, 1), None);
+        assert_eq!(class(usize::MAX, 8), None);
+        assert_eq!(Rounding { divisions: 1, threshold: 0 }.classify(usize::MAX), None);
     }
 
     #[test]
     fn divisions_cut_each_power_of_two_into_equal_steps() {
         // (128 MiB, 256 MiB] in four steps of 32 MiB.
-        assert_eq!(size_class((129 << 20) + 5, 4).unwrap().size, 160 << 20);
-        assert_eq!(size_class(160 << 20, 4).unwrap().size, 160 << 20);
-        assert_eq!(size_class((200 << 20) + 1, 4).unwrap().size, 224 << 20);
-        assert_eq!(size_class(256 << 20, 4).unwrap().size, 256 << 20);
+        assert_eq!(class((129 << 20) + 5, 4).unwrap().size, 160 << 20);
+        assert_eq!(class(160 << 20, 4).unwrap().size, 160 << 20);
+        assert_eq!(class((200 << 20) + 1, 4).unwrap().size, 224 << 20);
+        assert_eq!(class(256 << 20, 4).unwrap().size, 256 << 20);
         // Steps below 512 bytes fall back to the power of two.
-        assert_eq!(size_class(1000, 8).unwrap().size, 1024);
-        assert_eq!(size_class(5000, 8).unwrap().size, 5120);
+        assert_eq!(class(1000, 8).unwrap().size, 1024);
+        assert_eq!(class(5000, 8).unwrap().size, 5120);
+    }
+
+    #[test]
+    fn above_the_threshold_sizes_are_only_aligned() {
+        let rounding = Rounding { divisions: 1, threshold: 1 << 20 };
+        assert_eq!(rounding.classify(1 << 20).unwrap().size, 1 << 20);
+        let large = rounding.classify((129 << 20) + 1).unwrap();
+        assert_eq!(large.size, (129 << 20) + 512);
+        assert_eq!(large.index, class(129 << 20, 1).unwrap().index, "listed with its class");
+    }
+
+    #[test]
+    fn a_block_may_serve_a_request_one_step_away() {
+        let rounding = Rounding { divisions: 4, threshold: usize::MAX };
+        let request = rounding.classify(224 << 20).unwrap();
+        let next = rounding.classify((224 << 20) + 1).unwrap();
+        assert_eq!(rounding.next_index(request.index), Some(next.index));
+        assert!(fits(next.size, 224 << 20, &request), "256 MiB wastes one 32 MiB step");
+        assert!(!fits(next.size, 200 << 20, &rounding.classify(200 << 20).unwrap()));
+        assert!(!fits(request.size - 1, request.size, &request));
+        let power = Rounding { divisions: 1, threshold: usize::MAX };
+        let c = power.classify(3000).unwrap();
+        assert_eq!(power.next_index(c.index), Some(c.index + 8));
     }
 
     #[test]
@@ -76,18 +150,17 @@ mod tests {
         for divisions in ALLOWED_DIVISIONS {
             let mut last = (0, 0);
             for request in (1..1 << 20).step_by(97).chain([1 << 40, 3 << 40, usize::MAX / 4]) {
-                let class = size_class(request, divisions).unwrap();
-                assert!(class.size >= request && class.index < CLASS_COUNT);
+                let c = class(request, divisions).unwrap();
+                assert!(fits(c.size, request, &c) && c.index < CLASS_COUNT);
                 // Larger requests never map to smaller classes, and one list holds one size.
-                assert!(class.index >= last.0);
-                if class.index == last.0 {
-                    assert_eq!(class.size, last.1);
+                assert!(c.index >= last.0);
+                if c.index == last.0 {
+                    assert_eq!(c.size, last.1);
                 }
-                last = (class.index, class.size);
-                // Waste is bounded by the step.
-                if class.size > 4096 && divisions > 1 && class.size.next_power_of_two() / 2 / divisions as usize >= 512 {
-                    assert!(class.size - request < class.size.next_power_of_two() / 2 / divisions as usize);
-                }
+                last = (c.index, c.size);
+                // A class size is its own class, and the list knows its size.
+                assert_eq!(class(c.size, divisions), Some(c));
+                assert_eq!(class_size(c.index), c.size);
             }
         }
     }

@@ -70,7 +70,7 @@ impl AtomicStat {
         self.freed.fetch_add(amount, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> Stat {
+    pub fn snapshot(&self) -> Stat {
         Stat {
             current: self.current.load(Ordering::Relaxed),
             peak: self.peak.load(Ordering::Relaxed),
@@ -134,32 +134,101 @@ impl AtomicDuration {
     }
 }
 
+/// The gauges that change on every allocation and free, counted per thread
+/// shard so that threads do not write to one cache line; read as their sum.
+#[derive(Clone, Copy)]
+pub(crate) enum Hot {
+    ActiveRequests = 0,
+    ActiveBytes = 1,
+    RequestedBytes = 2,
+    CachedBytes = 3,
+}
+
+const HOT: usize = 4;
+
 #[derive(Default)]
+#[repr(align(64))]
+struct HotShard {
+    current: [AtomicI64; HOT],
+    allocated: [AtomicI64; HOT],
+    freed: [AtomicI64; HOT],
+    cache_hits: AtomicI64,
+}
+
 pub(crate) struct Counters {
+    hot: Box<[HotShard]>,
+    /// Peaks of the hot gauges' sums. Exact while one thread allocates; with
+    /// several, a peak is the largest sum one of them saw.
+    hot_peaks: [AtomicI64; HOT],
     pub allocations: AtomicStat,
     pub allocated_bytes: AtomicStat,
-    pub active_requests: AtomicStat,
-    pub active_bytes: AtomicStat,
-    pub requested_bytes: AtomicStat,
     pub pending_blocks: AtomicStat,
-    pub cached_bytes: AtomicStat,
+    /// Blocks held from the backend per size class.
+    pub class_allocations: Box<[AtomicStat]>,
     pub host_alloc_time: AtomicDuration,
     pub host_free_time: AtomicDuration,
-    pub cache_hits: AtomicI64,
     pub cache_misses: AtomicI64,
 }
 
 impl Counters {
-    fn gauges(&self) -> [&AtomicStat; 7] {
-        [
-            &self.allocations,
-            &self.allocated_bytes,
-            &self.active_requests,
-            &self.active_bytes,
-            &self.requested_bytes,
-            &self.pending_blocks,
-            &self.cached_bytes,
-        ]
+    pub fn new(shards: usize, classes: usize) -> Counters {
+        Counters {
+            hot: (0..shards).map(|_| HotShard::default()).collect(),
+            hot_peaks: Default::default(),
+            allocations: AtomicStat::default(),
+            allocated_bytes: AtomicStat::default(),
+            pending_blocks: AtomicStat::default(),
+            class_allocations: (0..classes).map(|_| AtomicStat::default()).collect(),
+            host_alloc_time: AtomicDuration::default(),
+            host_free_time: AtomicDuration::default(),
+            cache_misses: AtomicI64::new(0),
+        }
+    }
+
+    /// Adds to hot gauges of `shard`, then raises their peaks.
+    pub fn increase(&self, shard: usize, changes: &[(Hot, i64)]) {
+        let counters = &self.hot[shard];
+        for &(gauge, amount) in changes {
+            counters.current[gauge as usize].fetch_add(amount, Ordering::Relaxed);
+            counters.allocated[gauge as usize].fetch_add(amount, Ordering::Relaxed);
+        }
+        for &(gauge, _) in changes {
+            let peak = &self.hot_peaks[gauge as usize];
+            let now = self.hot_current(gauge as usize);
+            if now > peak.load(Ordering::Relaxed) {
+                peak.fetch_max(now, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn decrease(&self, shard: usize, changes: &[(Hot, i64)]) {
+        let counters = &self.hot[shard];
+        for &(gauge, amount) in changes {
+            counters.current[gauge as usize].fetch_sub(amount, Ordering::Relaxed);
+            counters.freed[gauge as usize].fetch_add(amount, Ordering::Relaxed);
+        }
+    }
+
+    pub fn cache_hit(&self, shard: usize) {
+        self.hot[shard].cache_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn hot_current(&self, gauge: usize) -> i64 {
+        self.hot.iter().map(|shard| shard.current[gauge].load(Ordering::Relaxed)).sum()
+    }
+
+    fn hot_stat(&self, gauge: usize) -> Stat {
+        let sum = |of: fn(&HotShard) -> &[AtomicI64; HOT]| -> i64 {
+            self.hot.iter().map(|shard| of(shard)[gauge].load(Ordering::Relaxed)).sum()
+        };
+        let current = sum(|s| &s.current);
+        Stat {
+            current,
+            // A reset raced by a concurrent increase may leave the peak a little behind.
+            peak: self.hot_peaks[gauge].load(Ordering::Relaxed).max(current),
+            allocated: sum(|s| &s.allocated),
+            freed: sum(|s| &s.freed),
+        }
     }
 
     pub fn snapshot(&self) -> Stats {
@@ -167,29 +236,46 @@ impl Counters {
         Stats {
             allocations,
             allocated_bytes: self.allocated_bytes.snapshot(),
-            active_requests: self.active_requests.snapshot(),
-            active_bytes: self.active_bytes.snapshot(),
-            requested_bytes: self.requested_bytes.snapshot(),
+            active_requests: self.hot_stat(Hot::ActiveRequests as usize),
+            active_bytes: self.hot_stat(Hot::ActiveBytes as usize),
+            requested_bytes: self.hot_stat(Hot::RequestedBytes as usize),
             pending_blocks: self.pending_blocks.snapshot(),
-            cached_bytes: self.cached_bytes.snapshot(),
+            cached_bytes: self.hot_stat(Hot::CachedBytes as usize),
             host_alloc_time: self.host_alloc_time.snapshot(),
             host_free_time: self.host_free_time.snapshot(),
             num_host_alloc: allocations.allocated,
             num_host_free: allocations.freed,
-            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            cache_hits: self.hot.iter().map(|shard| shard.cache_hits.load(Ordering::Relaxed)).sum(),
             cache_misses: self.cache_misses.load(Ordering::Relaxed),
         }
     }
 
+    pub fn class_snapshot(&self) -> Vec<Stat> {
+        self.class_allocations.iter().map(AtomicStat::snapshot).collect()
+    }
+
+    fn cold(&self) -> impl Iterator<Item = &AtomicStat> {
+        [&self.allocations, &self.allocated_bytes, &self.pending_blocks].into_iter().chain(self.class_allocations.iter())
+    }
+
     pub fn reset_peak(&self) {
-        self.gauges().iter().for_each(|stat| stat.reset_peak());
+        self.cold().for_each(AtomicStat::reset_peak);
+        for gauge in 0..HOT {
+            self.hot_peaks[gauge].store(self.hot_current(gauge), Ordering::Relaxed);
+        }
     }
 
     pub fn reset_accumulated(&self) {
-        self.gauges().iter().for_each(|stat| stat.reset_accumulated());
+        self.cold().for_each(AtomicStat::reset_accumulated);
+        for shard in self.hot.iter() {
+            for gauge in 0..HOT {
+                shard.allocated[gauge].store(0, Ordering::Relaxed);
+                shard.freed[gauge].store(0, Ordering::Relaxed);
+            }
+            shard.cache_hits.store(0, Ordering::Relaxed);
+        }
         self.host_alloc_time.reset();
         self.host_free_time.reset();
-        self.cache_hits.store(0, Ordering::Relaxed);
         self.cache_misses.store(0, Ordering::Relaxed);
     }
 }

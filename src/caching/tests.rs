@@ -4,6 +4,7 @@ use super::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Host memory is a counter; a stream's events complete when the test advances it.
 #[derive(Default)]
@@ -118,9 +119,10 @@ fn a_block_used_on_a_stream_waits_for_its_event() {
     assert_eq!(a.stats().pending_blocks.current, 1);
     a.backend().complete_all(S1);
     a.free(meanwhile.context).unwrap();
-    // Both are free now; the waiting one joins its free list at the next poll.
-    assert_eq!(a.allocate(4096).unwrap().unwrap(), block);
+    // Both are free now: the cached one serves first, and the next miss polls
+    // and finds the waiting one.
     assert_eq!(a.allocate(4096).unwrap().unwrap(), meanwhile);
+    assert_eq!(a.allocate(4096).unwrap().unwrap(), block);
     assert_eq!(a.stats().pending_blocks.current, 0);
     assert_eq!(a.backend().released_events.load(Ordering::SeqCst), 1);
 }
@@ -271,7 +273,7 @@ fn statistics_follow_requests() {
 
 #[test]
 fn divisions_shrink_rounding() {
-    let a = CachingAllocator::new(FakeBackend::default(), Settings { roundup_divisions: 4 });
+    let a = CachingAllocator::new(FakeBackend::default(), Settings { roundup_divisions: 4, ..Settings::default() });
     let block = a.allocate((129 << 20) + 1).unwrap().unwrap();
     assert_eq!(block.size, 160 << 20);
 }
@@ -305,4 +307,168 @@ fn threads_allocate_record_free_and_empty_at_once() {
     assert_eq!(a.backend().live_bytes(), 0);
     let s = a.stats();
     assert_eq!((s.active_requests.current, s.pending_blocks.current, s.cached_bytes.current), (0, 0, 0));
+}
+
+fn with(settings: &str) -> CachingAllocator<FakeBackend> {
+    let mut s = Settings::default();
+    s.apply(settings, "test", UnknownKeys::Reject).unwrap();
+    CachingAllocator::new(FakeBackend::default(), s)
+}
+
+#[test]
+fn above_the_threshold_requests_are_not_rounded() {
+    let a = with("pinned_max_round_threshold_mb:1,pinned_roundup_divisions:4");
+    let block = a.allocate((3 << 20) + 1).unwrap().unwrap();
+    assert_eq!(block.size, (3 << 20) + 512);
+    a.free(block.context).unwrap();
+    // A slightly smaller request reuses it: the waste is within one step.
+    assert_eq!(a.allocate(3 << 20).unwrap().unwrap(), block);
+    a.free(block.context).unwrap();
+    // One that would waste more than a step (512 KiB here) does not.
+    assert_ne!(a.allocate((2 << 20) + 1).unwrap().unwrap().address, block.address);
+}
+
+#[test]
+fn a_block_one_class_larger_serves_a_request_at_the_top_of_its_class() {
+    let a = with("pinned_roundup_divisions:4");
+    let larger = a.allocate(256 << 20).unwrap().unwrap();
+    a.free(larger.context).unwrap();
+    // 224 MiB is a class of its own; the 256 MiB block wastes one 32 MiB step.
+    assert_eq!(a.allocate(224 << 20).unwrap().unwrap(), larger);
+    a.free(larger.context).unwrap();
+    // 200 MiB would waste more than a step: new memory.
+    assert_ne!(a.allocate(200 << 20).unwrap().unwrap().address, larger.address);
+}
+
+#[test]
+fn the_cache_cap_gives_back_the_oldest_blocks_first() {
+    let a = with("pinned_max_cached_size_mb:3");
+    let blocks: Vec<_> = (0..4).map(|_| a.allocate(1 << 20).unwrap().unwrap()).collect();
+    for block in &blocks {
+        a.free(block.context).unwrap();
+    }
+    let stats = a.stats();
+    assert_eq!(stats.cached_bytes.current, 3 << 20);
+    assert_eq!((stats.num_host_free, stats.allocations.current), (1, 3));
+    assert!(!a.backend().live.lock().unwrap().contains_key(&blocks[0].address), "the oldest went first");
+    // Reuse and free again many times: the bookkeeping stays bounded and right.
+    for _ in 0..1000 {
+        let x = a.allocate(1 << 20).unwrap().unwrap();
+        a.free(x.context).unwrap();
+    }
+    assert_eq!(a.stats().cached_bytes.current, 3 << 20);
+    assert!(a.oldest.as_ref().unwrap().lock().unwrap().len() <= 2 * 3 + 64);
+    a.empty_cache().unwrap();
+    assert_eq!(a.backend().live_bytes(), 0);
+}
+
+#[test]
+fn the_reclaimer_recycles_blocks_without_the_allocation_path_polling() {
+    let a = Arc::new(with("pinned_use_background_threads:True"));
+    let reclaimer = a.start_reclaimer().unwrap();
+    let block = a.allocate(512).unwrap().unwrap();
+    a.record_stream(block.address, block.context, S1).unwrap();
+    a.free(block.context).unwrap();
+    a.backend().complete_all(S1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.stats().pending_blocks.current != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(a.stats().pending_blocks.current, 0, "the reclaimer polled");
+    assert_eq!(a.allocate(512).unwrap().unwrap().address, block.address);
+    reclaimer.stop();
+    // Stopped, the allocation path polls again.
+    let again = a.allocate(512).unwrap().unwrap();
+    a.record_stream(again.address, again.context, S1).unwrap();
+    a.free(again.context).unwrap();
+    a.backend().complete_all(S1);
+    assert_eq!(a.allocate(512).unwrap().unwrap().address, again.address);
+    // Dropping the allocator while a reclaimer runs ends the thread too.
+    let b = Arc::new(with("pinned_use_background_threads:True"));
+    let orphan = b.start_reclaimer().unwrap();
+    drop(b);
+    drop(orphan);
+}
+
+#[test]
+fn without_the_reclaimer_a_hit_does_not_poll() {
+    let a = allocator();
+    let waiting = a.allocate(512).unwrap().unwrap();
+    a.record_stream(waiting.address, waiting.context, S1).unwrap();
+    a.free(waiting.context).unwrap();
+    let cached = a.allocate(512).unwrap().unwrap();
+    a.free(cached.context).unwrap();
+    a.backend().complete_all(S1);
+    // The cached block serves the request; the completed event is not even looked at.
+    assert_eq!(a.allocate(512).unwrap().unwrap(), cached);
+    assert_eq!(a.stats().pending_blocks.current, 1);
+    // The next miss polls and finds the waiting block.
+    assert_eq!(a.allocate(512).unwrap().unwrap().address, waiting.address);
+}
+
+#[test]
+fn class_statistics_count_blocks_per_class() {
+    let a = allocator();
+    let x = a.allocate(1000).unwrap().unwrap();
+    let _y = a.allocate(1000).unwrap().unwrap();
+    let _z = a.allocate(5000).unwrap().unwrap();
+    a.free(x.context).unwrap();
+    let classes = a.class_stats();
+    assert_eq!(classes.len(), 2);
+    assert_eq!((classes[0].size, classes[0].allocations.current, classes[0].cached), (1024, 2, 1));
+    assert_eq!((classes[1].size, classes[1].allocations.current, classes[1].cached), (8192, 1, 0));
+}
+
+#[test]
+fn blocks_freed_by_an_exited_thread_stay_reachable() {
+    let a = Arc::new(allocator());
+    let other = a.clone();
+    let block = std::thread::spawn(move || {
+        let block = other.allocate(2048).unwrap().unwrap();
+        other.free(block.context).unwrap();
+        block
+    })
+    .join()
+    .unwrap();
+    assert_eq!(a.allocate(2048).unwrap().unwrap(), block, "taken from the exited thread's shard");
+    assert_eq!(a.stats().cache_hits, 1);
+}
+
+#[test]
+fn threads_with_a_cap_and_a_reclaimer_keep_every_count_right() {
+    let a = Arc::new(with("pinned_max_cached_size_mb:1,pinned_use_background_threads:True,pinned_roundup_divisions:4"));
+    let reclaimer = a.start_reclaimer().unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                let stream = StreamKey { device_type: 12, device_index: 0, id: t % 2 };
+                for i in 0..2000 {
+                    let block = a.allocate(4096 + 4096 * (i % 7)).unwrap().unwrap();
+                    if i % 4 == 0 {
+                        a.record_stream(block.address, block.context, stream).unwrap();
+                    }
+                    a.free(block.context).unwrap();
+                    if i % 100 == 0 {
+                        a.backend().complete_all(stream);
+                    }
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    for id in 0..2 {
+        a.backend().complete_all(StreamKey { device_type: 12, device_index: 0, id });
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.stats().pending_blocks.current != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let s = a.stats();
+    assert!(s.cached_bytes.current <= 1 << 20);
+    assert_eq!(s.active_requests.current, 0);
+    assert_eq!(s.allocated_bytes.current as usize, a.backend().live_bytes());
+    reclaimer.stop();
+    a.empty_cache().unwrap();
+    assert_eq!(a.backend().live_bytes(), 0);
 }

@@ -1,0 +1,137 @@
+//! Settings, and their text form: PyTorch's `key:value,key:value`.
+//!
+//! Keys are named after PyTorch's host-allocator keys where one exists
+//! (`pinned_use_background_threads`, `pinned_max_round_threshold_mb`,
+//! `pinned_max_cached_size_mb`), plus `pinned_roundup_divisions`.
+
+use super::size_class::ALLOWED_DIVISIONS;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Divisions per power of two: 1 (PyTorch's rounding), 2, 4 or 8.
+    pub roundup_divisions: u32,
+    /// Requests above this many bytes are not rounded to a size class, only to
+    /// the 512-byte alignment.
+    pub max_round_threshold: usize,
+    /// Free cached bytes above this are given back to the backend, oldest first.
+    pub max_cached_bytes: usize,
+    /// A background thread polls stream events, so allocation never does.
+    pub background_reclaimer: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            roundup_divisions: 1,
+            max_round_threshold: usize::MAX,
+            max_cached_bytes: usize::MAX,
+            background_reclaimer: false,
+        }
+    }
+}
+
+/// How to treat keys that are not ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnknownKeys {
+    /// Our own variable and the C API: an unknown key is an error.
+    Reject,
+    /// `PYTORCH_ALLOC_CONF`, shared with PyTorch's device allocator: only `pinned_*`
+    /// keys we know are read, the rest is PyTorch's business.
+    Ignore,
+}
+
+impl Settings {
+    /// Applies `key:value,key:value` from `source` (named in errors) on top of these settings.
+    pub fn apply(&mut self, text: &str, source: &str, unknown: UnknownKeys) -> Result<(), String> {
+        let mut next = *self;
+        for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+            let Some((key, value)) = item.split_once(':') else {
+                return Err(format!("{source}: `{item}` is not key:value"));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            let bad = |expected: &str| format!("{source}: {key} must be {expected}, not `{value}`");
+            match key {
+                "pinned_roundup_divisions" => {
+                    next.roundup_divisions = value
+                        .parse()
+                        .ok()
+                        .filter(|d| ALLOWED_DIVISIONS.contains(d))
+                        .ok_or_else(|| bad("1, 2, 4 or 8"))?;
+                }
+                "pinned_max_round_threshold_mb" => {
+                    next.max_round_threshold = mebibytes(value).ok_or_else(|| bad("a whole number of MiB"))?;
+                }
+                "pinned_max_cached_size_mb" => {
+                    next.max_cached_bytes = mebibytes(value).ok_or_else(|| bad("a whole number of MiB"))?;
+                }
+                "pinned_use_background_threads" => {
+                    next.background_reclaimer = match value {
+                        "True" | "true" | "1" => true,
+                        "False" | "false" | "0" => false,
+                        _ => return Err(bad("True or False")),
+                    };
+                }
+                _ if unknown == UnknownKeys::Ignore => {}
+                _ => {
+                    return Err(format!(
+                        "{source}: unknown key `{key}` (known: pinned_roundup_divisions, pinned_max_round_threshold_mb, \
+                         pinned_max_cached_size_mb, pinned_use_background_threads)"
+                    ))
+                }
+            }
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
+fn mebibytes(value: &str) -> Option<usize> {
+    value.parse::<usize>().ok()?.checked_mul(1 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, String> {
+        let mut settings = Settings::default();
+        settings.apply(text, "TEST", UnknownKeys::Reject).map(|()| settings)
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let s = parse(" pinned_roundup_divisions:4, pinned_max_round_threshold_mb:64,pinned_max_cached_size_mb:1024,pinned_use_background_threads:True,").unwrap();
+        assert_eq!(
+            s,
+            Settings {
+                roundup_divisions: 4,
+                max_round_threshold: 64 << 20,
+                max_cached_bytes: 1 << 30,
+                background_reclaimer: true
+            }
+        );
+        assert_eq!(parse("").unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn bad_input_is_named_and_changes_nothing() {
+        let mut s = Settings::default();
+        let error = s.apply("pinned_roundup_divisions:2,pinned_roundup_divisions:3", "VAR", UnknownKeys::Reject).unwrap_err();
+        assert_eq!(error, "VAR: pinned_roundup_divisions must be 1, 2, 4 or 8, not `3`");
+        assert_eq!(s, Settings::default());
+        assert!(parse("pinned_bogus:1").unwrap_err().contains("unknown key `pinned_bogus`"));
+        assert!(parse("pinned_max_cached_size_mb:-1").unwrap_err().contains("pinned_max_cached_size_mb"));
+        assert!(parse("pinned_max_cached_size_mb:99999999999999999").unwrap_err().contains("whole number of MiB"));
+        assert!(parse("pinned_use_background_threads:yes").unwrap_err().contains("True or False"));
+        assert!(parse("nocolon").unwrap_err().contains("not key:value"));
+    }
+
+    #[test]
+    fn pytorchs_variable_keeps_only_our_keys() {
+        let mut s = Settings::default();
+        s.apply("expandable_segments:True,pinned_use_cuda_host_register:True,pinned_max_cached_size_mb:8", "PYTORCH_ALLOC_CONF", UnknownKeys::Ignore)
+            .unwrap();
+        assert_eq!(s.max_cached_bytes, 8 << 20);
+        assert!(s.apply("pinned_roundup_divisions:5", "PYTORCH_ALLOC_CONF", UnknownKeys::Ignore).is_err());
+    }
+}
