@@ -1,4 +1,4 @@
-//! The library file itself, and the C smoke program.
+//! The library file itself, and C programs against it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -93,18 +93,21 @@ fn the_driver_exports_the_46_getters() {
     }
 }
 
-#[test]
-fn c_smoke_program() {
+/// Compiles `tests/c/<name>.c` against Level Zero and this crate's header,
+/// runs it with the inherited environment, and checks that it succeeds.
+fn compile_and_run_c(name: &str) {
     require_alt_driver();
     let pkg_config = Command::new("pkg-config").args(["--cflags", "--libs", "level-zero"]).output().expect("run pkg-config");
     assert!(pkg_config.status.success(), "pkg-config knows level-zero (libze-dev)");
     let flags = String::from_utf8(pkg_config.stdout).expect("pkg-config prints text");
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/smoke.c");
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // One file per process: concurrent runs must not replace each other's program.
-    let program = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ze_software_driver_smoke_{}", std::process::id()));
+    let program = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}_{}", std::process::id()));
     let compiled = Command::new("cc")
         .args(["-std=c99", "-Wall", "-Wextra", "-Werror"])
-        .arg(&source)
+        .arg("-I")
+        .arg(crate_dir.join("include"))
+        .arg(crate_dir.join(format!("tests/c/{name}.c")))
         .args(flags.split_whitespace())
         .arg("-o")
         .arg(&program)
@@ -115,11 +118,21 @@ fn c_smoke_program() {
     let _ = std::fs::remove_file(&program);
     assert!(
         run.status.success(),
-        "smoke program: {}\n{}{}",
+        "{name}: {}\n{}{}",
         run.status,
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
+}
+
+#[test]
+fn c_smoke_program() {
+    compile_and_run_c("smoke");
+}
+
+#[test]
+fn c_live_objects_through_the_header() {
+    compile_and_run_c("live_objects");
 }
 
 /// Runs a program just written, retrying while the kernel still considers it
