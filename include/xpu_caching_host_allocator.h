@@ -58,6 +58,10 @@ typedef enum {
    A bug in this library, caught before it could reach the caller.
    */
   XPU_HOST_ERROR_INTERNAL = 9,
+  /*
+   A configuration string or variable with an unknown key or a bad value; the message names it.
+   */
+  XPU_HOST_ERROR_INVALID_CONFIGURATION = 10,
 } xpu_host_result;
 
 /*
@@ -106,6 +110,21 @@ typedef struct {
   int64_t allocated;
   int64_t freed;
 } xpu_host_stat;
+
+/*
+ One size class: blocks of it held from the driver, and how many are cached.
+ */
+typedef struct {
+  /*
+   Bytes of a rounded block of the class (unrounded large blocks are listed with their class).
+   */
+  size_t block_size;
+  xpu_host_stat allocations;
+  /*
+   Of `allocations.current`, blocks free in the cache now.
+   */
+  int64_t cached;
+} xpu_host_size_class_stats;
 
 /*
  Time spent in driver calls, in microseconds.
@@ -189,6 +208,20 @@ xpu_host_result xpu_host_use_context(ze_driver_handle_t driver, ze_context_handl
 xpu_host_result xpu_host_set_stream_hooks(const xpu_host_stream_hooks *hooks);
 
 /*
+ Applies settings in PyTorch's `key:value,key:value` form, on top of the
+ environment (`PYTORCH_ALLOC_CONF`'s `pinned_*` keys, then
+ `XPU_CACHING_HOST_ALLOCATOR_CONF`). Keys: `pinned_roundup_divisions` (1, 2, 4
+ or 8), `pinned_max_round_threshold_mb`, `pinned_max_cached_size_mb`,
+ `pinned_use_background_threads` (True or False). An unknown key or a bad
+ value is `XPU_HOST_ERROR_INVALID_CONFIGURATION` and changes nothing. Must be
+ called before the allocator is first used.
+
+ # Safety
+ `configuration` is a NUL-terminated string.
+ */
+xpu_host_result xpu_host_configure(const char *configuration);
+
+/*
  Starts the allocator now rather than at its first use, so that a missing
  driver is reported at a moment of the host's choosing. Calling it again does nothing.
  */
@@ -269,6 +302,18 @@ xpu_host_result xpu_host_get_context(ze_driver_handle_t *driver, ze_context_hand
  `buffer` is null with `capacity` 0, or valid for `capacity` bytes.
  */
 xpu_host_result xpu_host_describe(char *buffer, size_t capacity, size_t *needed);
+
+/*
+ Fills `classes[0..capacity)` with the size classes that ever held a block,
+ smallest first; `*count` gets how many there are (which may exceed `capacity`).
+
+ # Safety
+ `classes` is null with `capacity` 0, or valid for `capacity` elements;
+ `count` is a valid pointer.
+ */
+xpu_host_result xpu_host_get_size_class_stats(xpu_host_size_class_stats *classes,
+                                              size_t capacity,
+                                              size_t *count);
 
 /*
  Fills `*stats`. Before the allocator has started, every counter is 0.

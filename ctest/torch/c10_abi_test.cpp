@@ -14,41 +14,11 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 #include <typeinfo>
 #include <vector>
 
+#include "at_xpu_declarations.h"
 #include "test_support.h"
-
-// ATen/xpu/CachingHostAllocator.h cannot be included: through
-// c10/xpu/XPUStream.h it pulls in SYCL. These are its declarations, with a
-// mirror of c10::xpu::XPUStream: the same name (so the same mangled names) and
-// the same layout, one c10::Stream.
-namespace c10::xpu {
-class XPUStream {
- public:
-  enum Unchecked { UNCHECKED };
-  explicit XPUStream(Unchecked, Stream stream) : stream_(stream) {}
-  Stream unwrap() const { return stream_; }
-
- private:
-  Stream stream_;
-};
-static_assert(sizeof(XPUStream) == sizeof(c10::Stream) && sizeof(XPUStream) == 16, "XPUStream is one c10::Stream, 16 bytes");
-static_assert(alignof(XPUStream) == alignof(c10::Stream) && alignof(XPUStream) == 8, "XPUStream aligns as c10::Stream");
-static_assert(std::is_trivially_copyable_v<c10::Stream> && std::is_trivially_copyable_v<XPUStream>,
-              "passed by value in two registers (ABI.md section 2)");
-}  // namespace c10::xpu
-
-namespace at::xpu {
-c10::Allocator* getCachingHostAllocator();
-bool CachingHostAllocator_recordEvent(void* ptr, void* ctx, c10::xpu::XPUStream stream);
-void CachingHostAllocator_emptyCache();
-}  // namespace at::xpu
-
-// The C layout of the stream argument must be the one c10::Stream has.
-static_assert(sizeof(xpu_host_stream) == sizeof(c10::Stream) && alignof(xpu_host_stream) == alignof(c10::Stream));
-static_assert(static_cast<int>(c10::DeviceType::CPU) == 0 && static_cast<int>(c10::DeviceType::XPU) == 12);
 
 using xpu_host_test::Checks;
 using xpu_host_test::pointer_text;
@@ -56,12 +26,8 @@ using xpu_host_test::pointer_text;
 namespace {
 
 constexpr std::int64_t kStreamId = 3;
-const xpu_host_stream kStream = {12, 0, kStreamId};
 
-c10::xpu::XPUStream xpu_stream() {
-  return c10::xpu::XPUStream(c10::xpu::XPUStream::UNCHECKED,
-                             c10::Stream(c10::Stream::UNSAFE, c10::Device(c10::DeviceType::XPU, 0), kStreamId));
-}
+c10::xpu::XPUStream xpu_stream() { return xpu_host_test::xpu_stream(kStreamId); }
 
 void* deleted_context = nullptr;
 void recording_deleter(void* ctx) { deleted_context = ctx; }
@@ -210,7 +176,7 @@ int main() {
   check_errors(checks, allocator);
   check_record_event(checks, allocator);
   xpu_host_test::check_stream_ordering(
-      checks, "stream ordering through c10::Allocator", kStream, [&] { return allocator->allocate(8192); },
+      checks, "stream ordering through c10::Allocator", xpu_host_test::c_stream(kStreamId), [&] { return allocator->allocate(8192); },
       [](const c10::DataPtr& p) { return std::make_pair(p.get(), p.get_context()); },
       [](const c10::DataPtr& p) { return at::xpu::CachingHostAllocator_recordEvent(p.get(), p.get_context(), xpu_stream()); });
 

@@ -10,7 +10,7 @@ use std::ffi::{c_char, c_void};
 use level_zero_sys::{ze_command_list_handle_t, ze_context_handle_t, ze_driver_handle_t, ze_event_handle_t, ze_result_t};
 
 use super::error::{ffi_call, xpu_host_result, Failure};
-use super::instance::{allocator, configure};
+use super::instance::{allocator, check_configuration, configure};
 use crate::caching::{self, StreamKey};
 use crate::level_zero::{Context, StreamHooks};
 
@@ -120,6 +120,32 @@ pub unsafe extern "C" fn xpu_host_set_stream_hooks(hooks: *const xpu_host_stream
         };
         let hooks = CHooks { user_data: hooks.user_data as usize, record, release };
         configure("the stream hooks", |setup| setup.hooks = Some(Box::new(hooks)))
+    })
+}
+
+/// Applies settings in PyTorch's `key:value,key:value` form, on top of the
+/// environment (`PYTORCH_ALLOC_CONF`'s `pinned_*` keys, then
+/// `XPU_CACHING_HOST_ALLOCATOR_CONF`). Keys: `pinned_roundup_divisions` (1, 2, 4
+/// or 8), `pinned_max_round_threshold_mb`, `pinned_max_cached_size_mb`,
+/// `pinned_use_background_threads` (True or False). An unknown key or a bad
+/// value is `XPU_HOST_ERROR_INVALID_CONFIGURATION` and changes nothing. Must be
+/// called before the allocator is first used.
+///
+/// # Safety
+/// `configuration` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn xpu_host_configure(configuration: *const c_char) -> xpu_host_result {
+    ffi_call(|| {
+        if configuration.is_null() {
+            return Err(Failure::invalid("configuration is null"));
+        }
+        // SAFETY: the caller passes a NUL-terminated string.
+        let text = unsafe { std::ffi::CStr::from_ptr(configuration) }
+            .to_str()
+            .map_err(|_| Failure::invalid("configuration is not UTF-8"))?
+            .to_owned();
+        check_configuration(&text)?;
+        configure("the configuration", |setup| setup.configuration.push(text))
     })
 }
 
@@ -372,6 +398,50 @@ impl From<caching::Stats> for xpu_host_stats {
             cache_misses: s.cache_misses,
         }
     }
+}
+
+/// One size class: blocks of it held from the driver, and how many are cached.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct xpu_host_size_class_stats {
+    /// Bytes of a rounded block of the class (unrounded large blocks are listed with their class).
+    pub block_size: usize,
+    pub allocations: xpu_host_stat,
+    /// Of `allocations.current`, blocks free in the cache now.
+    pub cached: i64,
+}
+
+/// Fills `classes[0..capacity)` with the size classes that ever held a block,
+/// smallest first; `*count` gets how many there are (which may exceed `capacity`).
+///
+/// # Safety
+/// `classes` is null with `capacity` 0, or valid for `capacity` elements;
+/// `count` is a valid pointer.
+#[no_mangle]
+pub unsafe extern "C" fn xpu_host_get_size_class_stats(
+    classes: *mut xpu_host_size_class_stats,
+    capacity: usize,
+    count: *mut usize,
+) -> xpu_host_result {
+    ffi_call(|| {
+        if count.is_null() || (classes.is_null() && capacity > 0) {
+            return Err(Failure::invalid("count is null, or classes is null with a capacity"));
+        }
+        let all = super::instance::started().map(|a| a.class_stats()).unwrap_or_default();
+        for (i, class) in all.iter().take(capacity).enumerate() {
+            let entry = xpu_host_size_class_stats {
+                block_size: class.size,
+                allocations: class.allocations.into(),
+                cached: class.cached as i64,
+            };
+            // SAFETY: i < capacity, for which the caller promises room.
+            unsafe { classes.add(i).write(entry) };
+        }
+        // SAFETY: checked non-null.
+        unsafe { *count = all.len() };
+        Ok(())
+    })
 }
 
 fn current_stats() -> caching::Stats {

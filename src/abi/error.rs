@@ -33,6 +33,8 @@ pub enum xpu_host_result {
     XPU_HOST_ERROR_ALREADY_INITIALIZED = 8,
     /// A bug in this library, caught before it could reach the caller.
     XPU_HOST_ERROR_INTERNAL = 9,
+    /// A configuration string or variable with an unknown key or a bad value; the message names it.
+    XPU_HOST_ERROR_INVALID_CONFIGURATION = 10,
 }
 
 use xpu_host_result::*;
