@@ -128,6 +128,19 @@ impl CommandList {
     }
 }
 
+/// Makes and registers a list of the kind `kind` makes, unless
+/// `ZE_SOFTWARE_DRIVER_FAIL_COMMAND_LIST_CREATE_EVERY` fails this creation.
+fn register(
+    context: Arc<Context>,
+    kind: impl FnOnce(&Arc<Context>) -> ZeResult<Kind>,
+) -> ZeResult<ze_command_list_handle_t> {
+    if knobs().fail_command_list_create.fails_now() {
+        return Err(ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY);
+    }
+    let kind = kind(&context)?;
+    Ok(COMMAND_LISTS.insert(CommandList { context, kind, in_use: AtomicBool::new(false) }))
+}
+
 pub unsafe extern "C" fn create(
     context: ze_context_handle_t,
     device: ze_device_handle_t,
@@ -143,11 +156,7 @@ pub unsafe extern "C" fn create(
         if desc.commandQueueGroupOrdinal != 0 {
             return Err(ZE_RESULT_ERROR_INVALID_ARGUMENT);
         }
-        if knobs().fail_command_list_create.fails_now() {
-            return Err(ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY);
-        }
-        let kind = Kind::Regular(Mutex::default());
-        *list = COMMAND_LISTS.insert(CommandList { context, kind, in_use: AtomicBool::new(false) });
+        *list = register(context, |_| Ok(Kind::Regular(Mutex::default())))?;
         Ok(())
     })
 }
@@ -164,11 +173,9 @@ pub unsafe extern "C" fn create_immediate(
         // SAFETY: application pointers, valid per the API contract.
         let (desc, list) = unsafe { (input(desc)?, output(list)?) };
         let synchronous = queue::check_desc(desc)?;
-        if knobs().fail_command_list_create.fails_now() {
-            return Err(ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY);
-        }
-        let kind = Kind::Immediate { executor: Executor::start(Arc::clone(&context))?, synchronous };
-        *list = COMMAND_LISTS.insert(CommandList { context, kind, in_use: AtomicBool::new(false) });
+        *list = register(context, |context| {
+            Ok(Kind::Immediate { executor: Executor::start(Arc::clone(context))?, synchronous })
+        })?;
         Ok(())
     })
 }

@@ -94,19 +94,15 @@ fn injected_failures_child() {
     }
     let setup = setup();
     let context = setup.context();
-    let failed: Vec<bool> = (0..6)
-        .map(|_| {
-            let mut memory = null_mut();
-            let result = call!(zeMemAllocHost(context, &host_desc(0), 64, 0, &mut memory));
-            if result == ZE_RESULT_SUCCESS {
-                ze!(zeMemFree(context, memory));
-            } else {
-                assert_eq!(result, ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY);
-            }
-            result != ZE_RESULT_SUCCESS
-        })
-        .collect();
-    assert_eq!(failed, [false, false, true, false, false, true], "every 3rd zeMemAllocHost fails");
+    let host_allocations = which_fail(6, |_| {
+        let mut memory = null_mut();
+        let result = call!(zeMemAllocHost(context, &host_desc(0), 64, 0, &mut memory));
+        if result == ZE_RESULT_SUCCESS {
+            ze!(zeMemFree(context, memory));
+        }
+        result
+    });
+    assert_eq!(host_allocations, [false, false, true, false, false, true], "every 3rd zeMemAllocHost fails");
 
     let pool_desc = ze_event_pool_desc_t {
         stype: ZE_STRUCTURE_TYPE_EVENT_POOL_DESC,
@@ -114,19 +110,15 @@ fn injected_failures_child() {
         flags: ZE_EVENT_POOL_FLAG_HOST_VISIBLE,
         count: 1,
     };
-    let failed: Vec<bool> = (0..4)
-        .map(|_| {
-            let mut pool = null_mut();
-            let result = call!(zeEventPoolCreate(context, &pool_desc, 0, null_mut(), &mut pool));
-            if result == ZE_RESULT_SUCCESS {
-                ze!(zeEventPoolDestroy(pool));
-            } else {
-                assert_eq!(result, ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY);
-            }
-            result != ZE_RESULT_SUCCESS
-        })
-        .collect();
-    assert_eq!(failed, [false, true, false, true], "every 2nd zeEventPoolCreate fails");
+    let pools = which_fail(4, |_| {
+        let mut pool = null_mut();
+        let result = call!(zeEventPoolCreate(context, &pool_desc, 0, null_mut(), &mut pool));
+        if result == ZE_RESULT_SUCCESS {
+            ze!(zeEventPoolDestroy(pool));
+        }
+        result
+    });
+    assert_eq!(pools, [false, true, false, true], "every 2nd zeEventPoolCreate fails");
 
     // Regular and immediate lists count together.
     let list_desc = ze_command_list_desc_t {
@@ -136,24 +128,34 @@ fn injected_failures_child() {
         flags: 0,
     };
     let immediate_desc = queue_desc(ZE_COMMAND_QUEUE_MODE_DEFAULT);
-    let failed: Vec<bool> = (0..4)
-        .map(|attempt| {
-            let mut list = null_mut();
-            let result = if attempt < 2 {
-                call!(zeCommandListCreate(context, setup.device, &list_desc, &mut list))
-            } else {
-                call!(zeCommandListCreateImmediate(context, setup.device, &immediate_desc, &mut list))
-            };
-            if result == ZE_RESULT_SUCCESS {
-                ze!(zeCommandListDestroy(list));
-            } else {
-                assert_eq!(result, ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY);
-            }
-            result != ZE_RESULT_SUCCESS
-        })
-        .collect();
-    assert_eq!(failed, [false, true, false, true], "every 2nd command list creation fails");
+    let lists = which_fail(4, |attempt| {
+        let mut list = null_mut();
+        let result = if attempt < 2 {
+            call!(zeCommandListCreate(context, setup.device, &list_desc, &mut list))
+        } else {
+            call!(zeCommandListCreateImmediate(context, setup.device, &immediate_desc, &mut list))
+        };
+        if result == ZE_RESULT_SUCCESS {
+            ze!(zeCommandListDestroy(list));
+        }
+        result
+    });
+    assert_eq!(lists, [false, true, false, true], "every 2nd command list creation fails");
     ze!(zeContextDestroy(context));
+}
+
+/// Makes `count` attempts (each cleans up after itself) and says which
+/// failed; a failure must be `ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY`.
+fn which_fail(count: u32, attempt: impl Fn(u32) -> ze_result_t) -> Vec<bool> {
+    (0..count)
+        .map(|index| match attempt(index) {
+            ZE_RESULT_SUCCESS => false,
+            result => {
+                assert_eq!(result, ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY, "attempt {index}");
+                true
+            }
+        })
+        .collect()
 }
 
 #[test]

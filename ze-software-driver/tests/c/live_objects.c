@@ -2,18 +2,9 @@
  * Exits 0 on success. */
 #include "ze_software_driver.h"
 
-#include <stdio.h>
-#include <stdlib.h>
+#include "check.h"
 
-#define CHECK(call)                                                        \
-    do {                                                                   \
-        ze_result_t result_ = (call);                                      \
-        if (result_ != ZE_RESULT_SUCCESS) {                                \
-            fprintf(stderr, "%s:%d: %s returned 0x%x\n", __FILE__,         \
-                    __LINE__, #call, (unsigned)result_);                   \
-            exit(1);                                                       \
-        }                                                                  \
-    } while (0)
+#include <stdio.h>
 
 int main(void) {
     CHECK(zeInit(0));

@@ -5,19 +5,10 @@
  * Run:   ZE_ENABLE_ALT_DRIVERS=/abs/path/libze_software_driver.so ./a.out */
 #include <ze_api.h>
 
+#include "check.h"
+
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
-
-#define CHECK(call)                                                        \
-    do {                                                                   \
-        ze_result_t result_ = (call);                                      \
-        if (result_ != ZE_RESULT_SUCCESS) {                                \
-            fprintf(stderr, "%s:%d: %s returned 0x%x\n", __FILE__,         \
-                    __LINE__, #call, (unsigned)result_);                   \
-            exit(1);                                                       \
-        }                                                                  \
-    } while (0)
 
 int main(void) {
     CHECK(zeInit(0));
