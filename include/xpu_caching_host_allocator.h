@@ -62,6 +62,14 @@ typedef enum {
    A configuration string or variable with an unknown key or a bad value; the message names it.
    */
   XPU_HOST_ERROR_INVALID_CONFIGURATION = 10,
+  /*
+   This process was forked after the allocator started; the child cannot use it.
+   */
+  XPU_HOST_ERROR_FORKED = 11,
+  /*
+   The library is being finalised at process exit.
+   */
+  XPU_HOST_ERROR_EXITING = 12,
 } xpu_host_result;
 
 /*

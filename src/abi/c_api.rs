@@ -224,9 +224,12 @@ pub unsafe extern "C" fn xpu_host_record_stream(
 /// cached block to the driver. Blocks in use or waiting for events stay.
 #[no_mangle]
 pub extern "C" fn xpu_host_empty_cache() -> xpu_host_result {
-    ffi_call(|| match super::instance::started() {
-        Some(allocator) => Ok(allocator.empty_cache()?),
-        None => Ok(()),
+    ffi_call(|| {
+        super::lifecycle::check_usable()?;
+        match super::instance::started() {
+            Some(allocator) => Ok(allocator.empty_cache()?),
+            None => Ok(()),
+        }
     })
 }
 

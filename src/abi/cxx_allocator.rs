@@ -9,6 +9,7 @@ use std::sync::Once;
 use super::cxx_exception::{lookup, throw_runtime_error};
 use super::error::{catch_panic, set_last_error, Failure};
 use super::instance::allocator;
+use super::lifecycle;
 
 type Deleter = unsafe extern "C" fn(context: *mut c_void);
 
@@ -103,7 +104,11 @@ pub(crate) fn cxx_allocator() -> *const CxxAllocator {
 }
 
 /// The deleter every `DataPtr` from `allocate` carries; PyTorch calls it with the context.
+/// In a forked child or at exit it does nothing: the memory is not ours to give back there.
 pub(crate) unsafe extern "C" fn raw_local_deleter(context: *mut c_void) {
+    if lifecycle::check_usable().is_err() {
+        return;
+    }
     let freed = catch_panic(|| Ok(allocator()?.free(context as usize)?));
     if let Err(failure) = freed {
         // A deleter runs in a destructor and cannot throw: say it loudly instead.

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, Once, OnceLock};
 
 use super::error::{xpu_host_result, Failure};
+use super::lifecycle;
 use crate::caching::{CachingAllocator, Reclaimer, Settings, UnknownKeys};
 use crate::level_zero::{Context, LevelZeroBackend, StreamHooks};
 
@@ -31,6 +32,7 @@ static RECLAIMER: Mutex<Option<Reclaimer>> = Mutex::new(None);
 /// handed them in, else on a context of its own on the first Level Zero driver.
 /// A failed start is reported and tried again at the next call.
 pub(crate) fn allocator() -> Result<&'static Allocator, Failure> {
+    lifecycle::check_usable()?;
     if let Some(allocator) = INSTANCE.get() {
         return Ok(allocator);
     }
@@ -47,14 +49,16 @@ pub(crate) fn allocator() -> Result<&'static Allocator, Failure> {
     let backend = LevelZeroBackend::new(context, pending.hooks.take());
     *setup = None;
     let allocator = INSTANCE.get_or_init(|| Arc::new(CachingAllocator::new(backend, settings)));
+    lifecycle::watch_fork();
     if settings.background_reclaimer {
         start_reclaimer(allocator)?;
     }
     Ok(allocator)
 }
 
-/// The allocator if it has started, without starting it.
+/// The allocator if it has started, without starting it; `None` where it must not be touched.
 pub(crate) fn started() -> Option<&'static Allocator> {
+    lifecycle::check_usable().ok()?;
     INSTANCE.get().map(|allocator| &**allocator)
 }
 

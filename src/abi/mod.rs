@@ -7,10 +7,12 @@
 //! - `cxx_exception`: throwing `std::runtime_error` from the vtable's `allocate`.
 //! - `error`: the error-code enum, the last error message, the panic guard.
 //! - `instance`: the one allocator of the process.
+//! - `lifecycle`: what a forked child and an exiting process get.
 
 pub mod c_api;
 mod cxx_allocator;
 mod cxx_exception;
 pub mod error;
 mod instance;
+mod lifecycle;
 pub mod pytorch;

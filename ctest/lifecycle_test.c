@@ -1,0 +1,135 @@
+/* fork and exit.
+ *   lifecycle_test fork   a child forked after the allocator started gets clear
+ *                          errors and frees nothing; forking while another thread
+ *                          allocates never deadlocks the child; the parent goes on.
+ *   lifecycle_test exit   the process exits with blocks live, cached and pending
+ *                          on a stream that never drains, and frees one more block
+ *                          from an atexit handler: nothing crashes. */
+#define _DEFAULT_SOURCE
+#include "xpu_caching_host_allocator.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int failures = 0, checks = 0;
+#define CHECK(cond)                                                                            \
+  do {                                                                                         \
+    ++checks;                                                                                  \
+    if (!(cond)) {                                                                             \
+      ++failures;                                                                              \
+      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
+              xpu_host_last_error_message());                                                  \
+    }                                                                                          \
+  } while (0)
+#define CHECK_OK(call) CHECK((call) == XPU_HOST_SUCCESS)
+
+static atomic_int stop_churn;
+
+static void *churn(void *unused) {
+  (void)unused;
+  while (!atomic_load(&stop_churn)) {
+    void *data, *ctx;
+    if (xpu_host_allocate(4096, &data, &ctx) == XPU_HOST_SUCCESS) xpu_host_free(ctx);
+  }
+  return NULL;
+}
+
+/* What a forked child must see; exits 0 if it saw it, 1 otherwise. */
+static void child(void *parent_ctx) {
+  alarm(10); /* a deadlock kills the child, and the parent sees it */
+  int ok = 1;
+  void *data = (void *)1, *ctx = (void *)1;
+  ok &= xpu_host_allocate(64, &data, &ctx) == XPU_HOST_ERROR_FORKED;
+  ok &= strstr(xpu_host_last_error_message(), "forked") != NULL;
+  ok &= data == (void *)1;
+  ok &= xpu_host_free(parent_ctx) == XPU_HOST_ERROR_FORKED;
+  ok &= xpu_host_empty_cache() == XPU_HOST_ERROR_FORKED;
+  ok &= !CachingHostAllocator_recordEvent(parent_ctx, parent_ctx, (xpu_host_stream){12, 0, 0});
+  ok &= getCachingHostAllocator() != NULL;
+  xpu_host_stats stats;
+  ok &= xpu_host_get_stats(&stats) == XPU_HOST_SUCCESS && stats.active_requests.current == 0;
+  _exit(ok ? 0 : 1);
+}
+
+static int run_child(void *parent_ctx) {
+  pid_t pid = fork();
+  if (pid == 0) child(parent_ctx);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static void fork_mode(void) {
+  void *data, *ctx;
+  CHECK_OK(xpu_host_allocate(4096, &data, &ctx));
+  CHECK(run_child(ctx));
+
+  pthread_t thread;
+  CHECK(pthread_create(&thread, NULL, churn, NULL) == 0);
+  int clean = 0;
+  for (int i = 0; i < 50; ++i) clean += run_child(ctx);
+  atomic_store(&stop_churn, 1);
+  pthread_join(thread, NULL);
+  CHECK(clean == 50);
+
+  /* The parent is unaffected. */
+  CHECK_OK(xpu_host_free(ctx));
+  void *again, *again_ctx;
+  CHECK_OK(xpu_host_allocate(4096, &again, &again_ctx));
+  CHECK(again_ctx == ctx);
+  CHECK_OK(xpu_host_free(again_ctx));
+}
+
+static void *late_ctx;
+static void free_at_exit(void) { xpu_host_free(late_ctx); }
+
+static ze_result_t hold(void *event, ze_command_list_handle_t list) {
+  ze_event_handle_t gate = event;
+  return zeCommandListAppendWaitOnEvents(list, 1, &gate);
+}
+
+static void exit_mode(void) {
+  ze_driver_handle_t driver;
+  ze_context_handle_t context;
+  CHECK_OK(xpu_host_get_context(&driver, &context));
+  ze_event_pool_desc_t pool_desc = {ZE_STRUCTURE_TYPE_EVENT_POOL_DESC, NULL, ZE_EVENT_POOL_FLAG_HOST_VISIBLE, 1};
+  ze_event_pool_handle_t pool;
+  CHECK(zeEventPoolCreate(context, &pool_desc, 0, NULL, &pool) == ZE_RESULT_SUCCESS);
+  ze_event_desc_t event_desc = {ZE_STRUCTURE_TYPE_EVENT_DESC, NULL, 0, ZE_EVENT_SCOPE_FLAG_HOST, ZE_EVENT_SCOPE_FLAG_HOST};
+  ze_event_handle_t gate;
+  CHECK(zeEventCreate(pool, &event_desc, &gate) == ZE_RESULT_SUCCESS);
+  xpu_host_stream stream = {12, 0, 3};
+  CHECK_OK(xpu_host_stream_submit(stream, hold, gate)); /* never signalled */
+
+  for (int i = 0; i < 8; ++i) {
+    void *data, *ctx;
+    CHECK_OK(xpu_host_allocate(1024 << i, &data, &ctx));
+    bool recorded;
+    if (i % 2 == 0) CHECK_OK(xpu_host_record_stream(data, ctx, stream, &recorded)); /* pending forever */
+    if (i % 4 != 3) CHECK_OK(xpu_host_free(ctx));                                    /* else live */
+  }
+  void *data;
+  CHECK_OK(xpu_host_allocate(100, &data, &late_ctx));
+  atexit(free_at_exit);
+  printf("%d passed, %d failed\n", checks - failures, failures);
+  fflush(stdout);
+  exit(failures == 0 ? 0 : 1);
+}
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "";
+  if (strcmp(mode, "fork") == 0) fork_mode();
+  else if (strcmp(mode, "exit") == 0) exit_mode();
+  else {
+    fprintf(stderr, "usage: lifecycle_test fork|exit\n");
+    return 2;
+  }
+  printf("%d passed, %d failed\n", checks - failures, failures);
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,58 @@
+//! What happens around `fork` and process exit.
+//!
+//! A child forked after the allocator started cannot use it: Level Zero does
+//! not survive `fork`, and the memory is the parent's. Every call there fails
+//! with `XPU_HOST_ERROR_FORKED`, and freeing does nothing (so the child never
+//! gives the parent's memory back to a driver). The child takes none of the
+//! allocator's locks, so a lock some parent thread held at fork time cannot
+//! deadlock it.
+//!
+//! At exit, once this library's finaliser has run, the Level Zero loader may be
+//! gone: the allocator makes no more Level Zero calls, frees do nothing and the
+//! memory goes back with the process.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+
+use super::error::{xpu_host_result, Failure};
+
+static FORKED: AtomicBool = AtomicBool::new(false);
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Arms the fork handler; called when the allocator starts.
+pub(crate) fn watch_fork() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a plain extern "C" function taking no arguments.
+        unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
+    });
+}
+
+/// `Err` in a forked child or after the finaliser: the allocator must not be touched.
+pub(crate) fn check_usable() -> Result<(), Failure> {
+    if FORKED.load(Ordering::Relaxed) {
+        return Err(Failure::new(
+            xpu_host_result::XPU_HOST_ERROR_FORKED,
+            "this process was forked after the allocator started; Level Zero does not survive fork, \
+             so the child cannot allocate pinned memory (start worker processes with spawn, or before \
+             the first pinned allocation)",
+        ));
+    }
+    if EXITING.load(Ordering::Relaxed) {
+        return Err(Failure::new(xpu_host_result::XPU_HOST_ERROR_EXITING, "the process is exiting"));
+    }
+    Ok(())
+}
+
+extern "C" fn in_forked_child() {
+    FORKED.store(true, Ordering::Relaxed);
+}
+
+extern "C" fn at_unload() {
+    EXITING.store(true, Ordering::Relaxed);
+}
+
+/// Runs when the library is finalised (at exit, or at dlclose).
+#[used]
+#[link_section = ".fini_array"]
+static FINALISER: extern "C" fn() = at_unload;
