@@ -2,7 +2,7 @@
  * behind the real loader: allocation and reuse, the stream-ordering guarantee
  * with work held back on the stream, statistics, and every error path. */
 #define _POSIX_C_SOURCE 199309L
-#include "xpu_caching_host_allocator.h"
+#include "check.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -10,20 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond)                                                                   \
-  do {                                                                                \
-    ++checks;                                                                         \
-    if (!(cond)) {                                                                    \
-      ++failures;                                                                     \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, \
-              #cond, xpu_host_last_error_message());                                  \
-    }                                                                                 \
-  } while (0)
-
-#define CHECK_OK(call) CHECK((call) == XPU_HOST_SUCCESS)
 
 static const xpu_host_stream stream1 = {12, 0, 1};
 static const xpu_host_stream stream2 = {12, 0, 2};
@@ -247,6 +233,5 @@ int main(void) {
   test_settings_after_start(driver, context);
   test_stats();
 
-  printf("%d passed, %d failed\n", checks - failures, failures);
-  return failures == 0 ? 0 : 1;
+  return report();
 }

@@ -4,23 +4,12 @@
  *   config_test env       XPU_CACHING_HOST_ALLOCATOR_CONF and PYTORCH_ALLOC_CONF set by CTest
  *   config_test bad-env   a bad XPU_CACHING_HOST_ALLOCATOR_CONF set by CTest */
 #define _POSIX_C_SOURCE 199309L
-#include "xpu_caching_host_allocator.h"
+#include "check.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-static int failures = 0, checks = 0;
-#define CHECK(cond)                                                                            \
-  do {                                                                                         \
-    ++checks;                                                                                  \
-    if (!(cond)) {                                                                             \
-      ++failures;                                                                              \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-              xpu_host_last_error_message());                                                  \
-    }                                                                                          \
-  } while (0)
-#define CHECK_OK(call) CHECK((call) == XPU_HOST_SUCCESS)
 #define MiB ((size_t)1 << 20)
 
 static xpu_host_stats stats(void) {
@@ -103,6 +92,5 @@ int main(int argc, char **argv) {
     return 2;
   }
   CHECK_OK(xpu_host_empty_cache());
-  printf("%d passed, %d failed\n", checks - failures, failures);
-  return failures == 0 ? 0 : 1;
+  return report();
 }

@@ -6,7 +6,7 @@
  *                          on a stream that never drains, and frees one more block
  *                          from an atexit handler: nothing crashes. */
 #define _DEFAULT_SOURCE
-#include "xpu_caching_host_allocator.h"
+#include "check.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -17,17 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int failures = 0, checks = 0;
-#define CHECK(cond)                                                                            \
-  do {                                                                                         \
-    ++checks;                                                                                  \
-    if (!(cond)) {                                                                             \
-      ++failures;                                                                              \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-              xpu_host_last_error_message());                                                  \
-    }                                                                                          \
-  } while (0)
-#define CHECK_OK(call) CHECK((call) == XPU_HOST_SUCCESS)
 
 static atomic_int stop_churn;
 
@@ -117,9 +106,7 @@ static void exit_mode(void) {
   void *data;
   CHECK_OK(xpu_host_allocate(100, &data, &late_ctx));
   atexit(free_at_exit);
-  printf("%d passed, %d failed\n", checks - failures, failures);
-  fflush(stdout);
-  exit(failures == 0 ? 0 : 1);
+  exit(report());
 }
 
 int main(int argc, char **argv) {
@@ -130,6 +117,5 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: lifecycle_test fork|exit\n");
     return 2;
   }
-  printf("%d passed, %d failed\n", checks - failures, failures);
-  return failures == 0 ? 0 : 1;
+  return report();
 }

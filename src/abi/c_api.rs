@@ -303,7 +303,7 @@ pub unsafe extern "C" fn xpu_host_describe(buffer: *mut c_char, capacity: usize,
     })
 }
 
-pub(crate) unsafe fn write_string(text: &str, buffer: *mut c_char, capacity: usize, needed: *mut usize) -> Result<(), Failure> {
+unsafe fn write_string(text: &str, buffer: *mut c_char, capacity: usize, needed: *mut usize) -> Result<(), Failure> {
     if buffer.is_null() && capacity > 0 {
         return Err(Failure::invalid("buffer is null but capacity is not 0"));
     }
