@@ -22,8 +22,16 @@ pub enum Action {
     ResetEvent(Arc<Event>),
     /// Addresses as integers: they belong to the application, which keeps
     /// them valid until the command has run.
-    Copy { destination: usize, source: usize, size: usize },
-    Fill { destination: usize, pattern: Vec<u8>, size: usize },
+    Copy {
+        destination: usize,
+        source: usize,
+        size: usize,
+    },
+    Fill {
+        destination: usize,
+        pattern: Vec<u8>,
+        size: usize,
+    },
 }
 
 impl Command {

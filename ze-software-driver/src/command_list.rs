@@ -34,7 +34,10 @@ pub struct CommandList {
 enum Kind {
     Regular(Mutex<Recording>),
     /// Synchronous lists return from an append once the command has run.
-    Immediate { executor: Executor, synchronous: bool },
+    Immediate {
+        executor: Executor,
+        synchronous: bool,
+    },
 }
 
 #[derive(Default)]
@@ -272,10 +275,7 @@ pub unsafe extern "C" fn append_memory_fill(
     })
 }
 
-pub unsafe extern "C" fn append_signal_event(
-    list: ze_command_list_handle_t,
-    event: ze_event_handle_t,
-) -> ze_result_t {
+pub unsafe extern "C" fn append_signal_event(list: ze_command_list_handle_t, event: ze_event_handle_t) -> ze_result_t {
     entry("zeCommandListAppendSignalEvent", || {
         let list = COMMAND_LISTS.get(list)?;
         let signal = Some(EVENTS.get(event)?);
@@ -299,10 +299,7 @@ pub unsafe extern "C" fn append_wait_on_events(
     })
 }
 
-pub unsafe extern "C" fn append_event_reset(
-    list: ze_command_list_handle_t,
-    event: ze_event_handle_t,
-) -> ze_result_t {
+pub unsafe extern "C" fn append_event_reset(list: ze_command_list_handle_t, event: ze_event_handle_t) -> ze_result_t {
     entry("zeCommandListAppendEventReset", || {
         let list = COMMAND_LISTS.get(list)?;
         let action = Action::ResetEvent(EVENTS.get(event)?);

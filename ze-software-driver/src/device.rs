@@ -32,10 +32,7 @@ pub fn lookup(handle: ze_device_handle_t) -> ZeResult<&'static Device> {
     if handle.is_null() {
         return Err(ZE_RESULT_ERROR_INVALID_NULL_HANDLE);
     }
-    devices()
-        .iter()
-        .find(|device| device.handle() == handle)
-        .ok_or_else(|| unknown_handle("device", handle))
+    devices().iter().find(|device| device.handle() == handle).ok_or_else(|| unknown_handle("device", handle))
 }
 
 pub unsafe extern "C" fn get(
@@ -100,8 +97,7 @@ pub unsafe extern "C" fn get_command_queue_group_properties(
         // SAFETY: application count and array, valid per the API contract.
         unsafe {
             counted(count, groups, 1, |group, _| {
-                group.flags =
-                    ZE_COMMAND_QUEUE_GROUP_PROPERTY_FLAG_COMPUTE | ZE_COMMAND_QUEUE_GROUP_PROPERTY_FLAG_COPY;
+                group.flags = ZE_COMMAND_QUEUE_GROUP_PROPERTY_FLAG_COMPUTE | ZE_COMMAND_QUEUE_GROUP_PROPERTY_FLAG_COPY;
                 group.maxMemoryFillPatternSize = MAX_FILL_PATTERN_SIZE;
                 group.numQueues = 1;
             })

@@ -21,8 +21,7 @@ static DRIVER: Driver = Driver { uuid: *b"ze-software-drv\0" };
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 
 /// The extensions `zeDriverGetExtensionProperties` lists, as (name, version).
-const EXTENSIONS: [(&[u8], u32); 1] =
-    [(ZE_MEMORY_FREE_POLICIES_EXT_NAME, ZE_MEMORY_FREE_POLICIES_EXT_VERSION_CURRENT)];
+const EXTENSIONS: [(&[u8], u32); 1] = [(ZE_MEMORY_FREE_POLICIES_EXT_NAME, ZE_MEMORY_FREE_POLICIES_EXT_VERSION_CURRENT)];
 
 fn handle() -> ze_driver_handle_t {
     &DRIVER as *const Driver as ze_driver_handle_t
@@ -62,10 +61,7 @@ pub unsafe extern "C" fn get(count: *mut u32, drivers: *mut ze_driver_handle_t) 
     })
 }
 
-pub unsafe extern "C" fn get_api_version(
-    driver: ze_driver_handle_t,
-    version: *mut ze_api_version_t,
-) -> ze_result_t {
+pub unsafe extern "C" fn get_api_version(driver: ze_driver_handle_t, version: *mut ze_api_version_t) -> ze_result_t {
     entry("zeDriverGetApiVersion", || {
         lookup(driver)?;
         // SAFETY: application pointer, valid per the API contract.

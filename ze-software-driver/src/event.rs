@@ -14,8 +14,7 @@ use crate::knobs::knobs;
 use crate::registry::{Owned, Registry};
 use crate::sync::Flag;
 
-const POOL_FLAGS: u32 =
-    ZE_EVENT_POOL_FLAG_HOST_VISIBLE | ZE_EVENT_POOL_FLAG_IPC | ZE_EVENT_POOL_FLAG_KERNEL_TIMESTAMP;
+const POOL_FLAGS: u32 = ZE_EVENT_POOL_FLAG_HOST_VISIBLE | ZE_EVENT_POOL_FLAG_IPC | ZE_EVENT_POOL_FLAG_KERNEL_TIMESTAMP;
 const SCOPE_FLAGS: u32 = ZE_EVENT_SCOPE_FLAG_SUBDEVICE | ZE_EVENT_SCOPE_FLAG_DEVICE | ZE_EVENT_SCOPE_FLAG_HOST;
 
 pub struct EventPool {
@@ -154,15 +153,11 @@ pub unsafe extern "C" fn host_reset(event: ze_event_handle_t) -> ze_result_t {
 }
 
 pub unsafe extern "C" fn host_synchronize(event: ze_event_handle_t, timeout_ns: u64) -> ze_result_t {
-    entry("zeEventHostSynchronize", || {
-        ready(EVENTS.get(event)?.signalled.wait(timeout_ns))
-    })
+    entry("zeEventHostSynchronize", || ready(EVENTS.get(event)?.signalled.wait(timeout_ns)))
 }
 
 pub unsafe extern "C" fn query_status(event: ze_event_handle_t) -> ze_result_t {
-    entry("zeEventQueryStatus", || {
-        ready(EVENTS.get(event)?.signalled.is_set())
-    })
+    entry("zeEventQueryStatus", || ready(EVENTS.get(event)?.signalled.is_set()))
 }
 
 /// Commands here run no kernels, so there are no kernel timestamps to give.

@@ -68,19 +68,12 @@ impl Knobs {
             }
         };
         Self {
-            devices: number("ZE_SOFTWARE_DRIVER_DEVICES")
-                .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX)),
-            command_latency: Duration::from_micros(
-                number("ZE_SOFTWARE_DRIVER_COMMAND_LATENCY_US").unwrap_or(0),
-            ),
+            devices: number("ZE_SOFTWARE_DRIVER_DEVICES").map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            command_latency: Duration::from_micros(number("ZE_SOFTWARE_DRIVER_COMMAND_LATENCY_US").unwrap_or(0)),
             memory_limit: number("ZE_SOFTWARE_DRIVER_HOST_MEMORY_LIMIT"),
             fail_host_alloc: FailEvery::new(number("ZE_SOFTWARE_DRIVER_FAIL_HOST_ALLOC_EVERY")),
-            fail_event_pool_create: FailEvery::new(number(
-                "ZE_SOFTWARE_DRIVER_FAIL_EVENT_POOL_CREATE_EVERY",
-            )),
-            fail_command_list_create: FailEvery::new(number(
-                "ZE_SOFTWARE_DRIVER_FAIL_COMMAND_LIST_CREATE_EVERY",
-            )),
+            fail_event_pool_create: FailEvery::new(number("ZE_SOFTWARE_DRIVER_FAIL_EVENT_POOL_CREATE_EVERY")),
+            fail_command_list_create: FailEvery::new(number("ZE_SOFTWARE_DRIVER_FAIL_COMMAND_LIST_CREATE_EVERY")),
             leak_check: match lookup("ZE_SOFTWARE_DRIVER_LEAK_CHECK").as_deref() {
                 None | Some("report") => LeakCheck::Report,
                 Some("off") => LeakCheck::Off,
@@ -104,9 +97,7 @@ mod tests {
     use super::*;
 
     fn knobs_of(vars: &[(&str, &str)]) -> Knobs {
-        Knobs::from_lookup(|name| {
-            vars.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string())
-        })
+        Knobs::from_lookup(|name| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string()))
     }
 
     #[test]

@@ -79,8 +79,7 @@ impl Allocations {
     /// The allocation of `context` that contains `address`, with its base.
     fn containing(&self, context: &Arc<Context>, address: usize) -> Option<(usize, &Allocation)> {
         let (&base, allocation) = self.by_base.range(..=address).next_back()?;
-        (address - base < allocation.size && Arc::ptr_eq(&allocation.context, context))
-            .then_some((base, allocation))
+        (address - base < allocation.size && Arc::ptr_eq(&allocation.context, context)).then_some((base, allocation))
     }
 }
 
@@ -134,8 +133,11 @@ fn allocate(
     if alignment & alignment.wrapping_sub(1) != 0 {
         return Err(ZE_RESULT_ERROR_UNSUPPORTED_ALIGNMENT);
     }
-    let out_of_memory =
-        if kind == ZE_MEMORY_TYPE_HOST { ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY } else { ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY };
+    let out_of_memory = if kind == ZE_MEMORY_TYPE_HOST {
+        ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY
+    } else {
+        ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY
+    };
     if kind == ZE_MEMORY_TYPE_HOST && knobs().fail_host_alloc.fails_now() {
         return Err(out_of_memory);
     }
@@ -208,8 +210,7 @@ pub unsafe extern "C" fn alloc_shared(
         // The device is optional: without one the memory is not tied to a device.
         let device = if device.is_null() { None } else { Some(device::lookup(device)?) };
         // SAFETY: application pointers, valid per the API contract.
-        let (device_desc, host_desc, result) =
-            unsafe { (input(device_desc)?, input(host_desc)?, output(result)?) };
+        let (device_desc, host_desc, result) = unsafe { (input(device_desc)?, input(host_desc)?, output(result)?) };
         check_flags(device_desc.flags, DEVICE_FLAGS)?;
         check_flags(host_desc.flags, HOST_FLAGS)?;
         allocate(context, ZE_MEMORY_TYPE_SHARED, device, size, alignment, result)
@@ -317,8 +318,7 @@ pub unsafe extern "C" fn get_address_range(
             return Err(ZE_RESULT_ERROR_INVALID_NULL_POINTER);
         }
         let all = lock(&ALLOCATIONS);
-        let (start, allocation) =
-            all.containing(&context, pointer as usize).ok_or(ZE_RESULT_ERROR_INVALID_ARGUMENT)?;
+        let (start, allocation) = all.containing(&context, pointer as usize).ok_or(ZE_RESULT_ERROR_INVALID_ARGUMENT)?;
         // SAFETY: optional application outputs, valid when non-null per the API contract.
         let (base, size) = unsafe { (base.as_mut(), size.as_mut()) };
         if let Some(base) = base {

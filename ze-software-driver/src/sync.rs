@@ -24,9 +24,7 @@ pub fn wait_while<'a, T>(
     mut pending: impl FnMut(&mut T) -> bool,
 ) -> (MutexGuard<'a, T>, bool) {
     let mut guard = if timeout_ns == u64::MAX {
-        changed
-            .wait_while(guard, &mut pending)
-            .unwrap_or_else(PoisonError::into_inner)
+        changed.wait_while(guard, &mut pending).unwrap_or_else(PoisonError::into_inner)
     } else {
         changed
             .wait_timeout_while(guard, Duration::from_nanos(timeout_ns), &mut pending)

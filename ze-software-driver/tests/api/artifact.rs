@@ -97,7 +97,8 @@ fn the_driver_exports_the_46_getters() {
 /// runs it with the inherited environment, and checks that it succeeds.
 fn compile_and_run_c(name: &str) {
     require_alt_driver();
-    let pkg_config = Command::new("pkg-config").args(["--cflags", "--libs", "level-zero"]).output().expect("run pkg-config");
+    let pkg_config =
+        Command::new("pkg-config").args(["--cflags", "--libs", "level-zero"]).output().expect("run pkg-config");
     assert!(pkg_config.status.success(), "pkg-config knows level-zero (libze-dev)");
     let flags = String::from_utf8(pkg_config.stdout).expect("pkg-config prints text");
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

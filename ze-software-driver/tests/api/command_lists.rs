@@ -44,7 +44,16 @@ fn copies_and_fills_of_every_pattern_size() {
     let mut size = 1;
     while size <= 128 {
         write(target, 0, 1000);
-        ze!(zeCommandListAppendMemoryFill(list, source.cast(), pattern.as_ptr().cast(), size, 999, filled, 0, null_mut()));
+        ze!(zeCommandListAppendMemoryFill(
+            list,
+            source.cast(),
+            pattern.as_ptr().cast(),
+            size,
+            999,
+            filled,
+            0,
+            null_mut()
+        ));
         let mut wait = filled;
         ze!(zeCommandListAppendMemoryCopy(list, target.cast(), source.cast(), 999, copied, 1, &mut wait));
         ze!(zeEventHostSynchronize(copied, u64::MAX));
@@ -55,7 +64,16 @@ fn copies_and_fills_of_every_pattern_size() {
         size *= 2;
     }
     assert_eq!(
-        call!(zeCommandListAppendMemoryFill(list, source.cast(), pattern.as_ptr().cast(), 3, 9, null_mut(), 0, null_mut())),
+        call!(zeCommandListAppendMemoryFill(
+            list,
+            source.cast(),
+            pattern.as_ptr().cast(),
+            3,
+            9,
+            null_mut(),
+            0,
+            null_mut()
+        )),
         ZE_RESULT_ERROR_INVALID_SIZE,
         "pattern sizes are powers of two"
     );
@@ -64,10 +82,7 @@ fn copies_and_fills_of_every_pattern_size() {
         ZE_RESULT_ERROR_INVALID_NULL_POINTER
     );
     if nulls_are_checked() {
-        assert_eq!(
-            call!(zeCommandListAppendBarrier(list, null_mut(), 1, null_mut())),
-            ZE_RESULT_ERROR_INVALID_SIZE
-        );
+        assert_eq!(call!(zeCommandListAppendBarrier(list, null_mut(), 1, null_mut())), ZE_RESULT_ERROR_INVALID_SIZE);
     }
     ze!(zeCommandListDestroy(list));
     events.destroy();
@@ -112,7 +127,16 @@ fn synchronous_immediate_list_returns_after_the_command_ran() {
     let memory = alloc_host(context, 4096);
     write(memory, 0, 4096);
     for value in 1..=20u8 {
-        ze!(zeCommandListAppendMemoryFill(list, memory.cast(), (&raw const value).cast(), 1, 4096, null_mut(), 0, null_mut()));
+        ze!(zeCommandListAppendMemoryFill(
+            list,
+            memory.cast(),
+            (&raw const value).cast(),
+            1,
+            4096,
+            null_mut(),
+            0,
+            null_mut()
+        ));
         assert_eq!(read(memory, 4096), vec![value; 4096]);
     }
     // Closing and resetting an immediate list do nothing.

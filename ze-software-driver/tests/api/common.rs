@@ -89,7 +89,11 @@ impl Setup {
         context
     }
 
-    pub fn immediate_list(&self, context: ze_context_handle_t, mode: ze_command_queue_mode_t) -> ze_command_list_handle_t {
+    pub fn immediate_list(
+        &self,
+        context: ze_context_handle_t,
+        mode: ze_command_queue_mode_t,
+    ) -> ze_command_list_handle_t {
         let mut list = null_mut();
         ze!(zeCommandListCreateImmediate(context, self.device, &queue_desc(mode), &mut list));
         list

@@ -24,10 +24,7 @@ fn bad_arguments() {
     let setup = setup();
     let mut context = null_mut();
     let bad_flags = ze_context_desc_t { stype: ZE_STRUCTURE_TYPE_CONTEXT_DESC, pNext: null(), flags: 2 };
-    assert_eq!(
-        call!(zeContextCreate(setup.driver, &bad_flags, &mut context)),
-        ZE_RESULT_ERROR_INVALID_ENUMERATION
-    );
+    assert_eq!(call!(zeContextCreate(setup.driver, &bad_flags, &mut context)), ZE_RESULT_ERROR_INVALID_ENUMERATION);
     assert_eq!(call!(zeContextCreate(setup.driver, null(), &mut context)), ZE_RESULT_ERROR_INVALID_NULL_POINTER);
     let desc = ze_context_desc_t { stype: ZE_STRUCTURE_TYPE_CONTEXT_DESC, pNext: null(), flags: 0 };
     assert_eq!(call!(zeContextCreate(setup.driver, &desc, null_mut())), ZE_RESULT_ERROR_INVALID_NULL_POINTER);

@@ -62,20 +62,28 @@ fn pool_and_event_errors() {
     let setup = setup();
     let context = setup.context();
     let mut pool = null_mut();
-    let desc = |flags, count| ze_event_pool_desc_t { stype: ZE_STRUCTURE_TYPE_EVENT_POOL_DESC, pNext: null(), flags, count };
+    let desc =
+        |flags, count| ze_event_pool_desc_t { stype: ZE_STRUCTURE_TYPE_EVENT_POOL_DESC, pNext: null(), flags, count };
     assert_eq!(call!(zeEventPoolCreate(context, &desc(0, 0), 0, null_mut(), &mut pool)), ZE_RESULT_ERROR_INVALID_SIZE);
     assert_eq!(
         call!(zeEventPoolCreate(context, &desc(8, 1), 0, null_mut(), &mut pool)),
         ZE_RESULT_ERROR_INVALID_ENUMERATION
     );
     if nulls_are_checked() {
-        assert_eq!(call!(zeEventPoolCreate(context, &desc(1, 1), 1, null_mut(), &mut pool)), ZE_RESULT_ERROR_INVALID_SIZE);
+        assert_eq!(
+            call!(zeEventPoolCreate(context, &desc(1, 1), 1, null_mut(), &mut pool)),
+            ZE_RESULT_ERROR_INVALID_SIZE
+        );
     }
     let mut devices = [setup.device];
     ze!(zeEventPoolCreate(context, &desc(ZE_EVENT_POOL_FLAG_HOST_VISIBLE, 2), 1, devices.as_mut_ptr(), &mut pool));
 
     let mut event = null_mut();
-    assert_eq!(call!(zeEventCreate(pool, &event_desc(2), &mut event)), ZE_RESULT_ERROR_INVALID_ARGUMENT, "index past the pool");
+    assert_eq!(
+        call!(zeEventCreate(pool, &event_desc(2), &mut event)),
+        ZE_RESULT_ERROR_INVALID_ARGUMENT,
+        "index past the pool"
+    );
     let bad_scope = ze_event_desc_t { signal: 8, ..event_desc(0) };
     assert_eq!(call!(zeEventCreate(pool, &bad_scope, &mut event)), ZE_RESULT_ERROR_INVALID_ENUMERATION);
     assert_eq!(call!(zeEventCreate(pool, null(), &mut event)), ZE_RESULT_ERROR_INVALID_NULL_POINTER);

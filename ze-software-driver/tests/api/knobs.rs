@@ -54,7 +54,10 @@ fn memory_limit_child() {
     let context = setup.context();
     let first = alloc_host(context, 600_000);
     let mut memory: *mut c_void = null_mut();
-    assert_eq!(call!(zeMemAllocHost(context, &host_desc(0), 600_000, 0, &mut memory)), ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY);
+    assert_eq!(
+        call!(zeMemAllocHost(context, &host_desc(0), 600_000, 0, &mut memory)),
+        ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY
+    );
     assert_eq!(
         call!(zeMemAllocDevice(context, &device_desc(), 600_000, 0, setup.device, &mut memory)),
         ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY
@@ -177,7 +180,8 @@ fn several_devices_child() {
     ze!(zeDeviceGet(setup.driver, &mut count, devices.as_mut_ptr()));
     let mut uuids = Vec::new();
     for (index, &device) in devices.iter().enumerate() {
-        let mut properties = ze_device_properties_t { stype: ZE_STRUCTURE_TYPE_DEVICE_PROPERTIES, ..Default::default() };
+        let mut properties =
+            ze_device_properties_t { stype: ZE_STRUCTURE_TYPE_DEVICE_PROPERTIES, ..Default::default() };
         ze!(zeDeviceGetProperties(device, &mut properties));
         // SAFETY: the driver writes a NUL-terminated name.
         let name = unsafe { std::ffi::CStr::from_ptr(properties.name.as_ptr()) };

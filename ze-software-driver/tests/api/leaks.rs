@@ -80,7 +80,10 @@ fn leak_report_lists_the_leaked_objects() {
         let unload_report = stderr.find("ze-software-driver: leak: at unload").expect("a report at unload");
         assert!(context_report < unload_report);
         for kind in ["event 0x", "event pool 0x", "command list 0x", "command queue 0x", "fence 0x", "context 0x"] {
-            assert!(stderr[unload_report..].contains(&format!("ze-software-driver: leak:   {kind}")), "{kind}:\n{stderr}");
+            assert!(
+                stderr[unload_report..].contains(&format!("ze-software-driver: leak:   {kind}")),
+                "{kind}:\n{stderr}"
+            );
         }
     }
 }

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-fn properties(context: ze_context_handle_t, pointer: *const c_void) -> (ze_memory_allocation_properties_t, ze_device_handle_t) {
+fn properties(
+    context: ze_context_handle_t,
+    pointer: *const c_void,
+) -> (ze_memory_allocation_properties_t, ze_device_handle_t) {
     let mut properties = ze_memory_allocation_properties_t {
         stype: ZE_STRUCTURE_TYPE_MEMORY_ALLOCATION_PROPERTIES,
         ..Default::default()
@@ -159,8 +162,13 @@ fn allocation_is_thread_safe() {
     ze!(zeContextDestroy(context));
 }
 
-fn free_ext(context: ze_context_handle_t, memory: *mut u8, policy: ze_driver_memory_free_policy_ext_flags_t) -> ze_result_t {
-    let desc = ze_memory_free_ext_desc_t { stype: ZE_STRUCTURE_TYPE_MEMORY_FREE_EXT_DESC, pNext: null(), freePolicy: policy };
+fn free_ext(
+    context: ze_context_handle_t,
+    memory: *mut u8,
+    policy: ze_driver_memory_free_policy_ext_flags_t,
+) -> ze_result_t {
+    let desc =
+        ze_memory_free_ext_desc_t { stype: ZE_STRUCTURE_TYPE_MEMORY_FREE_EXT_DESC, pNext: null(), freePolicy: policy };
     call!(zeMemFreeExt(context, &desc, memory.cast()))
 }
 
@@ -178,7 +186,15 @@ impl PendingCopy {
         let events = Events::new(context, 2);
         let mut target = vec![0u8; size];
         let mut gate = events.events[0];
-        ze!(zeCommandListAppendMemoryCopy(list, target.as_mut_ptr().cast(), source.cast(), size, events.events[1], 1, &mut gate));
+        ze!(zeCommandListAppendMemoryCopy(
+            list,
+            target.as_mut_ptr().cast(),
+            source.cast(),
+            size,
+            events.events[1],
+            1,
+            &mut gate
+        ));
         PendingCopy { list, events, target }
     }
 

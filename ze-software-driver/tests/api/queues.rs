@@ -23,7 +23,16 @@ fn regular_list_through_a_queue_with_a_fence() {
     write(target, 0, 512);
 
     let value = 0x11u32;
-    ze!(zeCommandListAppendMemoryFill(list, source.cast(), (&raw const value).cast(), 4, 512, null_mut(), 0, null_mut()));
+    ze!(zeCommandListAppendMemoryFill(
+        list,
+        source.cast(),
+        (&raw const value).cast(),
+        4,
+        512,
+        null_mut(),
+        0,
+        null_mut()
+    ));
     ze!(zeCommandListAppendBarrier(list, null_mut(), 0, null_mut()));
     ze!(zeCommandListAppendMemoryCopy(list, target.cast(), source.cast(), 512, null_mut(), 0, null_mut()));
     ze!(zeCommandListClose(list));
@@ -39,7 +48,16 @@ fn regular_list_through_a_queue_with_a_fence() {
     ze!(zeFenceReset(fence));
     ze!(zeCommandListReset(list));
     let other = 0x22u8;
-    ze!(zeCommandListAppendMemoryFill(list, target.cast(), (&raw const other).cast(), 1, 512, null_mut(), 0, null_mut()));
+    ze!(zeCommandListAppendMemoryFill(
+        list,
+        target.cast(),
+        (&raw const other).cast(),
+        1,
+        512,
+        null_mut(),
+        0,
+        null_mut()
+    ));
     ze!(zeCommandListClose(list));
     ze!(zeCommandQueueExecuteCommandLists(queue, 1, lists.as_mut_ptr(), null_mut()));
     ze!(zeCommandQueueExecuteCommandLists(queue, 1, lists.as_mut_ptr(), fence));
@@ -97,7 +115,16 @@ fn synchronous_queue_returns_after_the_lists_ran() {
     let memory = alloc_host(context, 256);
     write(memory, 0, 256);
     let value = 9u8;
-    ze!(zeCommandListAppendMemoryFill(list, memory.cast(), (&raw const value).cast(), 1, 256, null_mut(), 0, null_mut()));
+    ze!(zeCommandListAppendMemoryFill(
+        list,
+        memory.cast(),
+        (&raw const value).cast(),
+        1,
+        256,
+        null_mut(),
+        0,
+        null_mut()
+    ));
     ze!(zeCommandListClose(list));
     let mut lists = [list];
     ze!(zeCommandQueueExecuteCommandLists(queue, 1, lists.as_mut_ptr(), null_mut()));
