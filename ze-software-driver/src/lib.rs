@@ -27,7 +27,7 @@ mod queue;
 mod registry;
 mod sync;
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 
 /// Exit status of a process whose unload leak report found objects with
 /// `ZE_SOFTWARE_DRIVER_LEAK_CHECK=fail`.
@@ -51,13 +51,18 @@ extern "C" fn unload() {
     })
     .unwrap_or(false);
     if leaked && knobs::knobs().leak_check == knobs::LeakCheck::Fail {
-        // SAFETY: `_exit` ends the process at once. This destructor may itself
-        // run inside `exit`, where calling `exit` again is undefined; `_exit`
-        // is the way to change the exit status from here.
-        unsafe { _exit(LEAK_EXIT_STATUS) }
+        // SAFETY: `fflush(NULL)` flushes every C stdio stream, whose buffered
+        // output `_exit` would drop. `_exit` ends the process at once: this
+        // destructor may itself run inside `exit`, where calling `exit` again
+        // is undefined, so `_exit` is the way to change the exit status here.
+        unsafe {
+            fflush(std::ptr::null_mut());
+            _exit(LEAK_EXIT_STATUS)
+        }
     }
 }
 
 extern "C" {
+    fn fflush(stream: *mut c_void) -> c_int;
     fn _exit(status: c_int) -> !;
 }
