@@ -10,8 +10,9 @@
 //!
 //! The hot path, a cached block of the right class handed out and taken back,
 //! takes only the calling thread's own free-list lock and touches only its own
-//! counters. Pending events are polled only when the cache misses (or by the
-//! background reclaimer instead).
+//! counters. Pending events are polled when the cache misses and at every 32nd
+//! allocation of a thread while any are pending, or by the background
+//! reclaimer instead.
 
 mod backend;
 mod block;
@@ -116,8 +117,12 @@ impl<B: Backend> CachingAllocator<B> {
         }
         let class = self.rounding.classify(size).ok_or(Error::SizeTooLarge { requested: size })?;
         let shard = current_shard();
+        let inline_polling = !self.reclaimer_running.load(Ordering::Relaxed) && !self.pending.is_empty();
+        if inline_polling && poll_is_due() {
+            self.poll_pending();
+        }
         let cached = self.take_cached(shard, &class, size).or_else(|| {
-            if self.reclaimer_running.load(Ordering::Relaxed) || self.pending.is_empty() {
+            if !inline_polling {
                 return None;
             }
             self.poll_pending();
@@ -360,6 +365,24 @@ impl<B: Backend + 'static> Reclaim for CachingAllocator<B> {
         self.reclaimer_running.store(false, Ordering::Relaxed);
         *lock(&self.reclaimer) = None;
     }
+}
+
+/// Blocks wait for events: besides every miss, each thread polls at every
+/// `POLL_EVERY`-th allocation, so that a completed block comes back into use even
+/// while other cached blocks keep serving hits, at a cost spread thin.
+const POLL_EVERY: u32 = 32;
+
+fn poll_is_due() -> bool {
+    thread_local! {
+        static ALLOCATIONS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    ALLOCATIONS
+        .try_with(|count| {
+            let next = count.get().wrapping_add(1);
+            count.set(next);
+            next % POLL_EVERY == 0
+        })
+        .unwrap_or(true)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
