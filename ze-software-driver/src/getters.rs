@@ -178,6 +178,22 @@ mod tests {
         let (result, table) = mem_table(ZE_API_VERSION_1_3);
         assert_eq!(result, ZE_RESULT_SUCCESS);
         assert!(table.pfnFreeExt.is_some());
+
+        let mut contexts = ze_context_dditable_t::default();
+        let mut drivers = ze_driver_dditable_t::default();
+        // SAFETY: the tables are valid locals.
+        unsafe {
+            assert_eq!(zeGetContextProcAddrTable(ZE_API_VERSION_1_0, &mut contexts), ZE_RESULT_SUCCESS);
+            assert_eq!(zeGetDriverProcAddrTable(ZE_API_VERSION_1_0, &mut drivers), ZE_RESULT_SUCCESS);
+        }
+        assert!(contexts.pfnCreate.is_some() && contexts.pfnCreateEx.is_none(), "zeContextCreateEx is from 1.1");
+        assert!(drivers.pfnGet.is_some() && drivers.pfnGetExtensionFunctionAddress.is_none());
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(zeGetContextProcAddrTable(ZE_API_VERSION_1_1, &mut contexts), ZE_RESULT_SUCCESS);
+            assert_eq!(zeGetDriverProcAddrTable(ZE_API_VERSION_1_1, &mut drivers), ZE_RESULT_SUCCESS);
+        }
+        assert!(contexts.pfnCreateEx.is_some() && drivers.pfnGetExtensionFunctionAddress.is_some());
     }
 
     #[test]
