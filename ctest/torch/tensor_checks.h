@@ -18,6 +18,11 @@
 
 namespace xpu_host_test {
 
+// A c10::Stream as the C API names it (the layout of ABI.md section 2).
+inline xpu_host_stream xpu_stream_key(const c10::Stream& stream) {
+  return {static_cast<std::int8_t>(stream.device_type()), static_cast<std::int8_t>(stream.device_index()), stream.id()};
+}
+
 // How a test reaches the allocator.
 struct FrontEnd {
   c10::Allocator* allocator;

@@ -1,0 +1,172 @@
+// The PyTorch 2.8+ generation, inside real libtorch 2.15.0: the adapter
+// (adapter/xpu_host_allocator_adapter.h) registered with at::setHostAllocator
+// is what at::getHostAllocator(at::kXPU) returns; tensors on its memory
+// compute; record_event on an XPU c10::Stream orders reuse; get_stats counts
+// what was done; errors arrive as c10 exceptions. With
+// ZE_SOFTWARE_DRIVER_HOST_MEMORY_LIMIT set, running out of memory is checked too.
+#include <ATen/ATen.h>
+#include <ATen/core/CachingHostAllocator.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tensor_checks.h"
+#include "xpu_host_allocator_adapter.h"
+
+using xpu_host_test::Checks;
+
+namespace {
+
+constexpr std::int64_t kStreamId = 7;
+
+c10::Stream xpu_stream() { return c10::Stream(c10::Stream::UNSAFE, c10::Device(c10::DeviceType::XPU, 0), kStreamId); }
+
+std::string stat_text(const c10::CachingAllocator::Stat& s) {
+  return std::to_string(s.current) + "/" + std::to_string(s.peak) + "/" + std::to_string(s.allocated) + "/" +
+         std::to_string(s.freed) + " (current/peak/allocated/freed)";
+}
+
+void check_registration(Checks& checks) {
+  at::HostAllocator* before = nullptr;
+  try {
+    before = at::getHostAllocator(at::kXPU);
+  } catch (const c10::Error&) {
+    // A CPU-only libtorch has no XPU host allocator: PyTorch says so by throwing.
+  }
+  checks.check(before != &xpu_host_allocator::host_allocator(), "before registration at::getHostAllocator(kXPU) is not ours");
+  xpu_host_allocator::register_with_pytorch();
+  checks.check(at::getHostAllocator(at::kXPU) == &xpu_host_allocator::host_allocator(),
+               "after register_with_pytorch(), at::getHostAllocator(kXPU) is the adapter");
+  checks.check(at::getHostAllocator(at::kCPU) != &xpu_host_allocator::host_allocator(),
+               "the adapter is registered for XPU only");
+}
+
+void check_data_ptrs(Checks& checks, at::HostAllocator* allocator) {
+  void* data = nullptr;
+  void* ctx = nullptr;
+  {
+    at::DataPtr p = allocator->allocate(1000);
+    data = p.get();
+    ctx = p.get_context();
+    checks.check(data != nullptr && reinterpret_cast<std::uintptr_t>(data) % 512 == 0, "allocate(1000): 512-aligned memory");
+    checks.check(ctx != nullptr && ctx != data && p.device() == c10::Device(c10::DeviceType::CPU),
+                 "allocate(1000): a block context and device CPU");
+  }
+  at::DataPtr again = allocator->allocate(1000);
+  checks.check(again.get() == data && again.get_context() == ctx, "a freed block is reused by the same size");
+  at::DataPtr empty = allocator->allocate(0);
+  checks.check(empty.get() == nullptr && empty.get_context() == nullptr, "allocate(0): null data and context");
+
+  std::vector<char> source(5000, 'x');
+  at::DataPtr copy = allocator->clone(source.data(), source.size());
+  checks.check(std::memcmp(copy.get(), source.data(), source.size()) == 0, "clone copies through copy_data");
+  checks.throws<c10::Error>("copy_data with a null pointer throws c10::Error", "null pointer",
+                            [&] { allocator->copy_data(nullptr, source.data(), 1); });
+
+  int foreign = 0;
+  char* base = static_cast<char*>(again.get());
+  checks.check(allocator->record_event(base + 8, again.get_context(), xpu_stream()), "record_event(slice of ours) is true");
+  checks.check(allocator->record_event(base, &foreign, xpu_stream()), "record_event(base, foreign context) is true");
+  checks.check(!allocator->record_event(base + 8, &foreign, xpu_stream()), "record_event(interior, foreign context) is false");
+}
+
+// Numbers after a known sequence, from a clean start (nothing in use or cached).
+void check_stats(Checks& checks, at::HostAllocator* allocator) {
+  // Blocks recorded on streams earlier are given back once their events complete.
+  xpu_host_test::poll_until([&] {
+    allocator->empty_cache();
+    return allocator->get_stats().allocations.current == 0;
+  });
+  allocator->reset_accumulated_stats();
+  allocator->reset_peak_stats();
+  at::HostStats start = allocator->get_stats();
+  checks.check(start.active_requests.current == 0 && start.allocations.current == 0,
+               "stats: nothing in use or held after empty_cache",
+               "active_requests " + stat_text(start.active_requests) + ", allocations " + stat_text(start.allocations));
+  checks.check(start.num_host_alloc == 0 && start.active_requests.allocated == 0 && start.host_alloc_time.count == 0,
+               "stats: reset_accumulated_stats zeroes the totals");
+
+  constexpr int kBlocks = 3;
+  constexpr std::size_t kSize = 40000;
+  {
+    std::vector<at::DataPtr> held;
+    for (int i = 0; i < kBlocks; ++i) held.push_back(allocator->allocate(kSize));
+    at::HostStats s = allocator->get_stats();
+    checks.check(s.active_requests.current == kBlocks && s.active_requests.allocated == kBlocks,
+                 "stats: three blocks in use", stat_text(s.active_requests));
+    checks.check(s.allocations.current == kBlocks && s.num_host_alloc == kBlocks && s.host_alloc_time.count == kBlocks,
+                 "stats: three blocks from the driver", stat_text(s.allocations) + ", num_host_alloc " + std::to_string(s.num_host_alloc));
+    checks.check(s.active_bytes.current >= kBlocks * static_cast<std::int64_t>(kSize) &&
+                     s.allocated_bytes.current == s.active_bytes.current,
+                 "stats: bytes in use cover the requests, all of the held bytes",
+                 "active_bytes " + stat_text(s.active_bytes) + ", allocated_bytes " + stat_text(s.allocated_bytes));
+  }
+  at::HostStats freed = allocator->get_stats();
+  checks.check(freed.active_requests.current == 0 && freed.active_requests.freed == kBlocks && freed.active_requests.peak == kBlocks,
+               "stats: the three frees are counted, the peak stays", stat_text(freed.active_requests));
+  checks.check(freed.allocations.current == kBlocks && freed.active_bytes.current == 0,
+               "stats: freed blocks stay cached", stat_text(freed.allocations));
+
+  { at::DataPtr hit = allocator->allocate(kSize); }
+  checks.check(allocator->get_stats().num_host_alloc == kBlocks, "stats: a cache hit asks the driver for nothing");
+
+  allocator->empty_cache();
+  at::HostStats emptied = allocator->get_stats();
+  checks.check(emptied.allocations.current == 0 && emptied.allocated_bytes.current == 0 && emptied.num_host_free == kBlocks,
+               "stats: empty_cache gives the three blocks back",
+               stat_text(emptied.allocations) + ", num_host_free " + std::to_string(emptied.num_host_free));
+  allocator->reset_peak_stats();
+  checks.check(allocator->get_stats().active_requests.peak == 0, "stats: reset_peak_stats brings peaks down to current");
+}
+
+void check_errors(Checks& checks, at::HostAllocator* allocator) {
+  checks.throws<c10::Error>("allocate(SIZE_MAX) throws c10::Error naming the size", std::to_string(SIZE_MAX),
+                            [&] { allocator->allocate(SIZE_MAX); });
+  checks.throws<c10::Error>("the error says which call failed", "xpu_host_allocate failed",
+                            [&] { allocator->allocate(SIZE_MAX / 2 + 2); });
+  at::DataPtr after = allocator->allocate(4096);
+  checks.check(after.get() != nullptr, "after an error the adapter still allocates");
+}
+
+void check_memory_limit(Checks& checks, at::HostAllocator* allocator, std::size_t limit) {
+  allocator->empty_cache();
+  checks.throws<c10::OutOfMemoryError>("beyond the driver's memory limit, allocate throws c10::OutOfMemoryError",
+                                       "out of pinned host memory", [&] { allocator->allocate(2 * limit); });
+  checks.throws<c10::OutOfMemoryError>("a tensor beyond the limit throws c10::OutOfMemoryError through ATen",
+                                       "out of pinned host memory", [&] {
+                                         xpu_host_test::FrontEnd front{allocator, nullptr, nullptr};
+                                         xpu_host_test::pinned_empty(front, {static_cast<std::int64_t>(limit)});
+                                       });
+  at::DataPtr small = allocator->allocate(limit / 4);
+  checks.check(small.get() != nullptr, "after out-of-memory, an allocation within the limit works");
+}
+
+}  // namespace
+
+int main() {
+  Checks checks("adapter_2_15_test");
+  check_registration(checks);
+  at::HostAllocator* allocator = at::getHostAllocator(at::kXPU);
+  xpu_host_test::FrontEnd front{
+      allocator, [allocator](void* ptr, void* ctx) { return allocator->record_event(ptr, ctx, xpu_stream()); },
+      [allocator] { allocator->empty_cache(); }};
+
+  check_data_ptrs(checks, allocator);
+  check_stats(checks, allocator);
+  xpu_host_test::check_tensors_compute(checks, front);
+  xpu_host_test::check_record_event(checks, front);
+  xpu_host_test::check_stream_ordering_with_tensors(checks, front, xpu_host_test::xpu_stream_key(xpu_stream()));
+  xpu_host_test::check_stream_ordering(
+      checks, "stream ordering through record_event", xpu_host_test::xpu_stream_key(xpu_stream()),
+      [&] { return allocator->allocate(8192); },
+      [](const at::DataPtr& p) { return std::make_pair(p.get(), p.get_context()); },
+      [&](const at::DataPtr& p) { return allocator->record_event(p.get(), p.get_context(), xpu_stream()); });
+  check_errors(checks, allocator);
+  if (const char* limit = std::getenv("ZE_SOFTWARE_DRIVER_HOST_MEMORY_LIMIT")) {
+    check_memory_limit(checks, allocator, std::strtoull(limit, nullptr, 10));
+  }
+  return checks.finish();
+}
