@@ -1,0 +1,61 @@
+# cmake -DBUILD_DIR=<main build> -DSOURCE_DIR=<this folder> -DWORK_DIR=<scratch>
+#       -DLIBDIR=<CMAKE_INSTALL_LIBDIR> -DCXX=<compiler> -P run.cmake
+#
+# Uses the library as a dependent project would: installs the main build into
+# a fresh prefix, then builds and runs ctest/consumer/project/consumer.cpp
+# against that prefix twice, through find_package (CMake) and through
+# pkg-config. The software driver comes from the test's environment.
+foreach(variable BUILD_DIR SOURCE_DIR WORK_DIR LIBDIR CXX)
+  if(NOT DEFINED ${variable})
+    message(FATAL_ERROR "run.cmake needs -D${variable}=...")
+  endif()
+endforeach()
+
+# run(<what> <command...>): runs the command, failing the test with its output if it fails.
+function(run what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE output ERROR_VARIABLE output)
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "${what} failed (${result}):\n${ARGN}\n${output}")
+  endif()
+  message(STATUS "${what}: ok")
+  set(run_output "${output}" PARENT_SCOPE)
+endfunction()
+
+set(prefix "${WORK_DIR}/prefix")
+file(REMOVE_RECURSE "${WORK_DIR}")
+run("cmake --install into ${prefix}" "${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}")
+foreach(installed include/xpu_caching_host_allocator.h
+                  share/xpu_caching_host_allocator/adapter/xpu_host_allocator_adapter.h
+                  share/xpu_caching_host_allocator/adapter/xpu_host_allocator_adapter.cpp)
+  if(NOT EXISTS "${prefix}/${installed}")
+    message(FATAL_ERROR "cmake --install did not install ${installed}")
+  endif()
+endforeach()
+
+# find_package(xpu_caching_host_allocator) and the imported target.
+run("configure the consumer project with CMAKE_PREFIX_PATH=${prefix}"
+    "${CMAKE_COMMAND}" -S "${SOURCE_DIR}/project" -B "${WORK_DIR}/cmake-build"
+    "-DCMAKE_PREFIX_PATH=${prefix}" "-DCMAKE_CXX_COMPILER=${CXX}" -DCMAKE_BUILD_TYPE=Debug)
+run("build the consumer project" "${CMAKE_COMMAND}" --build "${WORK_DIR}/cmake-build")
+run("run the consumer built with find_package" "${WORK_DIR}/cmake-build/consumer")
+message("${run_output}")
+
+# pkg-config, as a Makefile or Meson project would use it.
+set(ENV{PKG_CONFIG_PATH} "${prefix}/${LIBDIR}/pkgconfig")
+find_program(PKG_CONFIG pkg-config REQUIRED)
+run("pkg-config --variable=libdir" "${PKG_CONFIG}" --variable=libdir xpu_caching_host_allocator)
+string(STRIP "${run_output}" libdir)
+set(relocate "")
+if(NOT libdir STREQUAL "${prefix}/${LIBDIR}")
+  # The .pc file names the prefix the build was configured with, not the one
+  # it was installed into; pkg-config's documented way to use such a file
+  # from elsewhere is to redefine its prefix.
+  message(STATUS "NOTE: the installed .pc file is not relocatable (libdir ${libdir}); using --define-variable=prefix=${prefix}")
+  set(relocate "--define-variable=prefix=${prefix}")
+endif()
+run("pkg-config --cflags --libs" "${PKG_CONFIG}" ${relocate} --cflags --libs xpu_caching_host_allocator)
+separate_arguments(flags UNIX_COMMAND "${run_output}")
+run("compile the consumer with pkg-config's flags"
+    "${CXX}" -std=c++17 "${SOURCE_DIR}/project/consumer.cpp" ${flags} "-Wl,-rpath,${prefix}/${LIBDIR}" -o "${WORK_DIR}/consumer-pkg-config")
+run("run the consumer built with pkg-config" "${WORK_DIR}/consumer-pkg-config")
+message("${run_output}")
