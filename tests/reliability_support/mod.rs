@@ -33,8 +33,9 @@ pub fn run_child(name: &str, env: &[(&str, &str)]) -> String {
     let output = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    // Only the child's own report lines; the harness's lines would read as a second run.
-    for line in stdout.lines().filter(|line| line.starts_with("reliability:")) {
+    // Only the child's own report lines; the harness's lines would read as a
+    // second run (with one test thread it prints "test name ... " before them).
+    for line in stdout.lines().filter_map(|line| line.find("reliability:").map(|at| &line[at..])) {
         println!("{line}");
     }
     assert!(output.status.success(), "child {name} ({env:?}) failed: {}\n{stdout}\n{stderr}", output.status);
