@@ -45,15 +45,14 @@ set(ENV{PKG_CONFIG_PATH} "${prefix}/${LIBDIR}/pkgconfig")
 find_program(PKG_CONFIG pkg-config REQUIRED)
 run("pkg-config --variable=libdir" "${PKG_CONFIG}" --variable=libdir xpu_caching_host_allocator)
 string(STRIP "${run_output}" libdir)
-set(relocate "")
-if(NOT libdir STREQUAL "${prefix}/${LIBDIR}")
-  # The .pc file names the prefix the build was configured with, not the one
-  # it was installed into; pkg-config's documented way to use such a file
-  # from elsewhere is to redefine its prefix.
-  message(STATUS "NOTE: the installed .pc file is not relocatable (libdir ${libdir}); using --define-variable=prefix=${prefix}")
-  set(relocate "--define-variable=prefix=${prefix}")
+# The .pc file finds its prefix relative to itself, so the installed copy must
+# name the prefix it was installed into, not the one the build was configured with.
+get_filename_component(libdir "${libdir}" REALPATH)
+get_filename_component(installed_libdir "${prefix}/${LIBDIR}" REALPATH)
+if(NOT libdir STREQUAL installed_libdir)
+  message(FATAL_ERROR "the installed .pc file says libdir ${libdir}, not ${installed_libdir}")
 endif()
-run("pkg-config --cflags --libs" "${PKG_CONFIG}" ${relocate} --cflags --libs xpu_caching_host_allocator)
+run("pkg-config --cflags --libs" "${PKG_CONFIG}" --cflags --libs xpu_caching_host_allocator)
 separate_arguments(flags UNIX_COMMAND "${run_output}")
 run("compile the consumer with pkg-config's flags"
     "${CXX}" -std=c++17 "${SOURCE_DIR}/project/consumer.cpp" ${flags} "-Wl,-rpath,${prefix}/${LIBDIR}" -o "${WORK_DIR}/consumer-pkg-config")
