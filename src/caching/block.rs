@@ -19,7 +19,7 @@ use super::backend::StreamKey;
 pub enum BlockState {
     /// The header has no memory.
     Unused = 0,
-    /// Handed out to a caller.
+    /// Handed out to a caller, no stream recorded.
     Allocated = 1,
     /// Freed by the caller; waiting for events on the streams that used it.
     Pending = 2,
@@ -28,6 +28,9 @@ pub enum BlockState {
     /// An event could not be recorded for it, so no one can know when the
     /// device is done with it: it is never reused nor freed.
     Retired = 4,
+    /// Handed out to a caller, and streams were recorded: freeing it takes the
+    /// streams lock, which a free of a block no stream used never does.
+    AllocatedOnStreams = 5,
 }
 
 impl BlockState {
@@ -37,6 +40,7 @@ impl BlockState {
             2 => BlockState::Pending,
             3 => BlockState::Cached,
             4 => BlockState::Retired,
+            5 => BlockState::AllocatedOnStreams,
             _ => BlockState::Unused,
         }
     }
@@ -51,9 +55,12 @@ pub struct Block {
     size: AtomicUsize,
     /// Bytes the caller asked for, for statistics.
     requested: AtomicUsize,
-    /// Streams that used the block while it was allocated. The state changes
-    /// from `Allocated` only under this lock, so a stream recorded by
-    /// `record_event` is never missed by a concurrent free.
+    /// The free list it returns to.
+    class: AtomicUsize,
+    /// Streams that used the block while it was allocated. `record_event` marks
+    /// the block `AllocatedOnStreams` before it adds a stream, under this lock,
+    /// and a free of a marked block takes the lock too: a stream recorded by a
+    /// concurrent `record_event` is never missed.
     streams: Mutex<Vec<StreamKey>>,
     /// Events still to complete before the block is free.
     pending_events: AtomicUsize,
@@ -70,6 +77,7 @@ impl Block {
             address: AtomicUsize::new(0),
             size: AtomicUsize::new(0),
             requested: AtomicUsize::new(0),
+            class: AtomicUsize::new(0),
             streams: Mutex::new(Vec::new()),
             pending_events: AtomicUsize::new(0),
             cached_generation: AtomicU64::new(0),
@@ -105,10 +113,15 @@ impl Block {
         self.requested.store(requested, Ordering::Relaxed);
     }
 
+    pub fn class(&self) -> usize {
+        self.class.load(Ordering::Relaxed)
+    }
+
     /// Gives an unused header its memory; it is then `Allocated`.
-    pub fn bind(&self, address: usize, size: usize, requested: usize) {
+    pub fn bind(&self, address: usize, size: usize, class: usize, requested: usize) {
         self.address.store(address, Ordering::Release);
         self.size.store(size, Ordering::Release);
+        self.class.store(class, Ordering::Relaxed);
         self.set_requested(requested);
         self.set_state(BlockState::Allocated);
     }
@@ -116,28 +129,32 @@ impl Block {
     /// Notes that `stream` uses the block. False if the block is not allocated.
     pub fn add_stream(&self, stream: StreamKey) -> bool {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        if self.state() != BlockState::Allocated {
-            return false;
-        }
-        if !streams.contains(&stream) {
+        let marked = self.transition(BlockState::Allocated, BlockState::AllocatedOnStreams)
+            || self.state() == BlockState::AllocatedOnStreams;
+        if marked && !streams.contains(&stream) {
             streams.push(stream);
         }
-        true
+        marked
     }
 
-    /// Takes the block from `Allocated` to `Pending` and returns the streams that
+    /// Takes the block from allocated to `Pending` and returns the streams that
     /// used it; `None` if it was not allocated (a double free).
     pub fn release(&self) -> Option<Vec<StreamKey>> {
+        if self.transition(BlockState::Allocated, BlockState::Pending) {
+            return Some(Vec::new());
+        }
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.transition(BlockState::Allocated, BlockState::Pending) {
+        if !self.transition(BlockState::AllocatedOnStreams, BlockState::Pending) {
             return None;
         }
         Some(std::mem::take(&mut *streams))
     }
 
-    /// Marks the block `Cached` and returns the generation of this stay in the cache.
+    /// Marks the block `Cached` and returns the generation of this stay in the
+    /// cache. The caller owns the block (it is in no list), so it is the only writer.
     pub fn mark_cached(&self) -> u64 {
-        let generation = self.cached_generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let generation = self.cached_generation.load(Ordering::Relaxed) + 1;
+        self.cached_generation.store(generation, Ordering::Relaxed);
         self.set_state(BlockState::Cached);
         generation
     }
@@ -259,7 +276,7 @@ mod tests {
     fn a_free_takes_the_streams_once() {
         let arena = Arena::new();
         let block = arena.take_unused();
-        block.bind(4096, 512, 500);
+        block.bind(4096, 512, 0, 500);
         let stream = StreamKey { device_type: 12, device_index: 0, id: 3 };
         assert!(block.add_stream(stream));
         assert!(block.add_stream(stream));

@@ -12,21 +12,24 @@ use std::sync::Mutex;
 
 use super::size_class::CLASS_COUNT;
 
-/// Enough for the cores of a large host; threads beyond share shards.
-pub(crate) const SHARDS: usize = 16;
+/// One shard per core (up to 64): threads beyond that share shards.
+pub(crate) fn shard_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).next_power_of_two().min(64)
+}
 
-/// The shard of the calling thread: threads take shards in turn as they first ask.
-pub(crate) fn current_shard() -> usize {
+/// The calling thread's index: threads take indices in turn as they first ask,
+/// and use shard `index % shards`.
+pub(crate) fn thread_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    SHARD
-        .try_with(|shard| {
-            if shard.get() == usize::MAX {
-                shard.set(NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+    INDEX
+        .try_with(|index| {
+            if index.get() == usize::MAX {
+                index.set(NEXT.fetch_add(1, Ordering::Relaxed));
             }
-            shard.get()
+            index.get()
         })
         // A thread being torn down still frees its blocks, to shard 0.
         .unwrap_or(0)
@@ -42,12 +45,17 @@ struct Shard {
 }
 
 impl FreeLists {
-    pub fn new() -> FreeLists {
+    pub fn new(shards: usize) -> FreeLists {
         FreeLists {
-            shards: (0..SHARDS)
+            shards: (0..shards)
                 .map(|_| Shard { lists: (0..CLASS_COUNT).map(|_| Mutex::new(Vec::new())).collect() })
                 .collect(),
         }
+    }
+
+    /// The calling thread's shard.
+    pub fn current_shard(&self) -> usize {
+        thread_index() % self.shards.len()
     }
 
     pub fn push(&self, shard: usize, class: usize, id: u32) {
@@ -57,7 +65,8 @@ impl FreeLists {
     /// The most recently freed block in list `class` that `fits`, from the
     /// caller's shard first, then from the others.
     pub fn take(&self, shard: usize, class: usize, fits: impl Fn(u32) -> bool) -> Option<u32> {
-        (0..SHARDS).map(|i| (shard + i) % SHARDS).find_map(|s| {
+        let shards = self.shards.len();
+        (0..shards).map(|i| (shard + i) % shards).find_map(|s| {
             let mut list = lock(&self.shards[s].lists[class]);
             let position = list.iter().rposition(|&id| fits(id))?;
             Some(list.remove(position))

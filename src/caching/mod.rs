@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use block::{Arena, Block, BlockState};
-use free_lists::{current_shard, FreeLists};
+use free_lists::FreeLists;
 use pending::PendingQueues;
 use reclaimer::Reclaim;
 use size_class::{fits, Rounding, SizeClass, CLASS_COUNT};
@@ -86,18 +86,19 @@ pub struct CachingAllocator<B: Backend> {
 impl<B: Backend> CachingAllocator<B> {
     pub fn new(backend: B, settings: Settings) -> Self {
         assert!(size_class::ALLOWED_DIVISIONS.contains(&settings.roundup_divisions));
+        let shards = free_lists::shard_count();
         CachingAllocator {
             backend,
             settings,
             rounding: Rounding { divisions: settings.roundup_divisions, threshold: settings.max_round_threshold },
             blocks: Arena::new(),
-            free: FreeLists::new(),
+            free: FreeLists::new(shards),
             by_address: Mutex::new(HashMap::new()),
             pending: PendingQueues::new(),
             oldest: (settings.max_cached_bytes != usize::MAX).then(|| Mutex::new(VecDeque::new())),
             reclaimer: Mutex::new(None),
             reclaimer_running: AtomicBool::new(false),
-            counters: Counters::new(free_lists::SHARDS, CLASS_COUNT),
+            counters: Counters::new(shards, CLASS_COUNT),
         }
     }
 
@@ -116,7 +117,7 @@ impl<B: Backend> CachingAllocator<B> {
             return Ok(None);
         }
         let class = self.rounding.classify(size).ok_or(Error::SizeTooLarge { requested: size })?;
-        let shard = current_shard();
+        let shard = self.free.current_shard();
         let inline_polling = !self.reclaimer_running.load(Ordering::Relaxed) && !self.pending.is_empty();
         if inline_polling && poll_is_due() {
             self.poll_pending();
@@ -144,7 +145,7 @@ impl<B: Backend> CachingAllocator<B> {
     pub fn free(&self, context: usize) -> Result<(), Error> {
         let block = self.blocks.lookup(context).ok_or(Error::UnknownBlock { context })?;
         let streams = block.release().ok_or(Error::NotAllocated { context })?;
-        let shard = current_shard();
+        let shard = self.free.current_shard();
         let (bytes, requested) = (block.size() as i64, block.requested() as i64);
         self.counters
             .decrease(shard, &[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, bytes), (Hot::RequestedBytes, requested)]);
@@ -219,7 +220,7 @@ impl<B: Backend> CachingAllocator<B> {
             let block = self.blocks.get(id);
             if block.complete_one_event() {
                 self.counters.pending_blocks.decrease(1);
-                self.cache(current_shard(), block);
+                self.cache(self.free.current_shard(), block);
             }
         });
     }
@@ -228,14 +229,15 @@ impl<B: Backend> CachingAllocator<B> {
         self.counters.snapshot()
     }
 
-    /// Per size class, the classes that ever held a block.
+    /// Per size class, the classes that ever held a block (since the last
+    /// accumulated reset) or hold one now.
     pub fn class_stats(&self) -> Vec<ClassStats> {
         let cached = self.free.counts();
         self.counters
             .class_snapshot()
             .into_iter()
             .enumerate()
-            .filter(|(_, allocations)| allocations.allocated > 0)
+            .filter(|(_, allocations)| allocations.allocated > 0 || allocations.current > 0)
             .map(|(index, allocations)| ClassStats { size: size_class::class_size(index), allocations, cached: cached[index] })
             .collect()
     }
@@ -255,8 +257,9 @@ impl<B: Backend> CachingAllocator<B> {
             self.free.take(shard, next, fitting)
         })?;
         let block = self.blocks.get(id);
-        let moved = block.transition(BlockState::Cached, BlockState::Allocated);
-        debug_assert!(moved, "blocks in free lists are cached");
+        // Taken from its list under the list's lock, the block is ours alone.
+        debug_assert_eq!(block.state(), BlockState::Cached);
+        block.set_state(BlockState::Allocated);
         self.counters.decrease(shard, &[(Hot::CachedBytes, block.size() as i64)]);
         self.counters.cache_hit(shard);
         Some(block)
@@ -277,7 +280,7 @@ impl<B: Backend> CachingAllocator<B> {
             BackendError::Failed(detail) => Error::Backend(detail),
         })?;
         let block = self.blocks.take_unused();
-        block.bind(address, class.size, requested);
+        block.bind(address, class.size, class.index, requested);
         lock(&self.by_address).insert(address, block.id);
         self.counters.allocations.increase(1);
         self.counters.allocated_bytes.increase(class.size as i64);
@@ -292,14 +295,10 @@ impl<B: Backend> CachingAllocator<B> {
         result
     }
 
-    fn class_of(&self, block: &Block) -> usize {
-        self.rounding.classify(block.size()).expect("a block's size has a class").index
-    }
-
     fn cache(&self, shard: usize, block: &Block) {
         let generation = block.mark_cached();
         self.counters.increase(shard, &[(Hot::CachedBytes, block.size() as i64)]);
-        self.free.push(shard, self.class_of(block), block.id);
+        self.free.push(shard, block.class(), block.id);
         if let Some(oldest) = &self.oldest {
             self.note_cached(oldest, block.id, generation);
             self.enforce_cap(oldest);
@@ -318,10 +317,10 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Gives cached blocks back, oldest first, while cached bytes exceed the cap.
     fn enforce_cap(&self, oldest: &Mutex<VecDeque<(u32, u64)>>) {
-        while self.stats().cached_bytes.current > self.settings.max_cached_bytes as i64 {
+        while self.counters.cached_bytes() > self.settings.max_cached_bytes as i64 {
             let Some((id, generation)) = lock(oldest).pop_front() else { return };
             let block = self.blocks.get(id);
-            if block.is_cached_as(generation) && self.free.remove(self.class_of(block), id) {
+            if block.is_cached_as(generation) && self.free.remove(block.class(), id) {
                 // A failed free is the backend's to report; the block is gone from the cache either way.
                 let _ = self.release_memory(block);
             }
@@ -330,9 +329,9 @@ impl<B: Backend> CachingAllocator<B> {
 
     fn release_memory(&self, block: &Block) -> Result<(), Error> {
         let (address, size) = (block.address(), block.size());
-        let class = self.class_of(block);
+        let class = block.class();
         lock(&self.by_address).remove(&address);
-        self.counters.decrease(current_shard(), &[(Hot::CachedBytes, size as i64)]);
+        self.counters.decrease(self.free.current_shard(), &[(Hot::CachedBytes, size as i64)]);
         let started = Instant::now();
         let result = self.backend.free(address, size);
         self.counters.host_free_time.add(started.elapsed());

@@ -146,10 +146,11 @@ pub(crate) enum Hot {
 
 const HOT: usize = 4;
 
+/// A shard keeps only totals added and removed, one atomic add per change; a
+/// gauge's current value is what was added less what was removed.
 #[derive(Default)]
 #[repr(align(64))]
 struct HotShard {
-    current: [AtomicI64; HOT],
     allocated: [AtomicI64; HOT],
     freed: [AtomicI64; HOT],
     cache_hits: AtomicI64,
@@ -157,6 +158,8 @@ struct HotShard {
 
 pub(crate) struct Counters {
     hot: Box<[HotShard]>,
+    /// What the current values were when the totals were last reset.
+    hot_carried: [AtomicI64; HOT],
     /// Peaks of the hot gauges' sums. Exact while one thread allocates; with
     /// several, a peak is the largest sum one of them saw.
     hot_peaks: [AtomicI64; HOT],
@@ -174,6 +177,7 @@ impl Counters {
     pub fn new(shards: usize, classes: usize) -> Counters {
         Counters {
             hot: (0..shards).map(|_| HotShard::default()).collect(),
+            hot_carried: Default::default(),
             hot_peaks: Default::default(),
             allocations: AtomicStat::default(),
             allocated_bytes: AtomicStat::default(),
@@ -189,7 +193,6 @@ impl Counters {
     pub fn increase(&self, shard: usize, changes: &[(Hot, i64)]) {
         let counters = &self.hot[shard];
         for &(gauge, amount) in changes {
-            counters.current[gauge as usize].fetch_add(amount, Ordering::Relaxed);
             counters.allocated[gauge as usize].fetch_add(amount, Ordering::Relaxed);
         }
         for &(gauge, _) in changes {
@@ -204,7 +207,6 @@ impl Counters {
     pub fn decrease(&self, shard: usize, changes: &[(Hot, i64)]) {
         let counters = &self.hot[shard];
         for &(gauge, amount) in changes {
-            counters.current[gauge as usize].fetch_sub(amount, Ordering::Relaxed);
             counters.freed[gauge as usize].fetch_add(amount, Ordering::Relaxed);
         }
     }
@@ -213,21 +215,23 @@ impl Counters {
         self.hot[shard].cache_hits.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn hot_sum(&self, of: fn(&HotShard) -> &[AtomicI64; HOT], gauge: usize) -> i64 {
+        self.hot.iter().map(|shard| of(shard)[gauge].load(Ordering::Relaxed)).sum()
+    }
+
     fn hot_current(&self, gauge: usize) -> i64 {
-        self.hot.iter().map(|shard| shard.current[gauge].load(Ordering::Relaxed)).sum()
+        self.hot_carried[gauge].load(Ordering::Relaxed) + self.hot_sum(|s| &s.allocated, gauge)
+            - self.hot_sum(|s| &s.freed, gauge)
     }
 
     fn hot_stat(&self, gauge: usize) -> Stat {
-        let sum = |of: fn(&HotShard) -> &[AtomicI64; HOT]| -> i64 {
-            self.hot.iter().map(|shard| of(shard)[gauge].load(Ordering::Relaxed)).sum()
-        };
-        let current = sum(|s| &s.current);
+        let current = self.hot_current(gauge);
         Stat {
             current,
             // A reset raced by a concurrent increase may leave the peak a little behind.
             peak: self.hot_peaks[gauge].load(Ordering::Relaxed).max(current),
-            allocated: sum(|s| &s.allocated),
-            freed: sum(|s| &s.freed),
+            allocated: self.hot_sum(|s| &s.allocated, gauge),
+            freed: self.hot_sum(|s| &s.freed, gauge),
         }
     }
 
@@ -250,6 +254,10 @@ impl Counters {
         }
     }
 
+    pub fn cached_bytes(&self) -> i64 {
+        self.hot_current(Hot::CachedBytes as usize)
+    }
+
     pub fn class_snapshot(&self) -> Vec<Stat> {
         self.class_allocations.iter().map(AtomicStat::snapshot).collect()
     }
@@ -269,8 +277,13 @@ impl Counters {
         self.cold().for_each(AtomicStat::reset_accumulated);
         for shard in self.hot.iter() {
             for gauge in 0..HOT {
-                shard.allocated[gauge].store(0, Ordering::Relaxed);
-                shard.freed[gauge].store(0, Ordering::Relaxed);
+                // Subtracted rather than zeroed, so that a concurrent add is never
+                // lost; what the totals held moves to the carried current value.
+                let allocated = shard.allocated[gauge].load(Ordering::Relaxed);
+                let freed = shard.freed[gauge].load(Ordering::Relaxed);
+                shard.allocated[gauge].fetch_sub(allocated, Ordering::Relaxed);
+                shard.freed[gauge].fetch_sub(freed, Ordering::Relaxed);
+                self.hot_carried[gauge].fetch_add(allocated - freed, Ordering::Relaxed);
             }
             shard.cache_hits.store(0, Ordering::Relaxed);
         }
