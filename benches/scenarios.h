@@ -353,13 +353,16 @@ void miss_path(S& s, const Args& args, Json& out) {
   long count = args.number("count", 256), trials = args.number("trials", 21);
   std::vector<double> subject_ns, raw_ns;
   std::uint64_t misses = 0;
+  bool counting = false;  // callgrind counts the subject's measured trials only
   auto subject_trial = [&] {
     s.empty_cache();
     std::vector<typename S::Block> blocks;
     blocks.reserve(std::size_t(count));
     std::uint64_t calls = live_objects().host_alloc_calls;
     std::uint64_t start = now_ns();
+    if (counting) collect_on();
     for (long i = 0; i < count; ++i) blocks.push_back(s.allocate(sizes[std::size_t(i) % sizes.size()]));
+    if (counting) collect_off();
     subject_ns.push_back(double(now_ns() - start) / double(count));
     misses += live_objects().host_alloc_calls - calls;
     blocks.clear();
@@ -378,6 +381,7 @@ void miss_path(S& s, const Args& args, Json& out) {
   subject_ns.clear();
   raw_ns.clear();
   misses = 0;
+  counting = true;
   for (long t = 0; t < trials; ++t) {
     if (t % 2) {
       raw_trial();
@@ -387,7 +391,7 @@ void miss_path(S& s, const Args& args, Json& out) {
       raw_trial();
     }
   }
-  out.add("count", count).add("ns_per_allocation", median_of(subject_ns)).add("raw_ns_per_allocation", median_of(raw_ns));
+  out.add("count", count).add("cycles", count * trials).add("ns_per_allocation", median_of(subject_ns)).add("raw_ns_per_allocation", median_of(raw_ns));
   out.add("ratio_to_raw", median_of(subject_ns) / median_of(raw_ns));
   out.add("misses_per_allocation", double(misses) / double(count * trials));
   out.add("trials_ns", subject_ns).add("raw_trials_ns", raw_ns);
