@@ -1,0 +1,474 @@
+//! A model of what each call into the caching core must return, driven by a
+//! sequence of operations decoded from bytes: the coverage-guided fuzzer feeds
+//! it (fuzz_targets/core_sequence.rs) and `cargo test` replays it on seeded
+//! random inputs (tests/core_model.rs includes this file).
+//!
+//! The core runs on an in-process backend: host memory is bookkeeping (no
+//! memory is touched), a stream's "device work" is a counter the sequence
+//! advances, and faults (out of memory, other allocation failures, event
+//! records failing) are injected by the sequence. After every operation the
+//! model checks the answer and the invariants:
+//! - a block handed out is not in use by anyone, and every stream that used it
+//!   before has completed all work submitted before its free (the property
+//!   that must never break), and its size fits the request's class;
+//! - frees, double frees, foreign and stale contexts, records by context and
+//!   by base address, bad streams get exactly the defined answer;
+//! - out of memory happens only when the memory is really not there after the
+//!   cache was emptied, and leaves the cache empty;
+//! - the statistics add up with the model's and the backend's books, the cache
+//!   stays under its cap, and at the end everything goes back to the backend
+//!   but the blocks retired on purpose.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use xpu_caching_host_allocator::caching::size_class::Rounding;
+use xpu_caching_host_allocator::caching::{
+    size_class, BackendError, CachingAllocator, Error, HostMemory, Settings, StreamEvents, StreamKey,
+};
+
+/// Devices the backend has: stream device indices 0 and 1 are valid.
+const DEVICES: i8 = 2;
+const MAX_ALLOCATION: usize = 1 << 40;
+
+#[derive(Default)]
+struct Books {
+    live: HashMap<usize, usize>,
+    live_bytes: usize,
+    next_address: usize,
+    limit: usize,
+    /// Injected: the next allocations fail, as out of memory or otherwise.
+    fail_oom: u32,
+    fail_other: u32,
+    fail_records: u32,
+    /// Per stream: work submitted, work completed.
+    streams: HashMap<StreamKey, (u64, u64)>,
+    events_out: i64,
+    allocate_calls: u64,
+}
+
+/// The in-process backend.
+pub struct Backend {
+    books: Mutex<Books>,
+}
+
+impl Backend {
+    /// A backend without a memory limit and without faults.
+    pub fn unlimited() -> Backend {
+        Backend { books: Mutex::new(Books { limit: usize::MAX, ..Books::default() }) }
+    }
+
+    fn books(&self) -> std::sync::MutexGuard<'_, Books> {
+        self.books.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl HostMemory for Backend {
+    fn allocate(&self, size: usize) -> Result<usize, BackendError> {
+        let mut books = self.books();
+        books.allocate_calls += 1;
+        assert!(size > 0, "the core asked the backend for 0 bytes");
+        if books.fail_other > 0 {
+            books.fail_other -= 1;
+            return Err(BackendError::Failed("injected failure".into()));
+        }
+        if books.fail_oom > 0 {
+            books.fail_oom -= 1;
+            return Err(BackendError::OutOfMemory("injected out of memory".into()));
+        }
+        // Like a real driver, nothing above 1 TiB (the sizes stay within i64).
+        if size > MAX_ALLOCATION || size > books.limit - books.live_bytes {
+            return Err(BackendError::OutOfMemory(format!("{size} bytes past the limit")));
+        }
+        // Addresses 2 TiB apart, never reused: distinct blocks never overlap.
+        books.next_address += 1;
+        let address = books.next_address * (2 * MAX_ALLOCATION);
+        books.live.insert(address, size);
+        books.live_bytes += size;
+        Ok(address)
+    }
+
+    fn free(&self, address: usize, size: usize) -> Result<(), BackendError> {
+        let mut books = self.books();
+        let held = books.live.remove(&address);
+        assert_eq!(held, Some(size), "the core freed {address:#x} ({size} bytes), which it does not hold");
+        books.live_bytes -= size;
+        Ok(())
+    }
+}
+
+impl StreamEvents for Backend {
+    /// The stream and the work submitted to it when the event was recorded.
+    type Event = (StreamKey, u64);
+
+    fn check_stream(&self, stream: StreamKey) -> Result<(), BackendError> {
+        if (0..DEVICES).contains(&stream.device_index) {
+            Ok(())
+        } else {
+            Err(BackendError::Failed(format!("no device {}", stream.device_index)))
+        }
+    }
+
+    fn record(&self, stream: StreamKey) -> Result<Self::Event, BackendError> {
+        let mut books = self.books();
+        assert!((0..DEVICES).contains(&stream.device_index), "an event recorded on a stream that was refused");
+        if books.fail_records > 0 {
+            books.fail_records -= 1;
+            return Err(BackendError::Failed("injected record failure".into()));
+        }
+        books.events_out += 1;
+        let submitted = books.streams.entry(stream).or_default().0;
+        Ok((stream, submitted))
+    }
+
+    fn is_complete(&self, event: &Self::Event) -> Result<bool, BackendError> {
+        Ok(self.books().streams.get(&event.0).is_none_or(|&(_, completed)| completed >= event.1))
+    }
+
+    fn release(&self, _event: Self::Event) {
+        self.books().events_out -= 1;
+    }
+}
+
+/// Reads the operation sequence; past the end, zeros.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn byte(&mut self) -> u8 {
+        let (&first, rest) = self.0.split_first().unwrap_or((&0, &[]));
+        self.0 = rest;
+        first
+    }
+
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.byte(), self.byte(), self.byte(), self.byte()])
+    }
+
+    fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
+        choices[self.byte() as usize % choices.len()]
+    }
+}
+
+struct LiveBlock {
+    address: usize,
+    size: usize,
+    requested: usize,
+    streams: HashSet<StreamKey>,
+}
+
+/// What the model knows.
+#[derive(Default)]
+struct Model {
+    /// Blocks handed out, by context.
+    live: HashMap<usize, LiveBlock>,
+    /// Freed blocks' addresses: before one is handed out again, each stream must
+    /// have completed this much work.
+    freed: HashMap<usize, Vec<(StreamKey, u64)>>,
+    retired: HashMap<usize, usize>,
+    /// Every context ever handed out (headers of the arena).
+    contexts: Vec<usize>,
+    refused_allocations: i64,
+}
+
+/// Counts of what one run did, for reports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Report {
+    pub operations: u64,
+    pub hostile: u64,
+    pub faults: u64,
+}
+
+const SIZES: [usize; 16] = [
+    0,
+    1,
+    511,
+    512,
+    513,
+    4096,
+    4097,
+    65536,
+    (1 << 20) + 1,
+    3 << 20,
+    usize::MAX,
+    usize::MAX / 2 + 1,
+    usize::MAX / 2 + 2,
+    usize::MAX - 511,
+    1 << 40,
+    0, // replaced by a size read from the input
+];
+
+fn stream_from(bytes: &mut Bytes) -> StreamKey {
+    let device_index = bytes.pick(&[0i8, 0, 1, 1, 2, -1, i8::MIN]);
+    let id = bytes.pick(&[0i64, 1, 2, 3, -1, i64::MAX]);
+    StreamKey { device_type: 12, device_index, id }
+}
+
+/// Runs the sequence in `data`; panics on any answer or state the model rules out.
+pub fn run(data: &[u8]) -> Report {
+    let mut bytes = Bytes(data);
+    let divisions = bytes.pick(&size_class::ALLOWED_DIVISIONS);
+    let threshold = bytes.pick(&[usize::MAX, 4096, 1 << 20]);
+    let cap = bytes.pick(&[usize::MAX, usize::MAX, 0, 8192, 1 << 20]);
+    let limit = bytes.pick(&[usize::MAX, 1 << 16, 1 << 20, 16 << 20]);
+    let settings = Settings {
+        roundup_divisions: divisions,
+        max_round_threshold: threshold,
+        max_cached_bytes: cap,
+        ..Settings::default()
+    };
+    let rounding = Rounding { divisions, threshold };
+    let backend = Backend { books: Mutex::new(Books { limit, ..Books::default() }) };
+    let a = CachingAllocator::new(backend, settings);
+    let mut model = Model::default();
+    let mut report = Report::default();
+    let trace = std::env::var_os("XPU_HOST_MODEL_TRACE").is_some();
+    if trace {
+        eprintln!("model: divisions {divisions} threshold {threshold:#x} cap {cap:#x} limit {limit:#x}");
+    }
+
+    while !bytes.0.is_empty() && report.operations < 2000 {
+        report.operations += 1;
+        let operation = bytes.byte() % 12;
+        if trace {
+            eprintln!("model: operation {operation}, next bytes {:?}, stats {}", &bytes.0[..bytes.0.len().min(6)], a.stats());
+        }
+        match operation {
+            0..=2 => {
+                let mut size = bytes.pick(&SIZES);
+                if size == 0 && bytes.byte() % 2 == 0 {
+                    size = (bytes.u32() % (4 << 20)) as usize;
+                }
+                allocate(&a, &mut model, &rounding, size, &mut report);
+            }
+            3 | 4 => {
+                let context = choose_context(&mut bytes, &model, &mut report);
+                free(&a, &mut model, context);
+            }
+            5 => {
+                let (address, context) = choose_target(&mut bytes, &model, &mut report);
+                let stream = stream_from(&mut bytes);
+                record(&a, &mut model, address, context, stream);
+            }
+            6 => {
+                // Device work on a stream: it now has more to complete.
+                let stream = stream_from(&mut bytes);
+                if (0..DEVICES).contains(&stream.device_index) {
+                    a.backend().books().streams.entry(stream).or_default().0 += 1;
+                }
+            }
+            7 => {
+                let stream = stream_from(&mut bytes);
+                let steps = u64::from(bytes.byte() % 4);
+                if let Some(entry) = a.backend().books().streams.get_mut(&stream) {
+                    entry.1 = (entry.1 + steps).min(entry.0);
+                }
+            }
+            8 => {
+                assert_eq!(a.empty_cache(), Ok(()));
+                assert_eq!(a.stats().cached_bytes.current, 0, "empty_cache left blocks cached");
+            }
+            9 => a.poll_pending(),
+            10 => {
+                let mut books = a.backend().books();
+                match bytes.byte() % 3 {
+                    0 => books.fail_oom += 1 + u32::from(bytes.byte() % 2),
+                    1 => books.fail_other += 1,
+                    _ => books.fail_records += 1,
+                }
+                report.faults += 1;
+            }
+            _ => {
+                if bytes.byte() % 2 == 0 {
+                    a.reset_peak_stats();
+                } else {
+                    a.reset_accumulated_stats();
+                    model.refused_allocations = 0;
+                }
+            }
+        }
+        check_books(&a, &model, cap);
+    }
+
+    // The end: every stream completes, every block is freed, the cache emptied.
+    {
+        let mut books = a.backend().books();
+        books.streams.values_mut().for_each(|entry| entry.1 = entry.0);
+        books.fail_oom = 0;
+        books.fail_other = 0;
+        books.fail_records = 0;
+    }
+    let contexts: Vec<usize> = model.live.keys().copied().collect();
+    for context in contexts {
+        free(&a, &mut model, context);
+    }
+    assert_eq!(a.empty_cache(), Ok(()));
+    check_books(&a, &model, cap);
+    let stats = a.stats();
+    assert_eq!((stats.active_requests.current, stats.pending_blocks.current, stats.cached_bytes.current), (0, 0, 0));
+    let books = a.backend().books();
+    assert_eq!(books.live.len(), model.retired.len(), "memory left with the backend is the retired blocks'");
+    assert_eq!(books.live_bytes, model.retired.values().sum::<usize>());
+    assert_eq!(books.events_out, 0, "events recorded and never released");
+    report
+}
+
+fn allocate(a: &CachingAllocator<Backend>, model: &mut Model, rounding: &Rounding, size: usize, report: &mut Report) {
+    let class = (size > 0).then(|| rounding.classify(size)).flatten();
+    let calls_before = a.backend().books().allocate_calls;
+    let result = a.allocate(size);
+    if size == 0 {
+        assert_eq!(result, Ok(None), "size 0");
+        return;
+    }
+    let Some(class) = class else {
+        report.hostile += 1;
+        assert_eq!(result, Err(Error::SizeTooLarge { requested: size }));
+        assert_eq!(a.backend().books().allocate_calls, calls_before, "a size too large reached the backend");
+        return;
+    };
+    let allocation = match result {
+        Ok(Some(allocation)) => allocation,
+        Ok(None) => panic!("allocate({size}) gave nothing"),
+        Err(Error::OutOfMemory { requested, size: rounded, .. }) => {
+            model.refused_allocations += 1;
+            assert_eq!((requested, rounded), (size, class.size));
+            assert_eq!(a.stats().cached_bytes.current, 0, "out of memory without emptying the cache");
+            let books = a.backend().books();
+            let calls = books.allocate_calls - calls_before;
+            assert_eq!(calls, 2, "an out-of-memory allocation is tried exactly twice");
+            return;
+        }
+        Err(Error::Backend(_)) => {
+            model.refused_allocations += 1;
+            return;
+        }
+        Err(other) => panic!("allocate({size}): {other:?}"),
+    };
+    assert!(size_class::fits(allocation.size, size, &class), "block of {} bytes for a request of {size}", allocation.size);
+    assert_eq!(allocation.address % 512, 0);
+    assert!(!model.live.contains_key(&allocation.context), "a context handed out twice");
+    assert!(model.live.values().all(|b| b.address != allocation.address), "memory handed out twice");
+    assert!(!model.retired.contains_key(&allocation.address), "a retired block handed out again");
+    assert_eq!(a.backend().books().live.get(&allocation.address), Some(&allocation.size), "not backend memory of that size");
+    if let Some(requirements) = model.freed.remove(&allocation.address) {
+        let books = a.backend().books();
+        for (stream, submitted) in requirements {
+            let completed = books.streams.get(&stream).map_or(0, |entry| entry.1);
+            assert!(
+                completed >= submitted,
+                "block {:#x} handed out again while stream {stream:?} has completed {completed} of the {submitted} \
+                 works submitted before its free",
+                allocation.address
+            );
+        }
+    }
+    if !model.contexts.contains(&allocation.context) {
+        model.contexts.push(allocation.context);
+    }
+    model.live.insert(
+        allocation.context,
+        LiveBlock { address: allocation.address, size: allocation.size, requested: size, streams: HashSet::new() },
+    );
+}
+
+/// A context to free or record with: a live one, a stale one, or a foreign one.
+fn choose_context(bytes: &mut Bytes, model: &Model, report: &mut Report) -> usize {
+    let kind = bytes.byte() % 8;
+    let index = bytes.byte() as usize;
+    if kind < 4 && !model.live.is_empty() {
+        let mut live: Vec<usize> = model.live.keys().copied().collect();
+        live.sort_unstable();
+        return live[index % live.len()];
+    }
+    report.hostile += 1;
+    match (kind, model.contexts.is_empty()) {
+        (4 | 5, false) => model.contexts[index % model.contexts.len()],
+        (6, false) => model.contexts[index % model.contexts.len()] + 1 + index % 7,
+        _ => [0, 1, usize::MAX, 0x1000, index << 12][index % 5],
+    }
+}
+
+fn free(a: &CachingAllocator<Backend>, model: &mut Model, context: usize) {
+    let records_failing = a.backend().books().fail_records > 0;
+    let result = a.free(context);
+    let Some(block) = model.live.remove(&context) else {
+        let expected = if model.contexts.contains(&context) {
+            Error::NotAllocated { context }
+        } else {
+            Error::UnknownBlock { context }
+        };
+        assert_eq!(result, Err(expected));
+        return;
+    };
+    match result {
+        Ok(()) => {
+            let books = a.backend().books();
+            let requirements = block.streams.iter().map(|&s| (s, books.streams.get(&s).map_or(0, |e| e.0))).collect();
+            model.freed.insert(block.address, requirements);
+        }
+        Err(Error::Backend(message)) => {
+            assert!(records_failing && !block.streams.is_empty(), "free failed: {message}");
+            assert!(message.contains("retired"), "{message}");
+            model.retired.insert(block.address, block.size);
+        }
+        Err(other) => panic!("free of a live block: {other:?}"),
+    }
+}
+
+/// (address, context) for record_stream: ours, by base address with a foreign
+/// context, interior, stale or foreign.
+fn choose_target(bytes: &mut Bytes, model: &Model, report: &mut Report) -> (usize, usize) {
+    let context = choose_context(bytes, model, report);
+    let address = model.live.get(&context).map(|b| b.address).or_else(|| {
+        let mut live: Vec<usize> = model.live.values().map(|b| b.address).collect();
+        live.sort_unstable();
+        live.get(context % live.len().max(1)).copied()
+    });
+    match (bytes.byte() % 4, address) {
+        (0 | 1, Some(address)) => (address, context),
+        (2, Some(address)) => (address, 0xdead_0000),
+        (3, Some(address)) => (address + 8, context),
+        _ => (context, context),
+    }
+}
+
+fn record(a: &CachingAllocator<Backend>, model: &mut Model, address: usize, context: usize, stream: StreamKey) {
+    let result = a.record_stream(address, context, stream);
+    if !(0..DEVICES).contains(&stream.device_index) {
+        assert!(matches!(result, Err(Error::Backend(_))), "a stream on device {} was accepted", stream.device_index);
+        return;
+    }
+    let target = if model.live.contains_key(&context) {
+        Some(context)
+    } else {
+        model.live.iter().find(|(_, b)| b.address == address).map(|(&c, _)| c)
+    };
+    assert_eq!(result, Ok(target.is_some()), "record_stream({address:#x}, {context:#x})");
+    if let Some(target) = target {
+        model.live.get_mut(&target).unwrap().streams.insert(stream);
+    }
+}
+
+/// The statistics agree with the model's and the backend's books.
+fn check_books(a: &CachingAllocator<Backend>, model: &Model, cap: usize) {
+    let stats = a.stats();
+    let books = a.backend().books();
+    let cached: usize = a.class_stats().iter().map(|class| class.cached).sum();
+    assert_eq!(stats.active_requests.current, model.live.len() as i64);
+    assert_eq!(stats.active_bytes.current, model.live.values().map(|b| b.size as i64).sum::<i64>());
+    assert_eq!(stats.requested_bytes.current, model.live.values().map(|b| b.requested as i64).sum::<i64>());
+    assert_eq!(stats.allocations.current, books.live.len() as i64);
+    assert_eq!(stats.allocated_bytes.current, books.live_bytes as i64);
+    assert_eq!(
+        stats.allocations.current,
+        stats.active_requests.current + stats.pending_blocks.current + cached as i64 + model.retired.len() as i64,
+        "every block held is live, pending, cached or retired"
+    );
+    assert!(stats.cached_bytes.current >= 0 && stats.cached_bytes.current as u64 <= cap as u64, "cache over its cap");
+    assert!(books.live_bytes <= books.limit);
+    assert!(stats.pending_blocks.current as usize <= model.freed.len());
+    assert!(stats.cache_hits + stats.cache_misses >= stats.active_requests.allocated);
+    for stat in [stats.allocations, stats.active_requests, stats.active_bytes, stats.cached_bytes, stats.pending_blocks] {
+        assert!(stat.current >= 0 && stat.peak >= stat.current, "{stat:?}");
+    }
+}

@@ -1,0 +1,2 @@
+//! The models the fuzz targets drive.
+pub mod core_model;
