@@ -43,6 +43,7 @@ LABEL = {
 DIVISIONS = [1, 2, 4, 8]
 STREAM_LATENCY_US = 20
 BACKGROUND_OURS = "pinned_use_background_threads:True"
+THRESHOLD_MB = 16
 
 FULL = {
     "rounds": {"cycle": 11, "cycle_threads": 9, "stream": 7, "miss": 9},
@@ -170,6 +171,12 @@ def measure(runner, plan):
             results["memory"][(trace, f"ours/{divisions}")] = runner.run("ours", trace, plan[trace], conf)
         for subject in REFERENCES:
             results["memory"][(trace, subject)] = runner.run(subject, trace, plan[trace])
+        # PyTorch 2.13+'s answer to rounding waste, which we read too: no rounding above a threshold.
+        threshold = f"pinned_max_round_threshold_mb:{THRESHOLD_MB}"
+        results["memory"][(trace, "ours+threshold")] = runner.run(
+            "ours", trace, plan[trace], {"XPU_CACHING_HOST_ALLOCATOR_CONF": threshold})
+        results["memory"][(trace, "torch-2.15.0+threshold")] = runner.run(
+            "torch-2.15.0", trace, plan[trace], {"PYTORCH_ALLOC_CONF": threshold})
 
     print("== 6. miss path against raw zeMemAllocHost (same process)", flush=True)
     results["miss"] = {s: [] for s in PROGRAMS}
@@ -429,6 +436,10 @@ def report(a, plan, quick, seconds, command_line):
             row(f"{name}, ours {divisions} division{'s' if divisions > 1 else ''}",
                 "reserved / requested bytes at peak", mem[(trace, f"ours/{divisions}")],
                 {s: mem[(trace, s)] for s in REFERENCES})
+    for trace, name in (("memory_loader", "5a. data loader"), ("memory_offload", "5b. weight offload")):
+        w(f"| {name}, both with `pinned_max_round_threshold_mb:{THRESHOLD_MB}` | reserved / requested bytes at peak | "
+          f"{fmt(mem[(trace, 'ours+threshold')])} | n/a | n/a | {fmt(mem[(trace, 'torch-2.15.0+threshold')])} | "
+          f"**{fmt(ratio(mem[(trace, 'ours+threshold')], mem[(trace, 'torch-2.15.0+threshold')]))}** | n/a | n/a |")
     row("6. miss path", "time per new block / raw `zeMemAllocHost`'s in the same process", a["miss"]["ours"],
         a["miss"])
     cg = a["callgrind"]
@@ -498,7 +509,12 @@ def report(a, plan, quick, seconds, command_line):
     w("|---|---|---|---|---|")
     for (trace, subject), r in a["memory_raw"].items():
         name = "data loader" if trace == "memory_loader" else "weight offload"
-        label = f"ours, {subject.split('/')[1]} division(s)" if subject.startswith("ours/") else LABEL[subject]
+        if subject.startswith("ours/"):
+            label = f"ours, {subject.split('/')[1]} division(s)"
+        elif subject.endswith("+threshold"):
+            label = f"{LABEL[subject.split('+')[0]]}, `pinned_max_round_threshold_mb:{THRESHOLD_MB}`"
+        else:
+            label = LABEL[subject]
         w(f"| {name} | {label} | {mib(r['peak_requested'])} | {mib(r['peak_reserved'])} | "
           f"{fmt(r['reserved_per_requested'])} |")
     w("")
@@ -545,7 +561,9 @@ def report(a, plan, quick, seconds, command_line):
       "384, as in multi-scale training) with int64 labels, 4 batches in flight before the oldest is freed. "
       f"5b: every weight of {plan['memory_offload']['layers']} decoder layers of a 13B Llama-like model "
       "(hidden 5120, MLP 13824, fp16) plus embedding and head, all kept. Reserved: bytes the driver holds "
-      "(its live-objects extension), sampled after every allocation; requested: bytes of live requests.")
+      "(its live-objects extension), sampled after every allocation; requested: bytes of live requests. "
+      f"The threshold rows set `pinned_max_round_threshold_mb:{THRESHOLD_MB}` (ours: "
+      "`XPU_CACHING_HOST_ALLOCATOR_CONF`; PyTorch 2.15.0: `PYTORCH_ALLOC_CONF`).")
     w(f"- 6: {plan['miss']['count']} blocks of 64 KiB to 4 MiB (powers of two, unchanged by every size-class "
       f"setting) allocated from an empty cache, {plan['miss']['trials']} trials alternating with raw "
       "`zeMemAllocHost` of the same sizes in the same process.")
@@ -618,7 +636,12 @@ def reading(a, r1, r3, r4, r6):
                f"blocks per size class does well; we hold {fmt(loader[1])}× with 1 division, and finer classes "
                f"make it {'worse' if loader[4] > loader[1] else 'better'} ({fmt(loader[4])}× with 4, best "
                f"{fmt(loader[best])}× with {best}), because a cached block serves only its own class or the next; "
-               f"UMF, which gives blocks above 2 MiB back at once, holds {fmt(mem[('memory_loader', 'umf-1.2.0')])}×.")
+               f"UMF, which gives blocks above 2 MiB back at once, holds {fmt(mem[('memory_loader', 'umf-1.2.0')])}×. "
+               f"With no rounding above {THRESHOLD_MB} MiB (PyTorch 2.13's key, which we read too) we hold "
+               f"{fmt(mem[('memory_offload', 'ours+threshold')])}× on 5b and "
+               f"{fmt(mem[('memory_loader', 'ours+threshold')])}× on 5a, PyTorch 2.15.0 "
+               f"{fmt(mem[('memory_offload', 'torch-2.15.0+threshold')])}× and "
+               f"{fmt(mem[('memory_loader', 'torch-2.15.0+threshold')])}×.")
     text = (f"Scenario 6: a miss costs us {fmt(a['miss_ns']['ours'])} ns, {fmt(r6)}× raw zeMemAllocHost timed "
             f"alongside (PyTorch 2.5.1: {fmt(a['miss']['torch-2.5.1'])}×, 2.15.0: "
             f"{fmt(a['miss']['torch-2.15.0'])}×, UMF: {fmt(a['miss']['umf-1.2.0'])}×).")
