@@ -8,8 +8,20 @@
 //! and without dereferencing anything that is not ours. Headers whose memory
 //! went back to the driver are recycled for new blocks.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+#![allow(unexpected_cfgs)]
+
+#[cfg(loom)]
+use loom::sync::{
+    atomic::{AtomicU64, AtomicU8, AtomicUsize},
+    Mutex,
+};
+use std::sync::atomic::Ordering;
+#[cfg(not(loom))]
+use std::sync::{
+    atomic::{AtomicU64, AtomicU8, AtomicUsize},
+    Mutex,
+};
+use std::sync::OnceLock;
 
 use super::backend::StreamKey;
 

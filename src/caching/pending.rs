@@ -5,9 +5,14 @@
 //! polled. A stream that is held back stalls its own queue, never another
 //! stream's (PyTorch's single queue stops at the first event not ready).
 
+#![allow(unexpected_cfgs)]
+
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+#[cfg(loom)]
+use loom::sync::{atomic::AtomicUsize, Mutex};
+use std::sync::atomic::Ordering;
+#[cfg(not(loom))]
+use std::sync::{atomic::AtomicUsize, Mutex};
 
 use super::backend::{StreamEvents, StreamKey};
 

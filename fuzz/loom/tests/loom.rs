@@ -1,0 +1,30 @@
+//! Runs the loom checks: `RUSTFLAGS="--cfg loom" cargo test --release` in fuzz/loom.
+#![allow(unexpected_cfgs)]
+#![cfg(loom)]
+
+use xpu_caching_host_allocator_loom::checks;
+
+#[test]
+fn record_races_free_and_double_free() {
+    checks::record_races_free_and_double_free();
+}
+
+#[test]
+fn two_records_race_free() {
+    checks::two_records_race_free();
+}
+
+#[test]
+fn last_event_is_seen_once() {
+    checks::last_event_is_seen_once();
+}
+
+#[test]
+fn stale_cache_notes_do_not_match() {
+    checks::stale_cache_notes_do_not_match();
+}
+
+#[test]
+fn pending_queues_poll_each_event_once() {
+    checks::pending_queues_poll_each_event_once();
+}
