@@ -312,6 +312,8 @@ def machine():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     commit = command("git", "-C", root, "rev-parse", "--short", "HEAD")
     dirty = command("git", "-C", root, "status", "--porcelain", "--", "src", "ze-software-driver", "benches")
+    if not commit:  # a tree exported with `git archive`, which names its commit
+        commit, dirty = os.environ.get("BENCH_SOURCE_COMMIT", "?"), ""
     return {
         "cpu": f"{cpu}, {os.cpu_count()} logical CPUs, {memory}",
         "os": f"{distro}, Linux {platform.release()}",
