@@ -582,7 +582,8 @@ def reading(a, r1, r3, r4, r6):
     out = []
     text = (f"Scenario 1: our cached allocate+free takes {fmt(cycle['ours'])} ns, {fmt(r1)}× PyTorch 2.5.1's "
             f"{fmt(cycle['torch-2.5.1'])} ns and {fmt(ratio(cycle['ours'], cycle['torch-2.15.0']))}× 2.15.0's "
-            f"{fmt(cycle['torch-2.15.0'])} ns.")
+            f"{fmt(cycle['torch-2.15.0'])} ns; the target, a third of 2.5.1's, is "
+            f"{fmt(cycle['torch-2.5.1'] / 3)} ns.")
     if cg:
         ours_i = cg[("cycle", "ours")]["instructions_per_cycle"]
         ref_i = cg[("cycle", "torch-2.5.1")]["instructions_per_cycle"]
@@ -593,15 +594,15 @@ def reading(a, r1, r3, r4, r6):
     sc, machine_sc = a["threads_scaling"], a["machine_scaling"]
     text = (f"Scenario 2: on 2 threads our aggregate throughput is {fmt(sc['ours'])}× our 1-thread rate "
             f"(PyTorch 2.5.1 {fmt(sc['torch-2.5.1'])}×, 2.15.0 {fmt(sc['torch-2.15.0'])}×, UMF "
-            f"{fmt(sc['umf-1.2.0'])}×), while the same threads doing plain arithmetic got {fmt(machine_sc)}×: ")
+            f"{fmt(sc['umf-1.2.0'])}×), while the same threads doing plain arithmetic got {fmt(machine_sc)}×. ")
     if machine_sc < 1.5:
-        text += ("the machine did not give this run a second core (other work was running), so this run cannot "
+        text += ("The machine did not give this run a second core (other work was running), so this run cannot "
                  "tell how the allocators scale; run it again on a quiet machine.")
     elif sc["ours"] >= 0.9 * machine_sc:
-        text += "our threads do not get in each other's way."
+        text += "Our threads do not get in each other's way."
     else:
-        text += ("our threads slow each other down: something written on our hot path is shared between them "
-                 "(every thread's allocation reads or writes memory that the other thread writes).")
+        text += ("Our threads slow each other down: our hot path reads or writes memory that the other thread "
+                 "writes.")
     out.append(text)
     text = (f"Scenario 3: with events pending, a cycle costs us {fmt(stream['ours'])} ns, {fmt(r3)}× PyTorch "
             f"2.5.1's {fmt(stream['torch-2.5.1'])} ns.")
@@ -623,10 +624,10 @@ def reading(a, r1, r3, r4, r6):
     out.append(text)
     h = a["held"]
     out.append(f"Scenario 4: behind a held-back stream we allocate {mib(h[('ours', 4)]['new_bytes'])} of new pinned "
-               f"memory where PyTorch 2.5.1 allocates {mib(h[('torch-2.5.1', 4)]['new_bytes'])} ({fmt(r4)}×); our "
-               f"fast-stream blocks wait {fmt(h[('ours', 4)]['mean_wait_iterations'])} iterations on average before "
-               f"reuse, PyTorch's {fmt(h[('torch-2.5.1', 4)]['mean_wait_iterations'])} (its one event queue stops "
-               "at the held stream's first event). 2.15.0 behaves as 2.5.1 here.")
+               f"memory where PyTorch 2.5.1 allocates {mib(h[('torch-2.5.1', 4)]['new_bytes'])} ({fmt(r4)}×); a "
+               f"fast-stream block of ours waits {fmt(h[('ours', 4)]['mean_wait_iterations'])} iteration(s) on average "
+               f"before reuse, PyTorch's {fmt(h[('torch-2.5.1', 4)]['mean_wait_iterations'])} (its one event queue "
+               "stops at the held stream's first event). 2.15.0 behaves as 2.5.1 here.")
     mem = a["memory"]
     loader = {d: mem[("memory_loader", f"ours/{d}")] for d in DIVISIONS}
     offload = {d: mem[("memory_offload", f"ours/{d}")] for d in DIVISIONS}
