@@ -18,9 +18,9 @@ mod backend;
 mod block;
 mod config;
 mod error;
-mod free_lists;
 mod pending;
 mod reclaimer;
+mod shards;
 pub mod size_class;
 mod stats;
 
@@ -36,11 +36,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use block::{Arena, Block, BlockState};
-use free_lists::FreeLists;
 use pending::PendingQueues;
 use reclaimer::Reclaim;
 use size_class::{fits, Rounding, SizeClass, CLASS_COUNT};
-use stats::{Counters, Hot};
+use shards::{Hot, ShardGuard, Shards};
+use stats::Counters;
 
 /// A block handed to a caller: its memory and the context that names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +67,8 @@ pub struct CachingAllocator<B: Backend> {
     settings: Settings,
     rounding: Rounding,
     blocks: Arena,
-    free: FreeLists,
+    /// Free lists and hot counters, one shard per core.
+    shards: Shards,
     /// Block by base address, for `record_event` with a pointer but a foreign
     /// context (a `from_blob` of our memory). Touched only on a cache miss, on
     /// `empty_cache` and on that fallback.
@@ -86,19 +87,18 @@ pub struct CachingAllocator<B: Backend> {
 impl<B: Backend> CachingAllocator<B> {
     pub fn new(backend: B, settings: Settings) -> Self {
         assert!(size_class::ALLOWED_DIVISIONS.contains(&settings.roundup_divisions));
-        let shards = free_lists::shard_count();
         CachingAllocator {
             backend,
             settings,
             rounding: Rounding { divisions: settings.roundup_divisions, threshold: settings.max_round_threshold },
             blocks: Arena::new(),
-            free: FreeLists::new(shards),
+            shards: Shards::new(),
             by_address: Mutex::new(HashMap::new()),
             pending: PendingQueues::new(),
             oldest: (settings.max_cached_bytes != usize::MAX).then(|| Mutex::new(VecDeque::new())),
             reclaimer: Mutex::new(None),
             reclaimer_running: AtomicBool::new(false),
-            counters: Counters::new(shards, CLASS_COUNT),
+            counters: Counters::new(CLASS_COUNT),
         }
     }
 
@@ -117,27 +117,33 @@ impl<B: Backend> CachingAllocator<B> {
             return Ok(None);
         }
         let class = self.rounding.classify(size).ok_or(Error::SizeTooLarge { requested: size })?;
-        let shard = self.free.current_shard();
+        let shard = self.shards.current();
         let inline_polling = !self.reclaimer_running.load(Ordering::Relaxed) && !self.pending.is_empty();
         if inline_polling && poll_is_due() {
             self.poll_pending();
         }
-        let cached = self.take_cached(shard, &class, size).or_else(|| {
-            if !inline_polling {
-                return None;
-            }
-            self.poll_pending();
-            self.take_cached(shard, &class, size)
-        });
-        let block = match cached {
+        // The hot path: a block from the thread's own shard, counted under the same lock.
+        let mut guard = self.shards.lock(shard);
+        if let Some(block) = self.take_cached(&mut guard, &class, size) {
+            self.count_allocation(&guard, block, size);
+            return Ok(Some(allocation(block)));
+        }
+        drop(guard);
+        let block = match self.steal_cached(shard, &class, size) {
             Some(block) => block,
+            None if inline_polling => {
+                self.poll_pending();
+                // The guard must be gone before a miss, which may empty the cache.
+                let polled = self.take_cached(&mut self.shards.lock(shard), &class, size);
+                match polled {
+                    Some(block) => block,
+                    None => self.allocate_new(size, &class)?,
+                }
+            }
             None => self.allocate_new(size, &class)?,
         };
-        block.set_requested(size);
-        let bytes = block.size() as i64;
-        self.counters
-            .increase(shard, &[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, bytes), (Hot::RequestedBytes, size as i64)]);
-        Ok(Some(Allocation { address: block.address(), context: Arena::context_of(block), size: block.size() }))
+        self.count_allocation(&self.shards.lock(shard), block, size);
+        Ok(Some(allocation(block)))
     }
 
     /// Takes back the block named by `context`. Blocks used on streams wait for
@@ -145,14 +151,14 @@ impl<B: Backend> CachingAllocator<B> {
     pub fn free(&self, context: usize) -> Result<(), Error> {
         let block = self.blocks.lookup(context).ok_or(Error::UnknownBlock { context })?;
         let streams = block.release().ok_or(Error::NotAllocated { context })?;
-        let shard = self.free.current_shard();
+        let guard = self.shards.lock(self.shards.current());
         let (bytes, requested) = (block.size() as i64, block.requested() as i64);
-        self.counters
-            .decrease(shard, &[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, bytes), (Hot::RequestedBytes, requested)]);
+        guard.remove(&[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, bytes), (Hot::RequestedBytes, requested)]);
         if streams.is_empty() {
-            self.cache(shard, block);
+            self.cache(guard, block);
             return Ok(());
         }
+        drop(guard);
         let mut events = Vec::with_capacity(streams.len());
         for stream in streams {
             match self.backend.record(stream) {
@@ -203,7 +209,7 @@ impl<B: Backend> CachingAllocator<B> {
     pub fn empty_cache(&self) -> Result<(), Error> {
         self.poll_pending();
         let mut first_error = None;
-        for id in self.free.drain() {
+        for id in self.shards.drain(|id| self.blocks.get(id).size() as i64) {
             if let Err(error) = self.release_memory(self.blocks.get(id)) {
                 first_error.get_or_insert(error);
             }
@@ -220,19 +226,19 @@ impl<B: Backend> CachingAllocator<B> {
             let block = self.blocks.get(id);
             if block.complete_one_event() {
                 self.counters.pending_blocks.decrease(1);
-                self.cache(self.free.current_shard(), block);
+                self.cache(self.shards.lock(self.shards.current()), block);
             }
         });
     }
 
     pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
+        self.counters.snapshot(&self.shards)
     }
 
     /// Per size class, the classes that ever held a block (since the last
     /// accumulated reset) or hold one now.
     pub fn class_stats(&self) -> Vec<ClassStats> {
-        let cached = self.free.counts();
+        let cached = self.shards.counts();
         self.counters
             .class_snapshot()
             .into_iter()
@@ -243,26 +249,47 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     pub fn reset_peak_stats(&self) {
-        self.counters.reset_peak();
+        self.counters.reset_peak(&self.shards);
     }
 
     pub fn reset_accumulated_stats(&self) {
-        self.counters.reset_accumulated();
+        self.counters.reset_accumulated(&self.shards);
     }
 
-    fn take_cached(&self, shard: usize, class: &SizeClass, request: usize) -> Option<&Block> {
+    /// The lists a request may be served from: its class's, then the next larger.
+    fn candidate_classes(&self, class: &SizeClass) -> ([usize; 2], usize) {
+        match self.rounding.next_index(class.index) {
+            Some(next) => ([class.index, next], 2),
+            None => ([class.index, class.index], 1),
+        }
+    }
+
+    /// A cached block from the locked shard, counted as a hit there.
+    fn take_cached(&self, guard: &mut ShardGuard<'_>, class: &SizeClass, request: usize) -> Option<&Block> {
         let fitting = |id| fits(self.blocks.get(id).size(), request, class);
-        let id = self.free.take(shard, class.index, fitting).or_else(|| {
-            let next = self.rounding.next_index(class.index)?;
-            self.free.take(shard, next, fitting)
-        })?;
+        let (classes, count) = self.candidate_classes(class);
+        let id = classes[..count].iter().find_map(|&index| guard.take(index, fitting))?;
         let block = self.blocks.get(id);
-        // Taken from its list under the list's lock, the block is ours alone.
-        debug_assert_eq!(block.state(), BlockState::Cached);
+        guard.remove(&[(Hot::CachedBytes, block.size() as i64)]);
+        guard.hit();
+        // Taken from its list under the shard's lock, the block is ours alone.
         block.set_state(BlockState::Allocated);
-        self.counters.decrease(shard, &[(Hot::CachedBytes, block.size() as i64)]);
-        self.counters.cache_hit(shard);
         Some(block)
+    }
+
+    /// A cached block from another thread's shard.
+    fn steal_cached(&self, shard: usize, class: &SizeClass, request: usize) -> Option<&Block> {
+        let fitting = |id| fits(self.blocks.get(id).size(), request, class);
+        let (classes, count) = self.candidate_classes(class);
+        let id = self.shards.steal(shard, &classes[..count], fitting, |id| self.blocks.get(id).size() as i64)?;
+        let block = self.blocks.get(id);
+        block.set_state(BlockState::Allocated);
+        Some(block)
+    }
+
+    fn count_allocation(&self, guard: &ShardGuard<'_>, block: &Block, requested: usize) {
+        block.set_requested(requested);
+        guard.add(&[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, block.size() as i64), (Hot::RequestedBytes, requested as i64)]);
     }
 
     fn allocate_new(&self, requested: usize, class: &SizeClass) -> Result<&Block, Error> {
@@ -295,10 +322,12 @@ impl<B: Backend> CachingAllocator<B> {
         result
     }
 
-    fn cache(&self, shard: usize, block: &Block) {
+    /// Puts a block the caller owns into the locked shard's free list.
+    fn cache(&self, mut guard: ShardGuard<'_>, block: &Block) {
         let generation = block.mark_cached();
-        self.counters.increase(shard, &[(Hot::CachedBytes, block.size() as i64)]);
-        self.free.push(shard, block.class(), block.id);
+        guard.add(&[(Hot::CachedBytes, block.size() as i64)]);
+        guard.push(block.class(), block.id);
+        drop(guard);
         if let Some(oldest) = &self.oldest {
             self.note_cached(oldest, block.id, generation);
             self.enforce_cap(oldest);
@@ -317,10 +346,10 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Gives cached blocks back, oldest first, while cached bytes exceed the cap.
     fn enforce_cap(&self, oldest: &Mutex<VecDeque<(u32, u64)>>) {
-        while self.counters.cached_bytes() > self.settings.max_cached_bytes as i64 {
+        while self.shards.current_value(Hot::CachedBytes) > self.settings.max_cached_bytes as i64 {
             let Some((id, generation)) = lock(oldest).pop_front() else { return };
             let block = self.blocks.get(id);
-            if block.is_cached_as(generation) && self.free.remove(block.class(), id) {
+            if block.is_cached_as(generation) && self.shards.remove(block.class(), id, block.size() as i64) {
                 // A failed free is the backend's to report; the block is gone from the cache either way.
                 let _ = self.release_memory(block);
             }
@@ -331,7 +360,6 @@ impl<B: Backend> CachingAllocator<B> {
         let (address, size) = (block.address(), block.size());
         let class = block.class();
         lock(&self.by_address).remove(&address);
-        self.counters.decrease(self.free.current_shard(), &[(Hot::CachedBytes, size as i64)]);
         let started = Instant::now();
         let result = self.backend.free(address, size);
         self.counters.host_free_time.add(started.elapsed());
@@ -341,6 +369,10 @@ impl<B: Backend> CachingAllocator<B> {
         self.blocks.put_unused(block);
         result.map_err(|error| Error::Backend(format!("freeing host memory at {address:#x} failed: {error}")))
     }
+}
+
+fn allocation(block: &Block) -> Allocation {
+    Allocation { address: block.address(), context: Arena::context_of(block), size: block.size() }
 }
 
 impl<B: Backend + 'static> CachingAllocator<B> {

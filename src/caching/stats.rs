@@ -1,7 +1,10 @@
-//! Counters with the names and meanings of PyTorch's `at::HostStats`, kept with
-//! atomics so that counting takes no lock on the hot path.
+//! Counters with the names and meanings of PyTorch's `at::HostStats`. Those that
+//! change on every allocation live in the shards (`shards.rs`); the rest are
+//! atomics here.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+
+use super::shards::{Hot, Shards};
 use std::time::Duration;
 
 /// A gauge with its history: what it is now, its highest value since the last
@@ -134,35 +137,8 @@ impl AtomicDuration {
     }
 }
 
-/// The gauges that change on every allocation and free, counted per thread
-/// shard so that threads do not write to one cache line; read as their sum.
-#[derive(Clone, Copy)]
-pub(crate) enum Hot {
-    ActiveRequests = 0,
-    ActiveBytes = 1,
-    RequestedBytes = 2,
-    CachedBytes = 3,
-}
-
-const HOT: usize = 4;
-
-/// A shard keeps only totals added and removed, one atomic add per change; a
-/// gauge's current value is what was added less what was removed.
-#[derive(Default)]
-#[repr(align(64))]
-struct HotShard {
-    allocated: [AtomicI64; HOT],
-    freed: [AtomicI64; HOT],
-    cache_hits: AtomicI64,
-}
-
+/// The counters that change off the hot path; the hot ones live in the shards.
 pub(crate) struct Counters {
-    hot: Box<[HotShard]>,
-    /// What the current values were when the totals were last reset.
-    hot_carried: [AtomicI64; HOT],
-    /// Peaks of the hot gauges' sums. Exact while one thread allocates; with
-    /// several, a peak is the largest sum one of them saw.
-    hot_peaks: [AtomicI64; HOT],
     pub allocations: AtomicStat,
     pub allocated_bytes: AtomicStat,
     pub pending_blocks: AtomicStat,
@@ -174,11 +150,8 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub fn new(shards: usize, classes: usize) -> Counters {
+    pub fn new(classes: usize) -> Counters {
         Counters {
-            hot: (0..shards).map(|_| HotShard::default()).collect(),
-            hot_carried: Default::default(),
-            hot_peaks: Default::default(),
             allocations: AtomicStat::default(),
             allocated_bytes: AtomicStat::default(),
             pending_blocks: AtomicStat::default(),
@@ -189,104 +162,41 @@ impl Counters {
         }
     }
 
-    /// Adds to hot gauges of `shard`, then raises their peaks.
-    pub fn increase(&self, shard: usize, changes: &[(Hot, i64)]) {
-        let counters = &self.hot[shard];
-        for &(gauge, amount) in changes {
-            counters.allocated[gauge as usize].fetch_add(amount, Ordering::Relaxed);
-        }
-        for &(gauge, _) in changes {
-            let peak = &self.hot_peaks[gauge as usize];
-            let now = self.hot_current(gauge as usize);
-            if now > peak.load(Ordering::Relaxed) {
-                peak.fetch_max(now, Ordering::Relaxed);
-            }
-        }
-    }
-
-    pub fn decrease(&self, shard: usize, changes: &[(Hot, i64)]) {
-        let counters = &self.hot[shard];
-        for &(gauge, amount) in changes {
-            counters.freed[gauge as usize].fetch_add(amount, Ordering::Relaxed);
-        }
-    }
-
-    pub fn cache_hit(&self, shard: usize) {
-        self.hot[shard].cache_hits.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn hot_sum(&self, of: fn(&HotShard) -> &[AtomicI64; HOT], gauge: usize) -> i64 {
-        self.hot.iter().map(|shard| of(shard)[gauge].load(Ordering::Relaxed)).sum()
-    }
-
-    fn hot_current(&self, gauge: usize) -> i64 {
-        self.hot_carried[gauge].load(Ordering::Relaxed) + self.hot_sum(|s| &s.allocated, gauge)
-            - self.hot_sum(|s| &s.freed, gauge)
-    }
-
-    fn hot_stat(&self, gauge: usize) -> Stat {
-        let current = self.hot_current(gauge);
-        Stat {
-            current,
-            // A reset raced by a concurrent increase may leave the peak a little behind.
-            peak: self.hot_peaks[gauge].load(Ordering::Relaxed).max(current),
-            allocated: self.hot_sum(|s| &s.allocated, gauge),
-            freed: self.hot_sum(|s| &s.freed, gauge),
-        }
-    }
-
-    pub fn snapshot(&self) -> Stats {
+    pub fn snapshot(&self, hot: &Shards) -> Stats {
         let allocations = self.allocations.snapshot();
         Stats {
             allocations,
             allocated_bytes: self.allocated_bytes.snapshot(),
-            active_requests: self.hot_stat(Hot::ActiveRequests as usize),
-            active_bytes: self.hot_stat(Hot::ActiveBytes as usize),
-            requested_bytes: self.hot_stat(Hot::RequestedBytes as usize),
+            active_requests: hot.stat(Hot::ActiveRequests),
+            active_bytes: hot.stat(Hot::ActiveBytes),
+            requested_bytes: hot.stat(Hot::RequestedBytes),
             pending_blocks: self.pending_blocks.snapshot(),
-            cached_bytes: self.hot_stat(Hot::CachedBytes as usize),
+            cached_bytes: hot.stat(Hot::CachedBytes),
             host_alloc_time: self.host_alloc_time.snapshot(),
             host_free_time: self.host_free_time.snapshot(),
             num_host_alloc: allocations.allocated,
             num_host_free: allocations.freed,
-            cache_hits: self.hot.iter().map(|shard| shard.cache_hits.load(Ordering::Relaxed)).sum(),
+            cache_hits: hot.cache_hits(),
             cache_misses: self.cache_misses.load(Ordering::Relaxed),
         }
-    }
-
-    pub fn cached_bytes(&self) -> i64 {
-        self.hot_current(Hot::CachedBytes as usize)
     }
 
     pub fn class_snapshot(&self) -> Vec<Stat> {
         self.class_allocations.iter().map(AtomicStat::snapshot).collect()
     }
 
-    fn cold(&self) -> impl Iterator<Item = &AtomicStat> {
+    fn gauges(&self) -> impl Iterator<Item = &AtomicStat> {
         [&self.allocations, &self.allocated_bytes, &self.pending_blocks].into_iter().chain(self.class_allocations.iter())
     }
 
-    pub fn reset_peak(&self) {
-        self.cold().for_each(AtomicStat::reset_peak);
-        for gauge in 0..HOT {
-            self.hot_peaks[gauge].store(self.hot_current(gauge), Ordering::Relaxed);
-        }
+    pub fn reset_peak(&self, hot: &Shards) {
+        self.gauges().for_each(AtomicStat::reset_peak);
+        hot.reset_peaks();
     }
 
-    pub fn reset_accumulated(&self) {
-        self.cold().for_each(AtomicStat::reset_accumulated);
-        for shard in self.hot.iter() {
-            for gauge in 0..HOT {
-                // Subtracted rather than zeroed, so that a concurrent add is never
-                // lost; what the totals held moves to the carried current value.
-                let allocated = shard.allocated[gauge].load(Ordering::Relaxed);
-                let freed = shard.freed[gauge].load(Ordering::Relaxed);
-                shard.allocated[gauge].fetch_sub(allocated, Ordering::Relaxed);
-                shard.freed[gauge].fetch_sub(freed, Ordering::Relaxed);
-                self.hot_carried[gauge].fetch_add(allocated - freed, Ordering::Relaxed);
-            }
-            shard.cache_hits.store(0, Ordering::Relaxed);
-        }
+    pub fn reset_accumulated(&self, hot: &Shards) {
+        self.gauges().for_each(AtomicStat::reset_accumulated);
+        hot.reset_totals();
         self.host_alloc_time.reset();
         self.host_free_time.reset();
         self.cache_misses.store(0, Ordering::Relaxed);
