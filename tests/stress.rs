@@ -105,9 +105,10 @@ fn worker(thread: u64, plan: &Plan, counts: &Counts, done: &AtomicBool) {
         Counts::add(&counts.bytes_checked, size as u64);
         if let Some(foreign) = fill_and_check(data, size, host_pattern, hold) {
             if counts.violations.fetch_add(1, Ordering::Relaxed) < 5 {
+                let what = if plan.record_streams { "VIOLATION" } else { "torn block, as the negative control expects" };
                 println!(
-                "reliability: VIOLATION: thread {thread} block {data:#x} ({size} bytes) held {foreign:#018x}, \
-                 not its pattern {host_pattern:#018x}"
+                    "reliability: {what}: thread {thread} block {data:#x} ({size} bytes) held {foreign:#018x}, \
+                     not its pattern {host_pattern:#018x}"
                 );
             }
         }
