@@ -27,7 +27,7 @@ use reliability_support::*;
 const SHORT_OPERATIONS: u64 = 300_000;
 /// Freed blocks allowed to wait for their streams before threads slow down,
 /// so that the queues on the streams stay bounded.
-const MAX_PENDING: i64 = 512;
+const MAX_PENDING: i64 = 2048;
 
 #[derive(Default)]
 struct Counts {
@@ -90,7 +90,8 @@ fn worker(thread: u64, plan: &Plan, counts: &Counts, done: &AtomicBool) {
     let mut iteration = 0u64;
     while counts.operations.load(Ordering::Relaxed) < plan.operations {
         iteration += 1;
-        if iteration % 64 == 0 && stats().pending_blocks.current > MAX_PENDING {
+        // The emptier thread polls the events while workers wait here.
+        while iteration % 64 == 0 && stats().pending_blocks.current > MAX_PENDING {
             std::thread::sleep(Duration::from_micros(200));
         }
         let size = random_size(&mut rng);
