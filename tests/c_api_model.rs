@@ -3,6 +3,8 @@
 //! that `cargo test` checks it too; scripts/test-long fuzzes it.
 //! XPU_HOST_C_API_SEQUENCES sets how many sequences (default 100).
 
+#[path = "../fuzz/src/bytes.rs"]
+mod bytes;
 #[path = "../fuzz/src/c_api_model.rs"]
 mod c_api_model;
 mod reliability_support;

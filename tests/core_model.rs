@@ -3,6 +3,8 @@
 //! scripts/test-long runs the coverage-guided fuzzer on it for a fixed time.
 //! XPU_HOST_MODEL_SEQUENCES sets how many sequences (default 200).
 
+#[path = "../fuzz/src/bytes.rs"]
+mod bytes;
 #[path = "../fuzz/src/core_model.rs"]
 mod core_model;
 mod reliability_support;

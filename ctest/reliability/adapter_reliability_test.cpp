@@ -20,13 +20,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <thread>
-#include <vector>
 
+#include "reliability_checks.h"
 #include "test_support.h"
 #include "xpu_host_allocator_adapter.h"
 
 using xpu_host_test::Checks;
+using xpu_host_test::check_still_works;
 
 namespace {
 
@@ -38,16 +38,6 @@ std::int64_t active_requests() {
   xpu_host_stats s{};
   xpu_host_get_stats(&s);
   return s.active_requests.current;
-}
-
-void check_still_works(Checks& checks, at::HostAllocator* allocator, const std::string& after) {
-  at::DataPtr p = allocator->allocate(10000);
-  bool ok = p.get() != nullptr;
-  if (ok) {
-    std::memset(p.get(), 0x42, 10000);
-    ok = static_cast<unsigned char*>(p.get())[9999] == 0x42;
-  }
-  checks.check(ok, "after " + after + " the adapter still allocates usable memory");
 }
 
 void hostile(Checks& checks, at::HostAllocator* allocator) {
@@ -96,25 +86,7 @@ void hostile(Checks& checks, at::HostAllocator* allocator) {
   deleter(stale);
   checks.check(active_requests() == 1, "only the 1-byte block is in use after all that");
 
-  std::vector<std::thread> threads;
-  bool good[3] = {true, true, true};
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 500; ++i) {
-        if (t == 3) {
-          allocator->empty_cache();
-          continue;
-        }
-        std::size_t size = 1 + static_cast<std::size_t>((i * 7919 + t * 104729) % 70000);
-        at::DataPtr p = allocator->allocate(size);
-        std::memset(p.get(), t + 1, size);
-        good[t] = good[t] && static_cast<unsigned char*>(p.get())[size - 1] == t + 1;
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  checks.check(good[0] && good[1] && good[2], "threads allocating through the adapter against concurrent empty_cache");
-  check_still_works(checks, allocator, "hostile input");
+  xpu_host_test::check_threads_against_empty_cache(checks, allocator, [&] { allocator->empty_cache(); }, "the adapter");
 }
 
 void fail_host_alloc(Checks& checks, at::HostAllocator* allocator) {

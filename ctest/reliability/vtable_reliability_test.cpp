@@ -21,13 +21,14 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "at_xpu_declarations.h"
+#include "reliability_checks.h"
 #include "test_support.h"
 
 using xpu_host_test::Checks;
+using xpu_host_test::check_still_works;
 
 namespace {
 
@@ -41,17 +42,6 @@ bool record(const c10::DataPtr& p, std::int8_t device = 0, std::int64_t id = 4) 
   c10::xpu::XPUStream stream(c10::xpu::XPUStream::UNCHECKED,
                              c10::Stream(c10::Stream::UNSAFE, c10::Device(c10::DeviceType::XPU, device), id));
   return at::xpu::CachingHostAllocator_recordEvent(p.get(), p.get_context(), stream);
-}
-
-// The allocator still hands out memory that holds what is written into it.
-void check_still_works(Checks& checks, c10::Allocator* allocator, const std::string& after) {
-  c10::DataPtr p = allocator->allocate(10000);
-  bool ok = p.get() != nullptr;
-  if (ok) {
-    std::memset(p.get(), 0x3c, 10000);
-    ok = static_cast<unsigned char*>(p.get())[9999] == 0x3c;
-  }
-  checks.check(ok, "after " + after + " the allocator still allocates usable memory");
 }
 
 void hostile(Checks& checks, c10::Allocator* allocator) {
@@ -113,26 +103,8 @@ void hostile(Checks& checks, c10::Allocator* allocator) {
   checks.check(!at::xpu::CachingHostAllocator_recordEvent(nullptr, nullptr, xpu_host_test::xpu_stream(1)),
                "recordEvent(nullptr, nullptr) is false");
 
-  // Threads allocate and free through the vtable while others empty the cache.
-  std::vector<std::thread> threads;
-  bool all_good[4] = {true, true, true, true};
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 500; ++i) {
-        if (t == 3) {
-          at::xpu::CachingHostAllocator_emptyCache();
-          continue;
-        }
-        std::size_t size = 1 + static_cast<std::size_t>((i * 7919 + t * 104729) % 70000);
-        c10::DataPtr p = allocator->allocate(size);
-        std::memset(p.get(), t + 1, size);
-        all_good[t] = all_good[t] && static_cast<unsigned char*>(p.get())[size - 1] == t + 1;
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  checks.check(all_good[0] && all_good[1] && all_good[2], "threads allocating through the vtable against concurrent emptyCache");
-  check_still_works(checks, allocator, "hostile input");
+  xpu_host_test::check_threads_against_empty_cache(checks, allocator, [] { at::xpu::CachingHostAllocator_emptyCache(); },
+                                                   "the vtable");
 }
 
 void fail_host_alloc(Checks& checks, c10::Allocator* allocator) {

@@ -11,22 +11,9 @@ use std::ffi::{c_char, c_void};
 use std::ptr::null_mut;
 use std::time::{Duration, Instant};
 
+use crate::bytes::Bytes;
 use xpu_caching_host_allocator::abi::c_api::*;
 use xpu_caching_host_allocator::abi::error::xpu_host_result::{self, *};
-
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
-        let (&first, rest) = self.0.split_first().unwrap_or((&0, &[]));
-        self.0 = rest;
-        first
-    }
-
-    fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
-        choices[self.byte() as usize % choices.len()]
-    }
-}
 
 #[derive(Clone, Copy)]
 struct Live {
@@ -138,7 +125,7 @@ pub fn run(data: &[u8]) -> u64 {
     let mut model = Model::default();
     let stack = 0u64;
     let mut calls = 0;
-    while !bytes.0.is_empty() && calls < 400 {
+    while !bytes.is_empty() && calls < 400 {
         calls += 1;
         match bytes.byte() % 11 {
             0..=2 => {

@@ -22,6 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+use crate::bytes::Bytes;
 use xpu_caching_host_allocator::caching::size_class::Rounding;
 use xpu_caching_host_allocator::caching::{
     size_class, BackendError, CachingAllocator, Error, HostMemory, Settings, StreamEvents, StreamKey,
@@ -130,25 +131,6 @@ impl StreamEvents for Backend {
     }
 }
 
-/// Reads the operation sequence; past the end, zeros.
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
-        let (&first, rest) = self.0.split_first().unwrap_or((&0, &[]));
-        self.0 = rest;
-        first
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes([self.byte(), self.byte(), self.byte(), self.byte()])
-    }
-
-    fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
-        choices[self.byte() as usize % choices.len()]
-    }
-}
-
 struct LiveBlock {
     address: usize,
     size: usize,
@@ -226,11 +208,11 @@ pub fn run(data: &[u8]) -> Report {
         eprintln!("model: divisions {divisions} threshold {threshold:#x} cap {cap:#x} limit {limit:#x}");
     }
 
-    while !bytes.0.is_empty() && report.operations < 2000 {
+    while !bytes.is_empty() && report.operations < 2000 {
         report.operations += 1;
         let operation = bytes.byte() % 12;
         if trace {
-            eprintln!("model: operation {operation}, next bytes {:?}, stats {}", &bytes.0[..bytes.0.len().min(6)], a.stats());
+            eprintln!("model: operation {operation}, {} bytes left, stats {}", bytes.0.len(), a.stats());
         }
         match operation {
             0..=2 => {
