@@ -100,21 +100,8 @@ void fail_host_alloc(Checks& checks, at::HostAllocator* allocator) {
 }
 
 void fail_event_pool(Checks& checks, at::HostAllocator* allocator) {
-  void* retired = nullptr;
-  {
-    at::DataPtr p = allocator->allocate(8192);
-    retired = p.get();
-    checks.check(allocator->record_event(p.get(), p.get_context(), stream_on(0)), "the block is recorded on a stream");
-  }
-  checks.check(std::strstr(xpu_host_last_error_message(), "retired") != nullptr,
-               "the free reports that no event could be recorded and the block is retired");
-  bool reused = false;
-  for (int i = 0; i < 10; ++i) {
-    at::DataPtr p = allocator->allocate(8192);
-    reused = reused || p.get() == retired;
-  }
-  checks.check(!reused, "a retired block is never handed out again");
-  check_still_works(checks, allocator, "a failed event record");
+  xpu_host_test::check_retired_block_is_not_reused(
+      checks, allocator, [&](const at::DataPtr& p) { return allocator->record_event(p.get(), p.get_context(), stream_on(0)); });
 }
 
 }  // namespace

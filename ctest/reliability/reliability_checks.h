@@ -50,4 +50,28 @@ void check_threads_against_empty_cache(Checks& checks, Allocator* allocator, Emp
   check_still_works(checks, allocator, "hostile input");
 }
 
+// With event pool creation failing, a block used on a stream cannot get its
+// event when it is freed: `record(data_ptr)` records it, the DataPtr's
+// destruction frees it, the deleter (which cannot throw) reports it, and the
+// block is retired: never handed out again, while the allocator goes on.
+template <class Allocator, class Record>
+void check_retired_block_is_not_reused(Checks& checks, Allocator* allocator, Record record) {
+  void* retired = nullptr;
+  {
+    auto p = allocator->allocate(8192);
+    retired = p.get();
+    checks.check(record(p), "the block is recorded on a stream");
+  }
+  checks.check(std::strstr(xpu_host_last_error_message(), "zeEventPoolCreate") != nullptr &&
+                   std::strstr(xpu_host_last_error_message(), "retired") != nullptr,
+               "the free reports that no event could be recorded and the block is retired");
+  bool reused = false;
+  for (int i = 0; i < 10; ++i) {
+    auto p = allocator->allocate(8192);
+    reused = reused || p.get() == retired;
+  }
+  checks.check(!reused, "a retired block is never handed out again");
+  check_still_works(checks, allocator, "a failed event record");
+}
+
 }  // namespace xpu_host_test

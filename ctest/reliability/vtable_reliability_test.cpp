@@ -128,22 +128,7 @@ void fail_every_2nd(Checks& checks, c10::Allocator* allocator) {
 }
 
 void fail_event_pool(Checks& checks, c10::Allocator* allocator) {
-  void* retired = nullptr;
-  {
-    c10::DataPtr p = allocator->allocate(8192);
-    retired = p.get();
-    checks.check(record(p), "the block is recorded on a stream");
-  }  // the deleter cannot record the event: it warns, and the block is retired
-  checks.check(std::strstr(xpu_host_last_error_message(), "zeEventPoolCreate") != nullptr &&
-                   std::strstr(xpu_host_last_error_message(), "retired") != nullptr,
-               "the deleter reports that the event could not be recorded and the block is retired");
-  bool reused = false;
-  for (int i = 0; i < 10; ++i) {
-    c10::DataPtr p = allocator->allocate(8192);
-    reused = reused || p.get() == retired;
-  }
-  checks.check(!reused, "a retired block is never handed out again");
-  check_still_works(checks, allocator, "a failed event record");
+  xpu_host_test::check_retired_block_is_not_reused(checks, allocator, [](const c10::DataPtr& p) { return record(p); });
 }
 
 }  // namespace
