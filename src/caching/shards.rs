@@ -11,9 +11,14 @@
 //! but only the lock holder writes them, so a change is a plain load and
 //! store, not a read-modify-write.
 
+#![allow(unexpected_cfgs)]
+
+#[cfg(loom)]
+use loom::sync::{atomic::AtomicI64, Mutex, MutexGuard};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(not(loom))]
+use std::sync::{atomic::AtomicI64, Mutex, MutexGuard};
 
 use super::size_class::CLASS_COUNT;
 use super::stats::Stat;
