@@ -59,7 +59,9 @@ impl BlockState {
 }
 
 /// One block of host memory. Its fields are atomics because a header is shared
-/// by reference with every thread that may look a context up.
+/// by reference with every thread that may look a context up. A cache line of
+/// its own, so that threads using neighbouring blocks do not share one.
+#[repr(align(64))]
 pub struct Block {
     pub id: u32,
     state: AtomicU8,

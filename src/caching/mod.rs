@@ -18,6 +18,7 @@ mod backend;
 mod block;
 mod config;
 mod error;
+mod hash;
 mod pending;
 mod reclaimer;
 mod shards;
@@ -27,10 +28,11 @@ mod stats;
 pub use backend::{Backend, BackendError, HostMemory, StreamEvents, StreamKey};
 pub use config::{Settings, UnknownKeys};
 pub use error::Error;
+pub use hash::IntegerMap;
 pub use reclaimer::Reclaimer;
 pub use stats::{DurationStat, Stat, Stats};
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -72,7 +74,7 @@ pub struct CachingAllocator<B: Backend> {
     /// Block by base address, for `record_event` with a pointer but a foreign
     /// context (a `from_blob` of our memory). Touched only on a cache miss, on
     /// `empty_cache` and on that fallback.
-    by_address: Mutex<HashMap<usize, u32>>,
+    by_address: Mutex<IntegerMap<usize, u32>>,
     pending: PendingQueues<B::Event>,
     /// With a cache cap only: cached blocks, oldest first, each with the
     /// generation it was cached as (entries of blocks taken since are stale).
@@ -93,7 +95,7 @@ impl<B: Backend> CachingAllocator<B> {
             rounding: Rounding { divisions: settings.roundup_divisions, threshold: settings.max_round_threshold },
             blocks: Arena::new(),
             shards: Shards::new(),
-            by_address: Mutex::new(HashMap::new()),
+            by_address: Mutex::new(IntegerMap::default()),
             pending: PendingQueues::new(),
             oldest: (settings.max_cached_bytes != usize::MAX).then(|| Mutex::new(VecDeque::new())),
             reclaimer: Mutex::new(None),

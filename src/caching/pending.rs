@@ -7,7 +7,7 @@
 
 #![allow(unexpected_cfgs)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 #[cfg(loom)]
 use loom::sync::{atomic::AtomicUsize, Mutex};
 use std::sync::atomic::Ordering;
@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{atomic::AtomicUsize, Mutex};
 
 use super::backend::{StreamEvents, StreamKey};
+use super::hash::IntegerMap;
 
 struct Waiting<E> {
     event: E,
@@ -22,14 +23,14 @@ struct Waiting<E> {
 }
 
 pub(crate) struct PendingQueues<E> {
-    queues: Mutex<HashMap<StreamKey, VecDeque<Waiting<E>>>>,
+    queues: Mutex<IntegerMap<StreamKey, VecDeque<Waiting<E>>>>,
     /// Events in all queues, read without the lock to skip polling when there is nothing to poll.
     waiting: AtomicUsize,
 }
 
 impl<E> PendingQueues<E> {
     pub fn new() -> Self {
-        PendingQueues { queues: Mutex::new(HashMap::new()), waiting: AtomicUsize::new(0) }
+        PendingQueues { queues: Mutex::new(IntegerMap::default()), waiting: AtomicUsize::new(0) }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -33,6 +33,9 @@ pub(crate) enum Hot {
 }
 
 const HOT: usize = 4;
+const GAUGES: [Hot; HOT] = [Hot::ActiveRequests, Hot::ActiveBytes, Hot::RequestedBytes, Hot::CachedBytes];
+/// How many additions a shard makes at most between two reads of the sum.
+const PEAK_CHECK_EVERY: i64 = 64;
 
 pub(crate) struct Shards {
     shards: Box<[Shard]>,
@@ -50,6 +53,11 @@ struct Shard {
     added: [AtomicI64; HOT],
     removed: [AtomicI64; HOT],
     cache_hits: AtomicI64,
+    /// The highest each gauge's share of this shard reached since the peaks
+    /// were last checked against the sum; written under the lock only.
+    high_water: [AtomicI64; HOT],
+    /// Additions since the sum was last read, to bound how long a peak can lag.
+    since_check: AtomicI64,
 }
 
 /// One shard, locked.
@@ -90,6 +98,8 @@ impl Shards {
                     added: Default::default(),
                     removed: Default::default(),
                     cache_hits: AtomicI64::new(0),
+                    high_water: Default::default(),
+                    since_check: AtomicI64::new(0),
                 })
                 .collect(),
             peaks: Default::default(),
@@ -185,7 +195,14 @@ impl Shards {
     }
 
     pub fn reset_peaks(&self) {
-        for gauge in [Hot::ActiveRequests, Hot::ActiveBytes, Hot::RequestedBytes, Hot::CachedBytes] {
+        for index in 0..self.shards.len() {
+            let guard = self.lock(index);
+            for gauge in 0..HOT {
+                let share = guard.shard.added[gauge].load(Ordering::Relaxed) - guard.shard.removed[gauge].load(Ordering::Relaxed);
+                guard.shard.high_water[gauge].store(share, Ordering::Relaxed);
+            }
+        }
+        for gauge in GAUGES {
             self.peaks[gauge as usize].store(self.current_value(gauge), Ordering::Relaxed);
         }
     }
@@ -198,6 +215,8 @@ impl Shards {
                 let net = guard.shard.added[gauge].load(Ordering::Relaxed) - guard.shard.removed[gauge].load(Ordering::Relaxed);
                 guard.shard.added[gauge].store(0, Ordering::Relaxed);
                 guard.shard.removed[gauge].store(0, Ordering::Relaxed);
+                // The share starts again from 0, and so does its mark.
+                bump(&guard.shard.high_water[gauge], -net);
                 self.carried[gauge].fetch_add(net, Ordering::Relaxed);
             }
             guard.shard.cache_hits.store(0, Ordering::Relaxed);
@@ -218,15 +237,29 @@ impl ShardGuard<'_> {
     }
 
     /// Adds to gauges, then raises their peaks.
+    ///
+    /// Reading every shard's counters on every allocation would make threads
+    /// share cache lines, so the sum is read only when this shard's share of a
+    /// gauge passes its high-water mark, or at every `PEAK_CHECK_EVERY`-th
+    /// addition. With one thread allocating every new peak is a new high-water
+    /// mark, so peaks are exact; with several, a peak may lag a momentary
+    /// maximum that no shard's own growth reached, by at most that many additions.
     pub fn add(&self, changes: &[(Hot, i64)]) {
+        let since_check = self.shard.since_check.load(Ordering::Relaxed) + 1;
+        let due = since_check >= PEAK_CHECK_EVERY;
+        self.shard.since_check.store(if due { 0 } else { since_check }, Ordering::Relaxed);
         for &(gauge, amount) in changes {
-            bump(&self.shard.added[gauge as usize], amount);
-        }
-        for &(gauge, _) in changes {
-            let peak = &self.shards.peaks[gauge as usize];
-            let now = self.shards.current_value(gauge);
-            if now > peak.load(Ordering::Relaxed) {
-                peak.fetch_max(now, Ordering::Relaxed);
+            let gauge = gauge as usize;
+            bump(&self.shard.added[gauge], amount);
+            let share = self.shard.added[gauge].load(Ordering::Relaxed) - self.shard.removed[gauge].load(Ordering::Relaxed);
+            let high_water = &self.shard.high_water[gauge];
+            if share > high_water.load(Ordering::Relaxed) || due {
+                high_water.store(share.max(high_water.load(Ordering::Relaxed)), Ordering::Relaxed);
+                let now = self.shards.current_value(GAUGES[gauge]);
+                let peak = &self.shards.peaks[gauge];
+                if now > peak.load(Ordering::Relaxed) {
+                    peak.fetch_max(now, Ordering::Relaxed);
+                }
             }
         }
     }

@@ -5,14 +5,13 @@
 //! this library keeps one in-order immediate command list per stream, created
 //! on first use, and appends to it under a lock of its own.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use level_zero_sys as ze;
 
 use super::context::Context;
 use super::result::{check, LevelZeroError};
-use crate::caching::StreamKey;
+use crate::caching::{IntegerMap, StreamKey};
 
 /// Recording through the host runtime, e.g. `queue.ext_oneapi_submit_barrier()`
 /// whose native event is handed back to be polled with `zeEventQueryStatus`.
@@ -38,12 +37,12 @@ impl Drop for CommandList {
 }
 
 pub struct OwnStreams {
-    lists: Mutex<HashMap<StreamKey, Arc<Mutex<CommandList>>>>,
+    lists: Mutex<IntegerMap<StreamKey, Arc<Mutex<CommandList>>>>,
 }
 
 impl OwnStreams {
     pub fn new() -> OwnStreams {
-        OwnStreams { lists: Mutex::new(HashMap::new()) }
+        OwnStreams { lists: Mutex::new(IntegerMap::default()) }
     }
 
     /// Runs `submit` on the stream's command list with its lock held, creating

@@ -10,6 +10,8 @@
 mod backend;
 #[path = "../../../src/caching/block.rs"]
 mod block;
+#[path = "../../../src/caching/hash.rs"]
+mod hash;
 #[path = "../../../src/caching/pending.rs"]
 mod pending;
 #[path = "../../../src/caching/shards.rs"]
