@@ -205,10 +205,13 @@ fn child_fail_event_pool_create() {
     assert_eq!(gate.hold(s), XPU_HOST_SUCCESS);
     // Call 2: the allocator's first pool of 256 events, all outstanding while
     // the stream is held. Call 3, for the 257th event, fails; call 4 works.
+    // Each block gets device work of its own, so each free needs a barrier of
+    // its own (frees with nothing appended between share one).
     let mut retired = Vec::new();
     let mut errors = 0;
     for i in 0..300 {
         let (data, context) = allocate(4096).unwrap();
+        submit_fill(s, data, 64, i).unwrap();
         assert_eq!(record(data, context, s), Ok(true));
         let freed = free(context);
         if i == 256 {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use level_zero_sys as ze;
 use xpu_caching_host_allocator::caching::{CachingAllocator, Error, HostMemory, Settings, StreamEvents, StreamKey};
-use xpu_caching_host_allocator::level_zero::{Context, LevelZeroBackend, StreamHooks};
+use xpu_caching_host_allocator::level_zero::{Context, Event, LevelZeroBackend, StreamHooks};
 
 const S0: StreamKey = StreamKey { device_type: 12, device_index: 0, id: 0 };
 const S1: StreamKey = StreamKey { device_type: 12, device_index: 0, id: 1 };
@@ -170,23 +170,58 @@ fn a_held_back_stream_does_not_hold_back_another() {
     a.empty_cache().unwrap();
 }
 
+fn own_handle(event: &Event) -> usize {
+    match event {
+        Event::Own(event) => event.handle() as usize,
+        Event::Hooked { .. } => unreachable!("no hooks in these tests"),
+    }
+}
+
+/// Appends a barrier without an event: work the next record must wait for.
+fn append_work(backend: &LevelZeroBackend, stream: StreamKey) {
+    let appended = backend
+        .with_stream_command_list(stream, |list| {
+            // SAFETY: the list is locked for us.
+            unsafe { ze::zeCommandListAppendBarrier(list, null_mut(), 0, null_mut()) }
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(appended, ze::ZE_RESULT_SUCCESS);
+}
+
 #[test]
 fn events_are_recycled_not_created_per_record() {
     let a = allocator(None);
     let backend = a.backend();
     let mut seen = std::collections::HashSet::new();
     for _ in 0..1000 {
+        append_work(backend, S1);
         let event = backend.record(S1).unwrap();
         while !backend.is_complete(&event).unwrap() {
             std::thread::yield_now();
         }
-        seen.insert(match &event {
-            xpu_caching_host_allocator::level_zero::Event::Own(handle) => *handle as usize,
-            xpu_caching_host_allocator::level_zero::Event::Hooked { .. } => unreachable!(),
-        });
+        seen.insert(own_handle(&event));
         backend.release(event);
     }
     assert!(seen.len() <= 2, "1000 records used {} distinct events", seen.len());
+}
+
+#[test]
+fn records_with_nothing_appended_between_share_one_event() {
+    let a = allocator(None);
+    let backend = a.backend();
+    let first = backend.record(S1).unwrap();
+    let second = backend.record(S1).unwrap();
+    assert_eq!(own_handle(&first), own_handle(&second), "a second barrier would complete with the first");
+    append_work(backend, S1);
+    let third = backend.record(S1).unwrap();
+    assert_ne!(own_handle(&first), own_handle(&third), "work appended since needs a barrier of its own");
+    for event in [first, second, third] {
+        while !backend.is_complete(&event).unwrap() {
+            std::thread::yield_now();
+        }
+        backend.release(event);
+    }
 }
 
 #[test]

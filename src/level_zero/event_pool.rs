@@ -1,7 +1,9 @@
 //! Events this library records on its own streams, created in pools and recycled
-//! with `zeEventHostReset` instead of being created and destroyed per use.
+//! with `zeEventHostReset` instead of being created and destroyed per use. An
+//! event may have several holders (blocks waiting on it, the stream that may
+//! hand it out again); it goes back to the pool when the last one drops it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use level_zero_sys as ze;
 
@@ -26,13 +28,42 @@ unsafe impl Send for EventPool {}
 // SAFETY: as above.
 unsafe impl Sync for EventPool {}
 
+/// An event from the pool, shared by its holders.
+pub struct PooledEvent {
+    handle: ze::ze_event_handle_t,
+    pool: Arc<EventPool>,
+}
+
+// SAFETY: querying and host-resetting an event are thread-safe (LEVEL_ZERO.md);
+// the handle is never appended to a list outside that list's lock.
+unsafe impl Send for PooledEvent {}
+// SAFETY: as above.
+unsafe impl Sync for PooledEvent {}
+
+impl PooledEvent {
+    pub fn handle(&self) -> ze::ze_event_handle_t {
+        self.handle
+    }
+}
+
+impl Drop for PooledEvent {
+    fn drop(&mut self) {
+        self.pool.give_back(self.handle);
+    }
+}
+
 impl EventPool {
     pub fn new() -> EventPool {
         EventPool { state: Mutex::new(State::default()) }
     }
 
     /// An unsignalled event, from the free list or from a new pool.
-    pub fn acquire(&self, context: &Context) -> Result<ze::ze_event_handle_t, LevelZeroError> {
+    pub fn acquire(self: &Arc<Self>, context: &Context) -> Result<Arc<PooledEvent>, LevelZeroError> {
+        let handle = self.take(context)?;
+        Ok(Arc::new(PooledEvent { handle, pool: self.clone() }))
+    }
+
+    fn take(&self, context: &Context) -> Result<ze::ze_event_handle_t, LevelZeroError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(event) = state.free.pop() {
             return Ok(event);
@@ -55,14 +86,19 @@ impl EventPool {
         Ok(state.free.pop().expect("a new pool has events"))
     }
 
-    /// Resets a completed or never-submitted event and keeps it for reuse.
-    pub fn release(&self, event: ze::ze_event_handle_t) {
-        // SAFETY: the event is live and no command list will signal it any more.
-        let reset = unsafe { ze::zeEventHostReset(event) };
-        if reset == ze::ZE_RESULT_SUCCESS {
+    /// Resets a completed event and keeps it for reuse. One that has not
+    /// completed (abandoned when a free failed, or never submitted) could still be
+    /// signalled by the device after a reset, so it leaves circulation instead,
+    /// as does one that cannot be reset; its pool frees it.
+    fn give_back(&self, event: ze::ze_event_handle_t) {
+        // SAFETY: the event is live; query and host reset are thread-safe, and no
+        // holder will poll it any more.
+        let reusable = unsafe {
+            ze::zeEventQueryStatus(event) == ze::ZE_RESULT_SUCCESS && ze::zeEventHostReset(event) == ze::ZE_RESULT_SUCCESS
+        };
+        if reusable {
             self.state.lock().unwrap_or_else(|e| e.into_inner()).free.push(event);
         }
-        // An event that cannot be reset is dropped from circulation; its pool frees it.
     }
 }
 

@@ -10,6 +10,7 @@ mod result;
 mod streams;
 
 pub use context::Context;
+pub use event_pool::PooledEvent;
 pub use result::{LevelZeroError, ZeResult};
 pub use streams::StreamHooks;
 
@@ -17,6 +18,7 @@ use level_zero_sys as ze;
 
 use crate::caching::{BackendError, HostMemory, StreamEvents, StreamKey};
 use event_pool::EventPool;
+use std::sync::Arc;
 use result::check;
 use streams::OwnStreams;
 
@@ -30,15 +32,15 @@ pub struct LevelZeroBackend {
 
 enum Recorder {
     Hooks(Box<dyn StreamHooks>),
-    Own { streams: OwnStreams, events: EventPool },
+    Own { streams: OwnStreams, events: Arc<EventPool> },
 }
 
 /// An event the core waits on.
 pub enum Event {
     /// From the host runtime's hook; `token` goes back to its release hook.
     Hooked { event: ze::ze_event_handle_t, token: usize },
-    /// From this backend's own pool.
-    Own(ze::ze_event_handle_t),
+    /// From this backend's own pool, perhaps shared with other blocks.
+    Own(Arc<PooledEvent>),
 }
 
 // SAFETY: a Level Zero event handle may be queried, host-reset and released from
@@ -49,7 +51,7 @@ impl LevelZeroBackend {
     pub fn new(context: Context, hooks: Option<Box<dyn StreamHooks>>) -> LevelZeroBackend {
         let recorder = match hooks {
             Some(hooks) => Recorder::Hooks(hooks),
-            None => Recorder::Own { streams: OwnStreams::new(), events: EventPool::new() },
+            None => Recorder::Own { streams: OwnStreams::new(), events: Arc::new(EventPool::new()) },
         };
         LevelZeroBackend { context, recorder }
     }
@@ -118,28 +120,15 @@ impl StreamEvents for LevelZeroBackend {
                 .map(|(event, token)| Event::Hooked { event, token })
                 .map_err(BackendError::Failed),
             Recorder::Own { streams, events } => {
-                let event = events.acquire(&self.context)?;
-                let appended = streams.with_list(&self.context, stream, |list| {
-                    // SAFETY: the list is live and locked for this thread; the event
-                    // is live and signalled by nothing else.
-                    check("zeCommandListAppendBarrier", unsafe {
-                        ze::zeCommandListAppendBarrier(list, event, 0, std::ptr::null_mut())
-                    })
-                });
-                match appended.and_then(|result| result) {
-                    Ok(()) => Ok(Event::Own(event)),
-                    Err(error) => {
-                        events.release(event);
-                        Err(error.into())
-                    }
-                }
+                streams.record_barrier(&self.context, stream, events).map(Event::Own).map_err(BackendError::from)
             }
         }
     }
 
     fn is_complete(&self, event: &Event) -> Result<bool, BackendError> {
         let handle = match event {
-            Event::Hooked { event, .. } | Event::Own(event) => *event,
+            Event::Hooked { event, .. } => *event,
+            Event::Own(event) => event.handle(),
         };
         // SAFETY: the event stays live until released, which takes it by value.
         match unsafe { ze::zeEventQueryStatus(handle) } {
@@ -152,7 +141,8 @@ impl StreamEvents for LevelZeroBackend {
     fn release(&self, event: Event) {
         match (event, &self.recorder) {
             (Event::Hooked { event, token }, Recorder::Hooks(hooks)) => hooks.release(event, token),
-            (Event::Own(event), Recorder::Own { events, .. }) => events.release(event),
+            // The pool takes it back when its last holder lets go.
+            (Event::Own(event), Recorder::Own { .. }) => drop(event),
             _ => unreachable!("an event is released to the recorder that made it"),
         }
     }

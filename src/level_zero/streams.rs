@@ -3,13 +3,15 @@
 //! A host runtime that owns its streams' command lists (a SYCL runtime appends
 //! to them under its own lock) records through [`StreamHooks`]. Without hooks
 //! this library keeps one in-order immediate command list per stream, created
-//! on first use, and appends to it under a lock of its own.
+//! on first use, and appends to it under a lock of its own. Frees recorded with
+//! nothing appended in between share one barrier's event.
 
 use std::sync::{Arc, Mutex};
 
 use level_zero_sys as ze;
 
 use super::context::Context;
+use super::event_pool::{EventPool, PooledEvent};
 use super::result::{check, LevelZeroError};
 use crate::caching::{IntegerMap, StreamKey};
 
@@ -23,7 +25,12 @@ pub trait StreamHooks: Send + Sync {
     fn release(&self, event: ze::ze_event_handle_t, token: usize);
 }
 
-struct CommandList(ze::ze_command_list_handle_t);
+struct CommandList {
+    handle: ze::ze_command_list_handle_t,
+    /// The event of the barrier appended last, while nothing has been appended
+    /// after it: a record now would complete with it, so it is shared instead.
+    last_barrier: Option<Arc<PooledEvent>>,
+}
 
 // SAFETY: a command list may be used from any thread as long as no two threads
 // append at once; every use goes through the Mutex around it.
@@ -32,7 +39,7 @@ unsafe impl Send for CommandList {}
 impl Drop for CommandList {
     fn drop(&mut self) {
         // SAFETY: the list is ours and nothing appends to it any more.
-        unsafe { ze::zeCommandListDestroy(self.0) };
+        unsafe { ze::zeCommandListDestroy(self.handle) };
     }
 }
 
@@ -53,19 +60,44 @@ impl OwnStreams {
         stream: StreamKey,
         submit: impl FnOnce(ze::ze_command_list_handle_t) -> T,
     ) -> Result<T, LevelZeroError> {
-        let list = {
-            let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
-            match lists.get(&stream) {
-                Some(list) => list.clone(),
-                None => {
-                    let list = Arc::new(Mutex::new(create_immediate_list(context, stream)?));
-                    lists.insert(stream, list.clone());
-                    list
-                }
-            }
-        };
-        let list = list.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(submit(list.0))
+        let list = self.list(context, stream)?;
+        let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+        // Work may follow the last barrier now: the next record needs a barrier of its own.
+        list.last_barrier = None;
+        Ok(submit(list.handle))
+    }
+
+    /// An event that completes once all work appended to the stream so far has:
+    /// a new barrier's, or the last barrier's if nothing was appended since.
+    pub fn record_barrier(
+        &self,
+        context: &Context,
+        stream: StreamKey,
+        events: &Arc<EventPool>,
+    ) -> Result<Arc<PooledEvent>, LevelZeroError> {
+        let list = self.list(context, stream)?;
+        let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(event) = &list.last_barrier {
+            return Ok(event.clone());
+        }
+        let event = events.acquire(context)?;
+        // SAFETY: the list is live and locked for this thread; the event is live
+        // and signalled by nothing else.
+        check("zeCommandListAppendBarrier", unsafe {
+            ze::zeCommandListAppendBarrier(list.handle, event.handle(), 0, std::ptr::null_mut())
+        })?;
+        list.last_barrier = Some(event.clone());
+        Ok(event)
+    }
+
+    fn list(&self, context: &Context, stream: StreamKey) -> Result<Arc<Mutex<CommandList>>, LevelZeroError> {
+        let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = lists.get(&stream) {
+            return Ok(list.clone());
+        }
+        let list = Arc::new(Mutex::new(create_immediate_list(context, stream)?));
+        lists.insert(stream, list.clone());
+        Ok(list)
     }
 }
 
@@ -85,5 +117,5 @@ fn create_immediate_list(context: &Context, stream: StreamKey) -> Result<Command
     check("zeCommandListCreateImmediate", unsafe {
         ze::zeCommandListCreateImmediate(context.handle(), device, &desc, &mut list)
     })?;
-    Ok(CommandList(list))
+    Ok(CommandList { handle: list, last_barrier: None })
 }
