@@ -8,11 +8,13 @@
 //! deadlock it.
 //!
 //! At exit, once this library's finaliser has run, the Level Zero loader may be
-//! gone: the allocator makes no more Level Zero calls, frees do nothing and the
+//! gone: the allocator makes no more Level Zero calls (the finaliser waits, up
+//! to a second, for threads in the middle of some), frees do nothing and the
 //! memory goes back with the process.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
+use std::time::Duration;
 
 use super::error::{xpu_host_result, Failure};
 
@@ -50,6 +52,9 @@ extern "C" fn in_forked_child() {
 
 extern "C" fn at_unload() {
     EXITING.store(true, Ordering::Relaxed);
+    // Threads already inside the allocator may still be calling Level Zero;
+    // the loader is finalised after this library, so let them leave first.
+    crate::level_zero::close_gate(Duration::from_secs(1));
 }
 
 /// Runs when the library is finalised (at exit, or at dlclose).

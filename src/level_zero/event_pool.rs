@@ -91,6 +91,7 @@ impl EventPool {
     /// signalled by the device after a reset, so it leaves circulation instead,
     /// as does one that cannot be reset; its pool frees it.
     fn give_back(&self, event: ze::ze_event_handle_t) {
+        let Some(_pass) = super::gate::enter() else { return };
         // SAFETY: the event is live; query and host reset are thread-safe, and no
         // holder will poll it any more.
         let reusable = unsafe {

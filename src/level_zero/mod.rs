@@ -6,11 +6,13 @@
 
 mod context;
 mod event_pool;
+mod gate;
 mod result;
 mod streams;
 
 pub use context::Context;
 pub use event_pool::PooledEvent;
+pub use gate::close as close_gate;
 pub use result::{LevelZeroError, ZeResult};
 pub use streams::StreamHooks;
 
@@ -70,7 +72,10 @@ impl LevelZeroBackend {
     ) -> Option<Result<T, LevelZeroError>> {
         match &self.recorder {
             Recorder::Hooks(_) => None,
-            Recorder::Own { streams, .. } => Some(streams.with_list(&self.context, stream, submit)),
+            Recorder::Own { streams, .. } => Some(match gate::enter() {
+                Some(_pass) => streams.with_list(&self.context, stream, submit),
+                None => Err(exiting()),
+            }),
         }
     }
 }
@@ -82,6 +87,7 @@ impl HostMemory for LevelZeroBackend {
             pNext: std::ptr::null(),
             flags: 0,
         };
+        let Some(_pass) = gate::enter() else { return Err(exiting().into()) };
         let mut ptr = std::ptr::null_mut();
         // SAFETY: the context handle is live for the backend's lifetime, and desc
         // and ptr are valid for the duration of the call.
@@ -96,6 +102,7 @@ impl HostMemory for LevelZeroBackend {
     }
 
     fn free(&self, address: usize, _size: usize) -> Result<(), BackendError> {
+        let Some(_pass) = gate::enter() else { return Err(exiting().into()) };
         // SAFETY: the address came from zeMemAllocHost in this context, and the
         // core frees it once, after every stream that used it is done.
         check("zeMemFree", unsafe { ze::zeMemFree(self.context.handle(), address as *mut _) })
@@ -114,6 +121,7 @@ impl StreamEvents for LevelZeroBackend {
     }
 
     fn record(&self, stream: StreamKey) -> Result<Event, BackendError> {
+        let Some(_pass) = gate::enter() else { return Err(exiting().into()) };
         match &self.recorder {
             Recorder::Hooks(hooks) => hooks
                 .record(stream)
@@ -126,6 +134,7 @@ impl StreamEvents for LevelZeroBackend {
     }
 
     fn is_complete(&self, event: &Event) -> Result<bool, BackendError> {
+        let Some(_pass) = gate::enter() else { return Err(exiting().into()) };
         let handle = match event {
             Event::Hooked { event, .. } => *event,
             Event::Own(event) => event.handle(),
@@ -139,6 +148,7 @@ impl StreamEvents for LevelZeroBackend {
     }
 
     fn release(&self, event: Event) {
+        let Some(_pass) = gate::enter() else { return };
         match (event, &self.recorder) {
             (Event::Hooked { event, token }, Recorder::Hooks(hooks)) => hooks.release(event, token),
             // The pool takes it back when its last holder lets go.
@@ -146,6 +156,10 @@ impl StreamEvents for LevelZeroBackend {
             _ => unreachable!("an event is released to the recorder that made it"),
         }
     }
+}
+
+fn exiting() -> LevelZeroError {
+    LevelZeroError::invalid("the process is exiting: no more Level Zero calls".into())
 }
 
 impl From<LevelZeroError> for BackendError {
