@@ -14,11 +14,17 @@
 #![allow(unexpected_cfgs)]
 
 #[cfg(loom)]
-use loom::sync::{atomic::AtomicI64, Mutex, MutexGuard};
+use loom::sync::{
+    atomic::{fence, AtomicI64, AtomicU64},
+    Mutex, MutexGuard,
+};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(not(loom))]
-use std::sync::{atomic::AtomicI64, Mutex, MutexGuard};
+use std::sync::{
+    atomic::{fence, AtomicI64, AtomicU64},
+    Mutex, MutexGuard,
+};
 
 use super::size_class::CLASS_COUNT;
 use super::stats::Stat;
@@ -44,6 +50,10 @@ pub(crate) struct Shards {
     peaks: [AtomicI64; HOT],
     /// What the gauges were when their totals were last reset.
     carried: [AtomicI64; HOT],
+    /// Odd while a reset moves totals into `carried`, counting up by one at its
+    /// start and its end: a sum read across a reset is not a value the gauge
+    /// had, so a peak check that saw the count change keeps the old peak.
+    resets: AtomicU64,
 }
 
 #[repr(align(64))]
@@ -104,6 +114,7 @@ impl Shards {
                 .collect(),
             peaks: Default::default(),
             carried: Default::default(),
+            resets: AtomicU64::new(0),
         }
     }
 
@@ -207,8 +218,33 @@ impl Shards {
         }
     }
 
+    /// Raises a gauge's peak to its current sum, unless a reset of the totals
+    /// ran while the sum was read (a seqlock read of the counters).
+    fn raise_peak(&self, gauge: Hot) {
+        let resets = self.resets.load(Ordering::Acquire);
+        if resets % 2 == 1 {
+            return;
+        }
+        let now = self.current_value(gauge);
+        fence(Ordering::Acquire);
+        if self.resets.load(Ordering::Relaxed) != resets {
+            return;
+        }
+        let peak = &self.peaks[gauge as usize];
+        if now > peak.load(Ordering::Relaxed) {
+            peak.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+
     /// Zeroes the totals, keeping each gauge's current value.
     pub fn reset_totals(&self) {
+        self.resets.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.move_totals_to_carried();
+        self.resets.fetch_add(1, Ordering::Release);
+    }
+
+    fn move_totals_to_carried(&self) {
         for index in 0..self.shards.len() {
             let guard = self.lock(index);
             for gauge in 0..HOT {
@@ -255,11 +291,7 @@ impl ShardGuard<'_> {
             let high_water = &self.shard.high_water[gauge];
             if share > high_water.load(Ordering::Relaxed) || due {
                 high_water.store(share.max(high_water.load(Ordering::Relaxed)), Ordering::Relaxed);
-                let now = self.shards.current_value(GAUGES[gauge]);
-                let peak = &self.shards.peaks[gauge];
-                if now > peak.load(Ordering::Relaxed) {
-                    peak.fetch_max(now, Ordering::Relaxed);
-                }
+                self.shards.raise_peak(GAUGES[gauge]);
             }
         }
     }

@@ -247,11 +247,10 @@ pub fn a_reset_of_the_totals_keeps_gauges() {
 }
 
 /// ... and its peak never exceeds a value the gauge really had (2, then 3).
-/// Fails today (RELIABILITY.md): while `reset_totals` moves a shard's net
-/// total into `carried` (zero `added`, zero `removed`, add to `carried`: three
-/// stores), an `add` on another thread sums the gauge mid-move and raises the
-/// peak to a value the gauge never had (4 here; in general off by a shard's
-/// net total, say the bytes of many blocks).
+/// `reset_totals` moves a shard's net total into `carried` in three stores; an
+/// `add` on another thread that sums the gauge mid-move would see a value the
+/// gauge never had (4 here), so the peak check is a seqlock read that gives
+/// up when a reset ran meanwhile (RELIABILITY.md).
 pub fn a_reset_of_the_totals_keeps_peaks() {
     model(|| {
         let stat = reset_races_an_allocation();

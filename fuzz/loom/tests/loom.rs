@@ -40,7 +40,6 @@ fn a_reset_of_the_totals_keeps_gauges() {
 }
 
 #[test]
-#[ignore = "known race, RELIABILITY.md: a peak can exceed any value its gauge had when reset_accumulated_stats races an allocation"]
 fn a_reset_of_the_totals_keeps_peaks() {
     checks::a_reset_of_the_totals_keeps_peaks();
 }
