@@ -9,6 +9,7 @@
 #include "check.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,6 +26,9 @@ static void *churn(void *unused) {
   while (!atomic_load(&stop_churn)) {
     void *data, *ctx;
     if (xpu_host_allocate(4096, &data, &ctx) == XPU_HOST_SUCCESS) xpu_host_free(ctx);
+    /* Lets the forking thread run: under valgrind threads take turns, and a
+     * thread that never enters the kernel keeps its turn for long. */
+    sched_yield();
   }
   return NULL;
 }
