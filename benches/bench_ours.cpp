@@ -4,31 +4,11 @@
 // `at::xpu::CachingHostAllocator_recordEvent`, whose events go on the
 // library's own command list per stream. It allocates in the harness's
 // context, handed over with xpu_host_use_context as PyTorch's start-up would.
-#include <c10/core/Allocator.h>
-#include <c10/core/Stream.h>
-
 #include "scenarios.h"
 #include "xpu_caching_host_allocator.h"
-
-// PyTorch 2.4-2.7's at::xpu declarations (ATen/xpu/CachingHostAllocator.h
-// pulls in SYCL), with c10::xpu::XPUStream as what it is: one c10::Stream.
-namespace c10::xpu {
-class XPUStream {
- public:
-  enum Unchecked { UNCHECKED };
-  explicit XPUStream(Unchecked, Stream stream) : stream_(stream) {}
-
- private:
-  Stream stream_;
-};
-static_assert(sizeof(XPUStream) == 16);
-}  // namespace c10::xpu
-
-namespace at::xpu {
-c10::Allocator* getCachingHostAllocator();
-bool CachingHostAllocator_recordEvent(void* ptr, void* ctx, c10::xpu::XPUStream stream);
-void CachingHostAllocator_emptyCache();
-}  // namespace at::xpu
+// PyTorch 2.4-2.7's at::xpu declarations, with c10::xpu::XPUStream as what it
+// is: one c10::Stream (ATen/xpu/CachingHostAllocator.h pulls in SYCL).
+#include "at_xpu_declarations.h"
 
 namespace {
 
