@@ -82,23 +82,9 @@ static void fork_mode(void) {
 static void *late_ctx;
 static void free_at_exit(void) { xpu_host_free(late_ctx); }
 
-static ze_result_t hold(void *event, ze_command_list_handle_t list) {
-  ze_event_handle_t gate = event;
-  return zeCommandListAppendWaitOnEvents(list, 1, &gate);
-}
-
 static void exit_mode(void) {
-  ze_driver_handle_t driver;
-  ze_context_handle_t context;
-  CHECK_OK(xpu_host_get_context(&driver, &context));
-  ze_event_pool_desc_t pool_desc = {ZE_STRUCTURE_TYPE_EVENT_POOL_DESC, NULL, ZE_EVENT_POOL_FLAG_HOST_VISIBLE, 1};
-  ze_event_pool_handle_t pool;
-  CHECK(zeEventPoolCreate(context, &pool_desc, 0, NULL, &pool) == ZE_RESULT_SUCCESS);
-  ze_event_desc_t event_desc = {ZE_STRUCTURE_TYPE_EVENT_DESC, NULL, 0, ZE_EVENT_SCOPE_FLAG_HOST, ZE_EVENT_SCOPE_FLAG_HOST};
-  ze_event_handle_t gate;
-  CHECK(zeEventCreate(pool, &event_desc, &gate) == ZE_RESULT_SUCCESS);
   xpu_host_stream stream = {12, 0, 3};
-  CHECK_OK(xpu_host_stream_submit(stream, hold, gate)); /* never signalled */
+  gate_hold(gate_create(), stream); /* never opened */
 
   for (int i = 0; i < 8; ++i) {
     void *data, *ctx;

@@ -282,23 +282,10 @@ static void *churn(void *arg) {
   return NULL;
 }
 
-static ze_result_t wait_on(void *event, ze_command_list_handle_t list) {
-  ze_event_handle_t gate = event;
-  return zeCommandListAppendWaitOnEvents(list, 1, &gate);
-}
-
 static void concurrency(void) {
-  ze_driver_handle_t driver;
-  ze_context_handle_t context;
-  CHECK_OK(xpu_host_get_context(&driver, &context));
-  ze_event_pool_desc_t pool_desc = {ZE_STRUCTURE_TYPE_EVENT_POOL_DESC, NULL, ZE_EVENT_POOL_FLAG_HOST_VISIBLE, 1};
-  ze_event_pool_handle_t pool;
-  ze_event_desc_t event_desc = {ZE_STRUCTURE_TYPE_EVENT_DESC, NULL, 0, ZE_EVENT_SCOPE_FLAG_HOST, ZE_EVENT_SCOPE_FLAG_HOST};
-  ze_event_handle_t gate;
-  CHECK(zeEventPoolCreate(context, &pool_desc, 0, NULL, &pool) == ZE_RESULT_SUCCESS);
-  CHECK(zeEventCreate(pool, &event_desc, &gate) == ZE_RESULT_SUCCESS);
+  gate g = gate_create();
   xpu_host_stream held = {12, 0, 77};
-  CHECK_OK(xpu_host_stream_submit(held, wait_on, gate));
+  gate_hold(g, held);
   for (int i = 0; i < 200; ++i) {
     void *data;
     CHECK_OK(xpu_host_allocate(512 + (size_t)i, &data, &races[i].ctx));
@@ -325,7 +312,7 @@ static void concurrency(void) {
   CHECK(exactly_one == 200);
   inputs += 400 + atomic_load(&churned); /* racing frees, foreign frees, concurrent empty_cache */
   CHECK(stats().pending_blocks.current == 200);
-  CHECK(zeEventHostSignal(gate) == ZE_RESULT_SUCCESS);
+  gate_open(g);
   CHECK(drain().pending_blocks.current == 0);
   /* The gate stays: the stream's list may still hold the wait until it ran. */
 }
