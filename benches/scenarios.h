@@ -269,7 +269,8 @@ void held_stream(S& s, const Args& args, Json& out) {
 template <class S>
 class MemoryTrace {
  public:
-  explicit MemoryTrace(S& s) : s_(s), base_(live_objects().allocated_bytes) {}
+  explicit MemoryTrace(S& s)
+      : s_(s), base_(live_objects().allocated_bytes), calls_base_(live_objects().host_alloc_calls) {}
 
   typename S::Block allocate(std::size_t size) {
     auto block = s_.allocate(size);
@@ -284,11 +285,12 @@ class MemoryTrace {
   void report(Json& out) const {
     out.add("allocations", allocations_).add("peak_requested", peak_requested_).add("peak_reserved", peak_reserved_);
     out.add("reserved_per_requested", double(peak_reserved_) / double(peak_requested_));
+    out.add("host_allocations", live_objects().host_alloc_calls - calls_base_);
   }
 
  private:
   S& s_;
-  std::uint64_t base_, requested_ = 0, peak_requested_ = 0, peak_reserved_ = 0, allocations_ = 0;
+  std::uint64_t base_, calls_base_, requested_ = 0, peak_requested_ = 0, peak_reserved_ = 0, allocations_ = 0;
 };
 
 // 5a: a data loader pinning batches of images (uint8, 3 x r x r, r varying as

@@ -61,6 +61,7 @@ impl Failure {
 }
 
 impl From<caching::Error> for Failure {
+    #[cold]
     fn from(error: caching::Error) -> Failure {
         let code = match error {
             caching::Error::SizeTooLarge { .. } => XPU_HOST_ERROR_SIZE_TOO_LARGE,
@@ -103,15 +104,19 @@ pub(crate) fn ffi_call(body: impl FnOnce() -> Result<(), Failure>) -> xpu_host_r
 }
 
 /// Runs `body`; a panic becomes an `XPU_HOST_ERROR_INTERNAL` failure.
+#[inline]
 pub(crate) fn catch_panic<T>(body: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(Failure::new(XPU_HOST_ERROR_INTERNAL, format!("internal error: {what}")))
-    })
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| Err(internal_error(panic)))
+}
+
+#[cold]
+fn internal_error(panic: Box<dyn std::any::Any + Send>) -> Failure {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    Failure::new(XPU_HOST_ERROR_INTERNAL, format!("internal error: {what}"))
 }
 
 /// The message of the last failed call on this thread, or an empty string.

@@ -31,11 +31,17 @@ static RECLAIMER: Mutex<Option<Reclaimer>> = Mutex::new(None);
 /// The allocator, started on first use: with the host's context and hooks if it
 /// handed them in, else on a context of its own on the first Level Zero driver.
 /// A failed start is reported and tried again at the next call.
+#[inline]
 pub(crate) fn allocator() -> Result<&'static Allocator, Failure> {
     lifecycle::check_usable()?;
-    if let Some(allocator) = INSTANCE.get() {
-        return Ok(allocator);
+    match INSTANCE.get() {
+        Some(allocator) => Ok(allocator),
+        None => start(),
     }
+}
+
+#[cold]
+fn start() -> Result<&'static Allocator, Failure> {
     let mut setup = lock(&SETUP);
     if let Some(allocator) = INSTANCE.get() {
         return Ok(allocator);

@@ -31,19 +31,25 @@ pub(crate) fn watch_fork() {
 }
 
 /// `Err` in a forked child or after the finaliser: the allocator must not be touched.
+#[inline]
 pub(crate) fn check_usable() -> Result<(), Failure> {
+    if FORKED.load(Ordering::Relaxed) || EXITING.load(Ordering::Relaxed) {
+        return Err(unusable());
+    }
+    Ok(())
+}
+
+#[cold]
+fn unusable() -> Failure {
     if FORKED.load(Ordering::Relaxed) {
-        return Err(Failure::new(
+        return Failure::new(
             xpu_host_result::XPU_HOST_ERROR_FORKED,
             "this process was forked after the allocator started; Level Zero does not survive fork, \
              so the child cannot allocate pinned memory (start worker processes with spawn, or before \
              the first pinned allocation)",
-        ));
+        );
     }
-    if EXITING.load(Ordering::Relaxed) {
-        return Err(Failure::new(xpu_host_result::XPU_HOST_ERROR_EXITING, "the process is exiting"));
-    }
-    Ok(())
+    Failure::new(xpu_host_result::XPU_HOST_ERROR_EXITING, "the process is exiting")
 }
 
 extern "C" fn in_forked_child() {

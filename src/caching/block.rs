@@ -12,13 +12,13 @@
 
 #[cfg(loom)]
 use loom::sync::{
-    atomic::{AtomicU64, AtomicU8, AtomicUsize},
+    atomic::{AtomicU64, AtomicUsize},
     Mutex,
 };
 use std::sync::atomic::Ordering;
 #[cfg(not(loom))]
 use std::sync::{
-    atomic::{AtomicU64, AtomicU8, AtomicUsize},
+    atomic::{AtomicU64, AtomicUsize},
     Mutex,
 };
 use std::sync::OnceLock;
@@ -46,8 +46,8 @@ pub enum BlockState {
 }
 
 impl BlockState {
-    fn from_u8(value: u8) -> BlockState {
-        match value {
+    fn from_word(word: u64) -> BlockState {
+        match word as u8 {
             1 => BlockState::Allocated,
             2 => BlockState::Pending,
             3 => BlockState::Cached,
@@ -58,13 +58,56 @@ impl BlockState {
     }
 }
 
+/// A block's place in a free list: which block, and which stay in the cache
+/// the entry was made for. Free lists hold entries, not blocks: whoever takes
+/// a block claims it through an entry, and an entry of an earlier stay (the
+/// block was claimed through another list, or given back) claims nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub id: u32,
+    pub generation: u32,
+}
+
+impl Entry {
+    /// One word, for lists read by other threads without a lock.
+    pub fn pack(self) -> u64 {
+        (self.generation as u64) << 32 | self.id as u64
+    }
+
+    pub fn unpack(word: u64) -> Entry {
+        Entry { id: word as u32, generation: (word >> 32) as u32 }
+    }
+}
+
+/// What an entry offered to a taker turned out to be.
+pub enum Claim {
+    /// Claimed: the taker owns the block.
+    Taken,
+    /// The block was claimed elsewhere or is not cached any more: drop the entry.
+    Stale,
+    /// Cached, but not of a size the taker wants: keep the entry.
+    Skip,
+}
+
+/// The state word: the state in the low byte, above it the generation, which
+/// counts the block's stays in the cache (wrapping).
+fn word(state: BlockState, generation: u32) -> u64 {
+    (generation as u64) << 8 | state as u64
+}
+
+fn generation_of(word: u64) -> u32 {
+    (word >> 8) as u32
+}
+
 /// One block of host memory. Its fields are atomics because a header is shared
 /// by reference with every thread that may look a context up. A cache line of
 /// its own, so that threads using neighbouring blocks do not share one.
 #[repr(align(64))]
 pub struct Block {
     pub id: u32,
-    state: AtomicU8,
+    /// State and generation in one word, so that one compare-and-swap both
+    /// checks that an entry is current and takes the block.
+    state: AtomicU64,
     address: AtomicUsize,
     size: AtomicUsize,
     /// Bytes the caller asked for, for statistics.
@@ -78,37 +121,62 @@ pub struct Block {
     streams: Mutex<Vec<StreamKey>>,
     /// Events still to complete before the block is free.
     pending_events: AtomicUsize,
-    /// How many times the block was cached, so that a note taken when it was
-    /// cached can tell whether it is still about the same stay in the cache.
-    cached_generation: AtomicU64,
+}
+
+/// What a successful free did with a block.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Freed {
+    /// No stream used it: it is cached now, and this entry claims it.
+    Cached(Entry),
+    /// Streams used it: it is `Pending`, owned by the caller, until their events complete.
+    Pending(Vec<StreamKey>),
 }
 
 impl Block {
     fn new(id: u32) -> Block {
         Block {
             id,
-            state: AtomicU8::new(BlockState::Unused as u8),
+            state: AtomicU64::new(word(BlockState::Unused, 0)),
             address: AtomicUsize::new(0),
             size: AtomicUsize::new(0),
             requested: AtomicUsize::new(0),
             class: AtomicUsize::new(0),
             streams: Mutex::new(Vec::new()),
             pending_events: AtomicUsize::new(0),
-            cached_generation: AtomicU64::new(0),
         }
     }
 
     pub fn state(&self) -> BlockState {
-        BlockState::from_u8(self.state.load(Ordering::Acquire))
+        BlockState::from_word(self.state.load(Ordering::Acquire))
     }
 
+    /// Sets the state; only for whoever owns the block (it is in no list and
+    /// no other thread may change it), so a load and a store suffice.
     pub fn set_state(&self, state: BlockState) {
-        self.state.store(state as u8, Ordering::Release);
+        let generation = generation_of(self.state.load(Ordering::Relaxed));
+        self.state.store(word(state, generation), Ordering::Release);
     }
 
     /// Moves from `from` to `to` if the block is in `from`.
     pub fn transition(&self, from: BlockState, to: BlockState) -> bool {
-        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        let mut current = self.state.load(Ordering::Acquire);
+        while BlockState::from_word(current) == from {
+            let next = word(to, generation_of(current));
+            match self.state.compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+        false
+    }
+
+    /// Takes a cached block through `entry`: false if the entry is stale (the
+    /// block was claimed through another, or is no longer cached). Whoever
+    /// succeeds owns the block, now `Allocated`.
+    pub fn claim(&self, entry: Entry) -> bool {
+        let cached = word(BlockState::Cached, entry.generation);
+        let taken = word(BlockState::Allocated, entry.generation);
+        self.state.compare_exchange(cached, taken, Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 
     pub fn address(&self) -> usize {
@@ -151,31 +219,38 @@ impl Block {
         marked
     }
 
-    /// Takes the block from allocated to `Pending` and returns the streams that
-    /// used it; `None` if it was not allocated (a double free).
-    pub fn release(&self) -> Option<Vec<StreamKey>> {
-        if self.transition(BlockState::Allocated, BlockState::Pending) {
-            return Some(Vec::new());
+    /// The caller's free: a block no stream used goes straight to `Cached` (one
+    /// compare-and-swap, the whole cost of a free on the hot path); one that
+    /// streams used goes to `Pending` with their list. `None` if it was not
+    /// allocated (a double free).
+    #[inline]
+    pub fn free(&self) -> Option<Freed> {
+        let current = self.state.load(Ordering::Relaxed);
+        if BlockState::from_word(current) == BlockState::Allocated {
+            let generation = generation_of(current).wrapping_add(1);
+            let cached = word(BlockState::Cached, generation);
+            if self.state.compare_exchange(current, cached, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                return Some(Freed::Cached(Entry { id: self.id, generation }));
+            }
         }
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         if !self.transition(BlockState::AllocatedOnStreams, BlockState::Pending) {
             return None;
         }
-        Some(std::mem::take(&mut *streams))
+        Some(Freed::Pending(std::mem::take(&mut *streams)))
     }
 
-    /// Marks the block `Cached` and returns the generation of this stay in the
-    /// cache. The caller owns the block (it is in no list), so it is the only writer.
-    pub fn mark_cached(&self) -> u64 {
-        let generation = self.cached_generation.load(Ordering::Relaxed) + 1;
-        self.cached_generation.store(generation, Ordering::Relaxed);
-        self.set_state(BlockState::Cached);
-        generation
+    /// Marks a block the caller owns `Cached`, as a new stay in the cache, and
+    /// returns the entry that claims it.
+    pub fn mark_cached(&self) -> Entry {
+        let generation = generation_of(self.state.load(Ordering::Relaxed)).wrapping_add(1);
+        self.state.store(word(BlockState::Cached, generation), Ordering::Release);
+        Entry { id: self.id, generation }
     }
 
-    /// Whether the block is still in the cache since it was cached as `generation`.
-    pub fn is_cached_as(&self, generation: u64) -> bool {
-        self.state() == BlockState::Cached && self.cached_generation.load(Ordering::Acquire) == generation
+    /// Whether `entry` would claim the block now.
+    pub fn is_cached_as(&self, entry: Entry) -> bool {
+        self.state.load(Ordering::Acquire) == word(BlockState::Cached, entry.generation)
     }
 
     pub fn set_pending_events(&self, count: usize) {
@@ -205,6 +280,7 @@ impl Arena {
     }
 
     /// The header a context points at, if it is one of ours.
+    #[inline]
     pub fn lookup(&self, context: usize) -> Option<&Block> {
         let stride = std::mem::size_of::<Block>();
         for chunk in self.chunks.iter().map_while(|chunk| chunk.get()) {
@@ -217,6 +293,7 @@ impl Arena {
         None
     }
 
+    #[inline]
     pub fn get(&self, id: u32) -> &Block {
         let (chunk, index) = Self::locate(id);
         &self.chunks[chunk].get().expect("block ids are handed out only for existing chunks")[index]
@@ -294,8 +371,23 @@ mod tests {
         let stream = StreamKey { device_type: 12, device_index: 0, id: 3 };
         assert!(block.add_stream(stream));
         assert!(block.add_stream(stream));
-        assert_eq!(block.release(), Some(vec![stream]));
-        assert_eq!(block.release(), None);
+        assert_eq!(block.free(), Some(Freed::Pending(vec![stream])));
+        assert_eq!(block.free(), None);
         assert!(!block.add_stream(stream));
+    }
+
+    #[test]
+    fn an_entry_claims_one_stay_in_the_cache() {
+        let arena = Arena::new();
+        let block = arena.take_unused();
+        block.bind(4096, 512, 0, 500);
+        let Some(Freed::Cached(first)) = block.free() else { panic!("a block no stream used is cached") };
+        assert_eq!(block.free(), None, "a double free");
+        assert!(block.claim(first));
+        assert!(!block.claim(first), "claimed twice");
+        let Some(Freed::Cached(second)) = block.free() else { panic!() };
+        assert!(!block.claim(first), "an entry of an earlier stay claims nothing");
+        assert!(block.is_cached_as(second) && !block.is_cached_as(first));
+        assert!(block.claim(second));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Keys are named after PyTorch's host-allocator keys where one exists
 //! (`pinned_use_background_threads`, `pinned_max_round_threshold_mb`,
-//! `pinned_max_cached_size_mb`), plus `pinned_roundup_divisions`.
+//! `pinned_max_cached_size_mb`), plus `pinned_roundup_divisions` and
+//! `pinned_release_cached_on_miss`.
 
 use super::size_class::ALLOWED_DIVISIONS;
 
@@ -17,6 +18,9 @@ pub struct Settings {
     pub max_cached_bytes: usize,
     /// A background thread polls stream events, so allocation never does.
     pub background_reclaimer: bool,
+    /// Before a miss asks the backend for a block, cached blocks go back,
+    /// oldest first, until as many bytes went back as the new block takes.
+    pub release_cached_on_miss: bool,
 }
 
 impl Default for Settings {
@@ -26,6 +30,7 @@ impl Default for Settings {
             max_round_threshold: usize::MAX,
             max_cached_bytes: usize::MAX,
             background_reclaimer: false,
+            release_cached_on_miss: false,
         }
     }
 }
@@ -65,17 +70,16 @@ impl Settings {
                     next.max_cached_bytes = mebibytes(value).ok_or_else(|| bad("a whole number of MiB"))?;
                 }
                 "pinned_use_background_threads" => {
-                    next.background_reclaimer = match value {
-                        "True" | "true" | "1" => true,
-                        "False" | "false" | "0" => false,
-                        _ => return Err(bad("True or False")),
-                    };
+                    next.background_reclaimer = boolean(value).ok_or_else(|| bad("True or False"))?;
+                }
+                "pinned_release_cached_on_miss" => {
+                    next.release_cached_on_miss = boolean(value).ok_or_else(|| bad("True or False"))?;
                 }
                 _ if unknown == UnknownKeys::Ignore => {}
                 _ => {
                     return Err(format!(
                         "{source}: unknown key `{key}` (known: pinned_roundup_divisions, pinned_max_round_threshold_mb, \
-                         pinned_max_cached_size_mb, pinned_use_background_threads)"
+                         pinned_max_cached_size_mb, pinned_use_background_threads, pinned_release_cached_on_miss)"
                     ))
                 }
             }
@@ -89,6 +93,14 @@ fn mebibytes(value: &str) -> Option<usize> {
     value.parse::<usize>().ok()?.checked_mul(1 << 20)
 }
 
+fn boolean(value: &str) -> Option<bool> {
+    match value {
+        "True" | "true" | "1" => Some(true),
+        "False" | "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,14 +112,19 @@ mod tests {
 
     #[test]
     fn every_key_parses() {
-        let s = parse(" pinned_roundup_divisions:4, pinned_max_round_threshold_mb:64,pinned_max_cached_size_mb:1024,pinned_use_background_threads:True,").unwrap();
+        let s = parse(
+            " pinned_roundup_divisions:4, pinned_max_round_threshold_mb:64,pinned_max_cached_size_mb:1024,\
+             pinned_use_background_threads:True,pinned_release_cached_on_miss:1,",
+        )
+        .unwrap();
         assert_eq!(
             s,
             Settings {
                 roundup_divisions: 4,
                 max_round_threshold: 64 << 20,
                 max_cached_bytes: 1 << 30,
-                background_reclaimer: true
+                background_reclaimer: true,
+                release_cached_on_miss: true,
             }
         );
         assert_eq!(parse("").unwrap(), Settings::default());
@@ -123,6 +140,7 @@ mod tests {
         assert!(parse("pinned_max_cached_size_mb:-1").unwrap_err().contains("pinned_max_cached_size_mb"));
         assert!(parse("pinned_max_cached_size_mb:99999999999999999").unwrap_err().contains("whole number of MiB"));
         assert!(parse("pinned_use_background_threads:yes").unwrap_err().contains("True or False"));
+        assert!(parse("pinned_release_cached_on_miss:maybe").unwrap_err().contains("True or False"));
         assert!(parse("nocolon").unwrap_err().contains("not key:value"));
     }
 

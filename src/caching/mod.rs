@@ -9,10 +9,11 @@
 //! the free list. `empty_cache` gives every free block back to the backend.
 //!
 //! The hot path, a cached block of the right class handed out and taken back,
-//! takes only the calling thread's own free-list lock and touches only its own
-//! counters. Pending events are polled when the cache misses and at every 32nd
-//! allocation of a thread while any are pending, or by the background
-//! reclaimer instead.
+//! touches only the calling thread's own cache and counters and the block,
+//! takes no lock, and makes one atomic read-modify-write each way (the block's
+//! claim, the block's free). Pending events are polled when the cache misses
+//! and at every 32nd allocation of a thread while any are pending, or by the
+//! background reclaimer instead.
 
 mod backend;
 mod block;
@@ -24,6 +25,7 @@ mod reclaimer;
 mod shards;
 pub mod size_class;
 mod stats;
+mod thread_cache;
 
 pub use backend::{Backend, BackendError, HostMemory, StreamEvents, StreamKey};
 pub use config::{Settings, UnknownKeys};
@@ -37,12 +39,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use block::{Arena, Block, BlockState};
+use block::{Arena, Block, BlockState, Claim, Entry, Freed};
 use pending::PendingQueues;
 use reclaimer::Reclaim;
+use shards::Shards;
 use size_class::{fits, Rounding, SizeClass, CLASS_COUNT};
-use shards::{Hot, ShardGuard, Shards};
 use stats::Counters;
+use thread_cache::{Hot, Local, ThreadCaches};
 
 /// A block handed to a caller: its memory and the context that names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,16 +72,18 @@ pub struct CachingAllocator<B: Backend> {
     settings: Settings,
     rounding: Rounding,
     blocks: Arena,
-    /// Free lists and hot counters, one shard per core.
+    /// Each thread's own cached blocks and hot counters.
+    caches: ThreadCaches,
+    /// Cached blocks beyond what the threads' own stacks hold, one shard per core.
     shards: Shards,
     /// Block by base address, for `record_event` with a pointer but a foreign
     /// context (a `from_blob` of our memory). Touched only on a cache miss, on
     /// `empty_cache` and on that fallback.
     by_address: Mutex<IntegerMap<usize, u32>>,
     pending: PendingQueues<B::Event>,
-    /// With a cache cap only: cached blocks, oldest first, each with the
-    /// generation it was cached as (entries of blocks taken since are stale).
-    oldest: Option<Mutex<VecDeque<(u32, u64)>>>,
+    /// With a cache cap or release on miss only: entries of cached blocks,
+    /// oldest first (entries of blocks taken since are stale).
+    oldest: Option<Mutex<VecDeque<Entry>>>,
     /// The background reclaimer's thread while it runs, woken when blocks
     /// start waiting; the allocation path polls only when there is none.
     reclaimer: Mutex<Option<std::thread::Thread>>,
@@ -94,10 +99,12 @@ impl<B: Backend> CachingAllocator<B> {
             settings,
             rounding: Rounding { divisions: settings.roundup_divisions, threshold: settings.max_round_threshold },
             blocks: Arena::new(),
+            caches: ThreadCaches::new(),
             shards: Shards::new(),
             by_address: Mutex::new(IntegerMap::default()),
             pending: PendingQueues::new(),
-            oldest: (settings.max_cached_bytes != usize::MAX).then(|| Mutex::new(VecDeque::new())),
+            oldest: (settings.max_cached_bytes != usize::MAX || settings.release_cached_on_miss)
+                .then(|| Mutex::new(VecDeque::new())),
             reclaimer: Mutex::new(None),
             reclaimer_running: AtomicBool::new(false),
             counters: Counters::new(CLASS_COUNT),
@@ -114,53 +121,89 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Hands out a block of at least `size` bytes; `None` for size 0, which
     /// touches nothing (PyTorch returns a null pointer and a null context).
+    #[inline]
     pub fn allocate(&self, size: usize) -> Result<Option<Allocation>, Error> {
         if size == 0 {
             return Ok(None);
         }
-        let class = self.rounding.classify(size).ok_or(Error::SizeTooLarge { requested: size })?;
-        let shard = self.shards.current();
-        let inline_polling = !self.reclaimer_running.load(Ordering::Relaxed) && !self.pending.is_empty();
-        if inline_polling && poll_is_due() {
-            self.poll_pending();
-        }
-        // The hot path: a block from the thread's own shard, counted under the same lock.
-        let mut guard = self.shards.lock(shard);
-        if let Some(block) = self.take_cached(&mut guard, &class, size) {
-            self.count_allocation(&guard, block, size);
-            return Ok(Some(allocation(block)));
-        }
-        drop(guard);
-        let block = match self.steal_cached(shard, &class, size) {
-            Some(block) => block,
-            None if inline_polling => {
-                self.poll_pending();
-                // The guard must be gone before a miss, which may empty the cache.
-                let polled = self.take_cached(&mut self.shards.lock(shard), &class, size);
-                match polled {
-                    Some(block) => block,
-                    None => self.allocate_new(size, &class)?,
+        let Some(class) = self.rounding.classify(size) else { return Err(Error::SizeTooLarge { requested: size }) };
+        let local = self.caches.local();
+        let poll = self.polls_inline() && local.poll_is_due();
+        // The hot path: the block on top of the thread's own stack of this class.
+        if !poll {
+            if let Some(entry) = local.top(class.index) {
+                let block = self.blocks.get(entry.id);
+                if fits(block.size(), size, &class) && block.claim(entry) {
+                    local.pop(class.index);
+                    return Ok(Some(self.hand_out(&local, block, size, true)));
                 }
             }
-            None => self.allocate_new(size, &class)?,
+        }
+        self.allocate_slow(&local, size, &class, poll)
+    }
+
+    #[inline(never)]
+    fn allocate_slow(&self, local: &Local<'_>, size: usize, class: &SizeClass, poll: bool) -> Result<Option<Allocation>, Error> {
+        if poll {
+            self.poll_pending_with(local);
+        }
+        let mut cached = self.take_cached(local, size, class);
+        if cached.is_none() && self.polls_inline() {
+            self.poll_pending_with(local);
+            cached = self.take_cached(local, size, class);
+        }
+        let block = match cached {
+            Some(entry) => self.blocks.get(entry.id),
+            None => self.allocate_new(local, size, class)?,
         };
-        self.count_allocation(&self.shards.lock(shard), block, size);
-        Ok(Some(allocation(block)))
+        Ok(Some(self.hand_out(local, block, size, cached.is_some())))
+    }
+
+    /// Counts a block the caller now owns as handed out for `requested` bytes.
+    #[inline]
+    fn hand_out(&self, local: &Local<'_>, block: &Block, requested: usize, from_cache: bool) -> Allocation {
+        let size = block.size();
+        block.set_requested(requested);
+        if from_cache {
+            local.remove(&[(Hot::CachedBytes, size as i64)]);
+            local.hit();
+        }
+        local.add(&self.caches, &[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, size as i64), (Hot::RequestedBytes, requested as i64)]);
+        Allocation { address: block.address(), context: Arena::context_of(block), size }
+    }
+
+    /// Whether allocating threads poll pending events themselves (no reclaimer runs).
+    #[inline]
+    fn polls_inline(&self) -> bool {
+        !self.pending.is_empty() && !self.reclaimer_running.load(Ordering::Relaxed)
     }
 
     /// Takes back the block named by `context`. Blocks used on streams wait for
     /// their events before they can be reused.
+    #[inline]
     pub fn free(&self, context: usize) -> Result<(), Error> {
-        let block = self.blocks.lookup(context).ok_or(Error::UnknownBlock { context })?;
-        let streams = block.release().ok_or(Error::NotAllocated { context })?;
-        let guard = self.shards.lock(self.shards.current());
+        let Some(block) = self.blocks.lookup(context) else { return Err(Error::UnknownBlock { context }) };
+        // Read before the free: once cached, the block may be someone else's.
         let (bytes, requested) = (block.size() as i64, block.requested() as i64);
-        guard.remove(&[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, bytes), (Hot::RequestedBytes, requested)]);
-        if streams.is_empty() {
-            self.cache(guard, block);
-            return Ok(());
+        let Some(freed) = block.free() else { return Err(Error::NotAllocated { context }) };
+        let local = self.caches.local();
+        local.remove(&[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, bytes), (Hot::RequestedBytes, requested)]);
+        match freed {
+            Freed::Cached(entry) => {
+                self.cache(&local, block, entry);
+                Ok(())
+            }
+            Freed::Pending(streams) => {
+                drop(local);
+                self.wait_for_streams(block, streams)
+            }
         }
-        drop(guard);
+    }
+
+    /// Records an event on each stream that used a freed block; the block
+    /// waits in their pending queues until all have completed.
+    #[inline(never)]
+    fn wait_for_streams(&self, block: &Block, streams: Vec<StreamKey>) -> Result<(), Error> {
         let mut events = Vec::with_capacity(streams.len());
         for stream in streams {
             match self.backend.record(stream) {
@@ -209,10 +252,16 @@ impl<B: Backend> CachingAllocator<B> {
     /// Reclaims blocks whose events have completed, then gives every free block
     /// back to the backend. Blocks in use or still waiting stay.
     pub fn empty_cache(&self) -> Result<(), Error> {
-        self.poll_pending();
+        self.empty_cache_with(&self.caches.local())
+    }
+
+    fn empty_cache_with(&self, local: &Local<'_>) -> Result<(), Error> {
+        self.poll_pending_with(local);
+        let mut entries = self.shards.drain();
+        entries.extend(self.caches.all_entries());
         let mut first_error = None;
-        for id in self.shards.drain(|id| self.blocks.get(id).size() as i64) {
-            if let Err(error) = self.release_memory(self.blocks.get(id)) {
+        for entry in entries {
+            if let Err((_, error)) = self.release_cached(local, entry) {
                 first_error.get_or_insert(error);
             }
         }
@@ -224,23 +273,35 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Moves blocks whose events have completed to the free lists.
     pub fn poll_pending(&self) {
+        self.poll_pending_with(&self.caches.local());
+    }
+
+    fn poll_pending_with(&self, local: &Local<'_>) {
         self.pending.poll(&self.backend, |id| {
             let block = self.blocks.get(id);
             if block.complete_one_event() {
                 self.counters.pending_blocks.decrease(1);
-                self.cache(self.shards.lock(self.shards.current()), block);
+                self.cache(local, block, block.mark_cached());
             }
         });
     }
 
     pub fn stats(&self) -> Stats {
-        self.counters.snapshot(&self.shards)
+        self.counters.snapshot(&self.caches)
     }
 
     /// Per size class, the classes that ever held a block (since the last
     /// accumulated reset) or hold one now.
     pub fn class_stats(&self) -> Vec<ClassStats> {
-        let cached = self.shards.counts();
+        let mut cached = vec![0; CLASS_COUNT];
+        let mut entries = self.shards.entries();
+        entries.extend(self.caches.all_entries());
+        for entry in entries {
+            let block = self.blocks.get(entry.id);
+            if block.is_cached_as(entry) {
+                cached[block.class()] += 1;
+            }
+        }
         self.counters
             .class_snapshot()
             .into_iter()
@@ -251,11 +312,11 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     pub fn reset_peak_stats(&self) {
-        self.counters.reset_peak(&self.shards);
+        self.counters.reset_peak(&self.caches);
     }
 
     pub fn reset_accumulated_stats(&self) {
-        self.counters.reset_accumulated(&self.shards);
+        self.counters.reset_accumulated(&self.caches);
     }
 
     /// The lists a request may be served from: its class's, then the next larger.
@@ -266,40 +327,62 @@ impl<B: Backend> CachingAllocator<B> {
         }
     }
 
-    /// A cached block from the locked shard, counted as a hit there.
-    fn take_cached(&self, guard: &mut ShardGuard<'_>, class: &SizeClass, request: usize) -> Option<&Block> {
-        let fitting = |id| fits(self.blocks.get(id).size(), request, class);
+    /// What a taker makes of `entry`: claims its block if it is still cached
+    /// and its size `fits`.
+    #[inline]
+    fn offer(&self, local: &Local<'_>, entry: Entry, fits: impl Fn(usize) -> bool) -> Claim {
+        let block = self.blocks.get(entry.id);
+        if !block.is_cached_as(entry) {
+            return Claim::Stale;
+        }
+        if !fits(block.size()) {
+            return Claim::Skip;
+        }
+        if !block.claim(entry) {
+            return Claim::Stale;
+        }
+        // Between the size check and the claim the block could only have
+        // changed size by going back to the backend, getting new memory and
+        // being cached 2^32 times, so that the generation wrapped round to the
+        // entry's; cheap to rule out all the same.
+        if !fits(block.size()) {
+            self.cache(local, block, block.mark_cached());
+            return Claim::Stale;
+        }
+        Claim::Taken
+    }
+
+    /// A cached block for `request`: from the thread's own stack, else from the
+    /// shards, this thread's first, or from another thread's stack.
+    fn take_cached(&self, local: &Local<'_>, request: usize, class: &SizeClass) -> Option<Entry> {
         let (classes, count) = self.candidate_classes(class);
-        let id = classes[..count].iter().find_map(|&index| guard.take(index, fitting))?;
-        let block = self.blocks.get(id);
-        guard.remove(&[(Hot::CachedBytes, block.size() as i64)]);
-        guard.hit();
-        // Taken from its list under the shard's lock, the block is ours alone.
-        block.set_state(BlockState::Allocated);
-        Some(block)
+        let classes = &classes[..count];
+        let mut offer = |entry| self.offer(local, entry, |size| fits(size, request, class));
+        if let Some(entry) = classes.iter().find_map(|&index| local.take(index, &mut offer)) {
+            return Some(entry);
+        }
+        if let Some(entry) = self.shards.take(self.shards.current(), classes, &mut offer) {
+            return Some(entry);
+        }
+        classes.iter().find_map(|&index| {
+            self.caches.others_entries(local, index).find(|&entry| matches!(offer(entry), Claim::Taken))
+        })
     }
 
-    /// A cached block from another thread's shard.
-    fn steal_cached(&self, shard: usize, class: &SizeClass, request: usize) -> Option<&Block> {
-        let fitting = |id| fits(self.blocks.get(id).size(), request, class);
-        let (classes, count) = self.candidate_classes(class);
-        let id = self.shards.steal(shard, &classes[..count], fitting, |id| self.blocks.get(id).size() as i64)?;
-        let block = self.blocks.get(id);
-        block.set_state(BlockState::Allocated);
-        Some(block)
-    }
-
-    fn count_allocation(&self, guard: &ShardGuard<'_>, block: &Block, requested: usize) {
-        block.set_requested(requested);
-        guard.add(&[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, block.size() as i64), (Hot::RequestedBytes, requested as i64)]);
-    }
-
-    fn allocate_new(&self, requested: usize, class: &SizeClass) -> Result<&Block, Error> {
+    fn allocate_new(&self, local: &Local<'_>, requested: usize, class: &SizeClass) -> Result<&Block, Error> {
         self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        if let (true, Some(oldest)) = (self.settings.release_cached_on_miss, &self.oldest) {
+            // Cached blocks that could not serve this request make way for it.
+            let mut released = 0;
+            self.release_oldest(local, oldest, |bytes| {
+                released += bytes;
+                released < class.size
+            });
+        }
         let address = match self.host_allocate(class.size) {
             Err(BackendError::OutOfMemory(_)) => {
                 // Cached blocks of other sizes may be what stands in the way.
-                self.empty_cache()?;
+                self.empty_cache_with(local)?;
                 self.host_allocate(class.size)
             }
             other => other,
@@ -324,38 +407,63 @@ impl<B: Backend> CachingAllocator<B> {
         result
     }
 
-    /// Puts a block the caller owns into the locked shard's free list.
-    fn cache(&self, mut guard: ShardGuard<'_>, block: &Block) {
-        let generation = block.mark_cached();
-        guard.add(&[(Hot::CachedBytes, block.size() as i64)]);
-        guard.push(block.class(), block.id);
-        drop(guard);
+    /// Puts a block the caller has just marked cached (`entry` claims it) into
+    /// the thread's own stack, or its shard when the stack is full.
+    #[inline]
+    fn cache(&self, local: &Local<'_>, block: &Block, entry: Entry) {
+        local.add(&self.caches, &[(Hot::CachedBytes, block.size() as i64)]);
+        let is_current = |entry: Entry| self.blocks.get(entry.id).is_cached_as(entry);
+        if let Some(oldest) = local.push(block.class(), entry, is_current) {
+            self.shards.push(self.shards.current(), block.class(), oldest, is_current);
+        }
         if let Some(oldest) = &self.oldest {
-            self.note_cached(oldest, block.id, generation);
-            self.enforce_cap(oldest);
+            self.note_cached(oldest, entry);
+            self.enforce_cap(local, oldest);
         }
     }
 
-    fn note_cached(&self, oldest: &Mutex<VecDeque<(u32, u64)>>, id: u32, generation: u64) {
+    fn note_cached(&self, oldest: &Mutex<VecDeque<Entry>>, entry: Entry) {
         let mut oldest = lock(oldest);
-        oldest.push_back((id, generation));
+        oldest.push_back(entry);
         // Entries of blocks taken from the cache since stay until a sweep; sweeping
         // when they outnumber the blocks held keeps the queue in proportion.
         if oldest.len() > 2 * self.counters.allocations.snapshot().current.max(0) as usize + 64 {
-            oldest.retain(|&(id, generation)| self.blocks.get(id).is_cached_as(generation));
+            oldest.retain(|&entry| self.blocks.get(entry.id).is_cached_as(entry));
         }
     }
 
     /// Gives cached blocks back, oldest first, while cached bytes exceed the cap.
-    fn enforce_cap(&self, oldest: &Mutex<VecDeque<(u32, u64)>>) {
-        while self.shards.current_value(Hot::CachedBytes) > self.settings.max_cached_bytes as i64 {
-            let Some((id, generation)) = lock(oldest).pop_front() else { return };
-            let block = self.blocks.get(id);
-            if block.is_cached_as(generation) && self.shards.remove(block.class(), id, block.size() as i64) {
-                // A failed free is the backend's to report; the block is gone from the cache either way.
-                let _ = self.release_memory(block);
+    fn enforce_cap(&self, local: &Local<'_>, oldest: &Mutex<VecDeque<Entry>>) {
+        let cap = i64::try_from(self.settings.max_cached_bytes).unwrap_or(i64::MAX);
+        if self.caches.current_value(Hot::CachedBytes) > cap {
+            self.release_oldest(local, oldest, |_| self.caches.current_value(Hot::CachedBytes) > cap);
+        }
+    }
+
+    /// Gives cached blocks back, oldest first, until `more` (told the bytes of
+    /// each block given back) says enough or none is left.
+    fn release_oldest(&self, local: &Local<'_>, oldest: &Mutex<VecDeque<Entry>>, mut more: impl FnMut(usize) -> bool) {
+        loop {
+            let Some(entry) = lock(oldest).pop_front() else { return };
+            // A failed free is the backend's to report; the block is gone from the cache either way.
+            let (Ok(bytes) | Err((bytes, _))) = self.release_cached(local, entry);
+            if bytes > 0 && !more(bytes) {
+                return;
             }
         }
+    }
+
+    /// Gives the block `entry` names back to the backend if the entry claims it,
+    /// returning its bytes (0 for a stale entry); its entries left in lists are
+    /// stale from then on.
+    fn release_cached(&self, local: &Local<'_>, entry: Entry) -> Result<usize, (usize, Error)> {
+        let block = self.blocks.get(entry.id);
+        if !block.claim(entry) {
+            return Ok(0);
+        }
+        let size = block.size();
+        local.remove(&[(Hot::CachedBytes, size as i64)]);
+        self.release_memory(block).map(|()| size).map_err(|error| (size, error))
     }
 
     fn release_memory(&self, block: &Block) -> Result<(), Error> {
@@ -371,10 +479,6 @@ impl<B: Backend> CachingAllocator<B> {
         self.blocks.put_unused(block);
         result.map_err(|error| Error::Backend(format!("freeing host memory at {address:#x} failed: {error}")))
     }
-}
-
-fn allocation(block: &Block) -> Allocation {
-    Allocation { address: block.address(), context: Arena::context_of(block), size: block.size() }
 }
 
 impl<B: Backend + 'static> CachingAllocator<B> {
@@ -398,24 +502,6 @@ impl<B: Backend + 'static> Reclaim for CachingAllocator<B> {
         self.reclaimer_running.store(false, Ordering::Relaxed);
         *lock(&self.reclaimer) = None;
     }
-}
-
-/// Blocks wait for events: besides every miss, each thread polls at every
-/// `POLL_EVERY`-th allocation, so that a completed block comes back into use even
-/// while other cached blocks keep serving hits, at a cost spread thin.
-const POLL_EVERY: u32 = 32;
-
-fn poll_is_due() -> bool {
-    thread_local! {
-        static ALLOCATIONS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-    }
-    ALLOCATIONS
-        .try_with(|count| {
-            let next = count.get().wrapping_add(1);
-            count.set(next);
-            next % POLL_EVERY == 0
-        })
-        .unwrap_or(true)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -39,12 +39,17 @@ pub struct Rounding {
 
 impl Rounding {
     /// The class of `request` (> 0); `None` when its size does not fit in `usize`.
+    #[inline]
     pub fn classify(&self, request: usize) -> Option<SizeClass> {
         debug_assert!(request > 0 && ALLOWED_DIVISIONS.contains(&self.divisions));
-        let rounded = round(request, self.divisions)?;
         if request <= self.threshold {
-            return Some(rounded);
+            return round(request, self.divisions);
         }
+        self.classify_unrounded(request)
+    }
+
+    #[inline(never)]
+    fn classify_unrounded(&self, request: usize) -> Option<SizeClass> {
         let size = request.checked_next_multiple_of(MIN_STEP)?;
         Some(SizeClass { size, ..round(size, self.divisions)? })
     }
@@ -70,19 +75,22 @@ pub fn fits(block_size: usize, request: usize, class: &SizeClass) -> bool {
     block_size >= request && block_size - request <= class.step
 }
 
+/// Every quantity here is a power of two, so divisions are shifts (this runs
+/// on every allocation).
+#[inline]
 fn round(request: usize, divisions: u32) -> Option<SizeClass> {
     let power = request.checked_next_power_of_two()?;
     let exponent = power.trailing_zeros() as usize;
-    let divisions = divisions as usize;
-    let step = (power / 2) / divisions;
+    let half = power / 2;
+    let step = half >> divisions.trailing_zeros();
     if divisions == 1 || step < MIN_STEP {
         let index = exponent * MAX_DIVISIONS + MAX_DIVISIONS - 1;
-        return Some(SizeClass { size: power, index, step: (power / 2).max(1) });
+        return Some(SizeClass { size: power, index, step: half.max(1) });
     }
-    // request lies in (power/2, power]: steps 1..=divisions above power/2.
-    let steps_above_half = (request - power / 2).div_ceil(step);
-    let division = steps_above_half * (MAX_DIVISIONS / divisions) - 1;
-    Some(SizeClass { size: power / 2 + steps_above_half * step, index: exponent * MAX_DIVISIONS + division, step })
+    // request lies in (half, power]: steps 1..=divisions above half.
+    let steps_above_half = (request - half + step - 1) >> step.trailing_zeros();
+    let division = (steps_above_half << (MAX_DIVISIONS.trailing_zeros() - divisions.trailing_zeros())) - 1;
+    Some(SizeClass { size: half + steps_above_half * step, index: exponent * MAX_DIVISIONS + division, step })
 }
 
 #[cfg(test)]

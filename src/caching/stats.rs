@@ -1,10 +1,10 @@
 //! Counters with the names and meanings of PyTorch's `at::HostStats`. Those that
-//! change on every allocation live in the shards (`shards.rs`); the rest are
-//! atomics here.
+//! change on every allocation live in the threads' caches (`thread_cache.rs`);
+//! the rest are atomics here.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use super::shards::{Hot, Shards};
+use super::thread_cache::{Hot, ThreadCaches};
 use std::time::Duration;
 
 /// A gauge with its history: what it is now, its highest value since the last
@@ -137,7 +137,7 @@ impl AtomicDuration {
     }
 }
 
-/// The counters that change off the hot path; the hot ones live in the shards.
+/// The counters that change off the hot path; the hot ones live in the threads' caches.
 pub(crate) struct Counters {
     pub allocations: AtomicStat,
     pub allocated_bytes: AtomicStat,
@@ -162,7 +162,7 @@ impl Counters {
         }
     }
 
-    pub fn snapshot(&self, hot: &Shards) -> Stats {
+    pub fn snapshot(&self, hot: &ThreadCaches) -> Stats {
         let allocations = self.allocations.snapshot();
         Stats {
             allocations,
@@ -189,12 +189,12 @@ impl Counters {
         [&self.allocations, &self.allocated_bytes, &self.pending_blocks].into_iter().chain(self.class_allocations.iter())
     }
 
-    pub fn reset_peak(&self, hot: &Shards) {
+    pub fn reset_peak(&self, hot: &ThreadCaches) {
         self.gauges().for_each(AtomicStat::reset_peak);
         hot.reset_peaks();
     }
 
-    pub fn reset_accumulated(&self, hot: &Shards) {
+    pub fn reset_accumulated(&self, hot: &ThreadCaches) {
         self.gauges().for_each(AtomicStat::reset_accumulated);
         hot.reset_totals();
         self.host_alloc_time.reset();

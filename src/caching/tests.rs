@@ -1,6 +1,7 @@
 //! The core against an in-process backend whose streams complete only when a test says so.
 
 use super::*;
+use super::thread_cache::POLL_EVERY;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -106,6 +107,12 @@ fn reuse_is_last_in_first_out() {
     a.free(x.context).unwrap();
     a.free(y.context).unwrap();
     assert_eq!(a.allocate(100).unwrap().unwrap(), y);
+    // Past the depth of the thread's own stack too: the oldest move on to the shard.
+    let blocks: Vec<_> = (0..12).map(|_| a.allocate(100).unwrap().unwrap()).collect();
+    blocks.iter().for_each(|block| a.free(block.context).unwrap());
+    for expected in blocks.iter().rev() {
+        assert_eq!(&a.allocate(100).unwrap().unwrap(), expected);
+    }
 }
 
 #[test]
@@ -480,4 +487,132 @@ fn threads_with_a_cap_and_a_reclaimer_keep_every_count_right() {
     reclaimer.stop();
     a.empty_cache().unwrap();
     assert_eq!(a.backend().live_bytes(), 0);
+}
+
+/// Runs `body` on a thread that stays alive (holding its cache) until the returned sender is dropped.
+fn on_live_thread<T: Send + 'static>(
+    a: &Arc<CachingAllocator<FakeBackend>>,
+    body: impl FnOnce(&CachingAllocator<FakeBackend>) -> T + Send + 'static,
+) -> (T, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (result_tx, result_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let other = a.clone();
+    let thread = std::thread::spawn(move || {
+        result_tx.send(body(&other)).unwrap();
+        let _ = done_rx.recv();
+    });
+    (result_rx.recv().unwrap(), done_tx, thread)
+}
+
+#[test]
+fn a_block_in_a_live_threads_own_stack_is_reachable_from_others() {
+    let a = Arc::new(allocator());
+    let (block, done, thread) = on_live_thread(&a, |a| {
+        let block = a.allocate(2048).unwrap().unwrap();
+        a.free(block.context).unwrap();
+        block
+    });
+    assert_eq!(a.allocate(2048).unwrap().unwrap(), block, "claimed from the other thread's stack");
+    assert_eq!(a.stats().cache_hits, 1);
+    a.free(block.context).unwrap();
+    drop(done);
+    thread.join().unwrap();
+}
+
+#[test]
+fn empty_cache_reaches_the_stacks_of_live_threads_and_they_carry_on() {
+    let a = Arc::new(allocator());
+    let (_, done, thread) = on_live_thread(&a, |a| {
+        let block = a.allocate(4096).unwrap().unwrap();
+        a.free(block.context).unwrap();
+    });
+    assert_eq!(a.backend().live_bytes(), 4096);
+    a.empty_cache().unwrap();
+    assert_eq!(a.backend().live_bytes(), 0, "the block in the live thread's stack went back");
+    assert_eq!(a.stats().cached_bytes.current, 0);
+    // The thread's stack still lists the block's entry, which is stale now.
+    let (again, done_again, thread_again) = on_live_thread(&a, |a| a.allocate(4096).unwrap().unwrap());
+    assert_eq!(a.backend().live_bytes(), 4096, "served by new memory, not the stale entry");
+    a.free(again.context).unwrap();
+    let s = a.stats();
+    assert_eq!((s.active_requests.current, s.cached_bytes.current, s.allocated_bytes.current), (0, 4096, 4096));
+    for (done, thread) in [(done, thread), (done_again, thread_again)] {
+        drop(done);
+        thread.join().unwrap();
+    }
+}
+
+#[test]
+fn threads_that_exit_leave_their_cache_to_the_next() {
+    let a = Arc::new(allocator());
+    for _ in 0..20 {
+        let other = a.clone();
+        std::thread::spawn(move || {
+            let block = other.allocate(512).unwrap().unwrap();
+            other.free(block.context).unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+    // The shared cache, and one reused by each thread in turn.
+    assert_eq!(a.caches.caches().count(), 2);
+    let s = a.stats();
+    assert_eq!((s.active_requests.allocated, s.active_requests.freed, s.cache_hits), (20, 20, 19));
+    assert_eq!(s.allocations.current, 1);
+}
+
+#[test]
+fn peaks_count_every_threads_share() {
+    let a = Arc::new(allocator());
+    let (held, done, thread) = on_live_thread(&a, |a| a.allocate(1024).unwrap().unwrap());
+    let mine = a.allocate(1024).unwrap().unwrap();
+    assert_eq!(a.stats().active_bytes, Stat { current: 2048, peak: 2048, allocated: 2048, freed: 0 });
+    a.free(held.context).unwrap();
+    a.free(mine.context).unwrap();
+    a.reset_peak_stats();
+    a.reset_accumulated_stats();
+    assert_eq!(a.stats().active_bytes, Stat { current: 0, peak: 0, allocated: 0, freed: 0 });
+    let again = a.allocate(1024).unwrap().unwrap();
+    a.free(again.context).unwrap();
+    assert_eq!(a.stats().active_bytes, Stat { current: 0, peak: 1024, allocated: 1024, freed: 1024 });
+    drop(done);
+    thread.join().unwrap();
+}
+
+#[test]
+fn release_on_miss_gives_back_as_much_as_the_miss_takes() {
+    let a = with("pinned_release_cached_on_miss:True");
+    let small: Vec<_> = (0..4).map(|_| a.allocate(1024).unwrap().unwrap()).collect();
+    small.iter().for_each(|block| a.free(block.context).unwrap());
+    assert_eq!(a.backend().live_bytes(), 4096);
+    // A 2 KiB miss gives back the two oldest 1 KiB blocks first.
+    let large = a.allocate(2048).unwrap().unwrap();
+    assert_eq!(a.backend().live_bytes(), 2048 + 2048);
+    let s = a.stats();
+    assert_eq!((s.cached_bytes.current, s.allocated_bytes.current, s.cache_misses), (2048, 4096, 5));
+    // The newest two are still cached and serve hits.
+    assert_eq!(a.allocate(1024).unwrap().unwrap(), small[3]);
+    assert_eq!(a.allocate(1024).unwrap().unwrap(), small[2]);
+    a.free(large.context).unwrap();
+    // Without the setting, the same misses keep everything.
+    let keep = allocator();
+    let small: Vec<_> = (0..4).map(|_| keep.allocate(1024).unwrap().unwrap()).collect();
+    small.iter().for_each(|block| keep.free(block.context).unwrap());
+    keep.allocate(2048).unwrap().unwrap();
+    assert_eq!(keep.backend().live_bytes(), 4096 + 2048);
+}
+
+#[test]
+fn a_thread_using_more_allocators_than_it_holds_caches_for_still_works() {
+    let allocators: Vec<_> = (0..6).map(|_| allocator()).collect();
+    for _ in 0..3 {
+        for a in &allocators {
+            let block = a.allocate(4096).unwrap().unwrap();
+            a.free(block.context).unwrap();
+        }
+    }
+    for a in &allocators {
+        let s = a.stats();
+        assert_eq!((s.allocations.current, s.cache_hits, s.active_requests.current), (1, 2, 0));
+    }
 }

@@ -1,11 +1,11 @@
 //! Loom checks of the core's lock-free parts: the block state machine (record
 //! racing free racing a double free, two records racing a free), the count of
-//! events a block waits for, the generation that tells a stale cache note from
-//! a current one, the per-stream pending queues pushed and polled by several
-//! threads, and the thread shards (a cached block taken by exactly one of a
-//! steal, an eviction and a drain; gauges and their peaks across a reset of
-//! the totals). Each check explores every interleaving of its threads
-//! (about 4 s for all five in a release build).
+//! events a block waits for, the generation that tells a stale entry from a
+//! current one, an entry claimed by exactly one of several takers, the
+//! per-stream pending queues pushed and polled by several threads, and the
+//! shards (a cached block taken by exactly one of a take from another shard,
+//! an eviction and a drain). Each check explores every interleaving of its
+//! threads (a few seconds for all in a release build).
 
 use std::collections::HashMap;
 
@@ -14,9 +14,9 @@ use loom::sync::{Arc, Mutex};
 use loom::thread;
 
 use crate::backend::{BackendError, StreamEvents, StreamKey};
-use crate::block::{Arena, BlockState};
+use crate::block::{Arena, BlockState, Claim, Entry, Freed};
 use crate::pending::PendingQueues;
-use crate::shards::{Hot, Shards};
+use crate::shards::Shards;
 
 const S1: StreamKey = StreamKey { device_type: 12, device_index: 0, id: 1 };
 const S2: StreamKey = StreamKey { device_type: 12, device_index: 0, id: 2 };
@@ -34,6 +34,14 @@ fn bound_block() -> (Arc<Arena>, u32) {
     (arena, id)
 }
 
+/// The streams a successful free handed back (none when the block went straight to the cache).
+fn freed_streams(freed: Option<Freed>) -> Option<Vec<StreamKey>> {
+    freed.map(|freed| match freed {
+        Freed::Cached(_) => Vec::new(),
+        Freed::Pending(streams) => streams,
+    })
+}
+
 /// `record_event` on one thread, `free` on another and a double free on a
 /// third: exactly one free succeeds, and it returns the stream exactly when the
 /// record said the block took it, so no stream is ever lost.
@@ -46,15 +54,16 @@ pub fn record_races_free_and_double_free() {
         };
         let freer = {
             let arena = arena.clone();
-            thread::spawn(move || arena.get(id).release())
+            thread::spawn(move || freed_streams(arena.get(id).free()))
         };
-        let second = arena.get(id).release();
+        let second = freed_streams(arena.get(id).free());
         let recorded = recorder.join().unwrap();
         let first = freer.join().unwrap();
         let frees: Vec<Vec<StreamKey>> = [first, second].into_iter().flatten().collect();
         assert_eq!(frees.len(), 1, "exactly one of two frees succeeds");
         assert_eq!(frees[0], if recorded { vec![S1] } else { vec![] }, "a recorded stream is never lost");
-        assert_eq!(arena.get(id).state(), BlockState::Pending);
+        let after = if recorded { BlockState::Pending } else { BlockState::Cached };
+        assert_eq!(arena.get(id).state(), after);
         assert!(!arena.get(id).add_stream(S2), "a freed block takes no stream");
     });
 }
@@ -71,7 +80,7 @@ pub fn two_records_race_free() {
                 thread::spawn(move || (stream, arena.get(id).add_stream(stream)))
             })
             .collect();
-        let streams = arena.get(id).release().expect("the only free");
+        let streams = freed_streams(arena.get(id).free()).expect("the only free");
         let mut recorded: Vec<StreamKey> =
             recorders.into_iter().map(|r| r.join().unwrap()).filter(|(_, took)| *took).map(|(s, _)| s).collect();
         let mut returned = streams.clone();
@@ -97,9 +106,9 @@ pub fn last_event_is_seen_once() {
     });
 }
 
-/// A cache note (block, generation) taken before the block was handed out and
-/// cached again no longer matches: a stale note never evicts a block in use.
-pub fn stale_cache_notes_do_not_match() {
+/// An entry made before the block was handed out and cached again no longer
+/// matches: a stale entry never claims a block in use, nor its next stay.
+pub fn stale_entries_do_not_match() {
     model(|| {
         let (arena, id) = bound_block();
         let block = arena.get(id);
@@ -108,19 +117,49 @@ pub fn stale_cache_notes_do_not_match() {
             let arena = arena.clone();
             thread::spawn(move || {
                 let block = arena.get(id);
-                assert!(block.transition(BlockState::Cached, BlockState::Allocated));
-                assert!(block.release().is_some());
-                block.mark_cached()
+                assert!(block.claim(first));
+                match block.free() {
+                    Some(Freed::Cached(entry)) => entry,
+                    other => panic!("a block no stream used is cached again, not {other:?}"),
+                }
             })
         };
-        // While the other thread takes and re-caches it, the old note may match
+        // While the other thread takes and re-caches it, the old entry may match
         // only while the block is still in its first stay in the cache.
-        let matched = block.is_cached_as(first);
+        let _ = block.is_cached_as(first);
         let second = taker.join().unwrap();
         assert_ne!(first, second);
-        assert!(!block.is_cached_as(first), "a note of an earlier stay matches");
+        assert!(!block.is_cached_as(first), "an entry of an earlier stay matches");
+        assert!(!block.claim(first), "an entry of an earlier stay claims");
         assert!(block.is_cached_as(second));
-        let _ = matched;
+    });
+}
+
+/// Three takers claim one cached block through the same entry (the owner
+/// popping it from its stack, another thread that missed, `empty_cache`);
+/// the first winner frees it again at once. Exactly one claim succeeds.
+pub fn an_entry_is_claimed_once() {
+    model(|| {
+        let (arena, id) = bound_block();
+        let entry = arena.get(id).mark_cached();
+        let winner_frees = {
+            let arena = arena.clone();
+            thread::spawn(move || {
+                let block = arena.get(id);
+                let claimed = block.claim(entry);
+                if claimed {
+                    assert!(matches!(block.free(), Some(Freed::Cached(_))));
+                }
+                claimed
+            })
+        };
+        let other = {
+            let arena = arena.clone();
+            thread::spawn(move || arena.get(id).claim(entry))
+        };
+        let mine = arena.get(id).claim(entry);
+        let claims = [winner_frees.join().unwrap(), other.join().unwrap(), mine];
+        assert_eq!(claims.iter().filter(|&&claimed| claimed).count(), 1, "claims: {claims:?}");
     });
 }
 
@@ -188,72 +227,52 @@ fn shard_count() -> usize {
 }
 
 const CLASS: usize = 12;
-const BLOCK_BYTES: i64 = 4096;
 
-/// Two cached blocks in shard 0: one thread steals from another shard's
-/// side, one evicts block 1 (the cache cap), the main thread drains (empty
-/// cache). Each block is taken exactly once, and the cached-bytes gauge ends
-/// at zero.
+/// Claims through `entry` what the allocator's `offer` would: stale entries are dropped.
+fn claim(arena: &Arena, entry: Entry) -> Claim {
+    if arena.get(entry.id).claim(entry) {
+        Claim::Taken
+    } else {
+        Claim::Stale
+    }
+}
+
+/// Two cached blocks listed in shard 0: one thread takes from the last shard
+/// (the others, shard 0 among them, are tried), one evicts the first block
+/// (the cache cap claims its entry directly), the main thread drains the
+/// shards and claims what it drained (`empty_cache`). Each block is taken
+/// exactly once.
 pub fn a_cached_block_is_taken_once() {
     model(|| {
+        let arena = Arc::new(Arena::new());
+        let entries: Vec<Entry> = (0..2)
+            .map(|i| {
+                let block = arena.take_unused();
+                block.bind(0x10_0000 * (i + 1), 4096, CLASS, 4096);
+                block.mark_cached()
+            })
+            .collect();
         let shards = Arc::new(Shards::new());
-        {
-            let mut shard = shards.lock(0);
-            shard.push(CLASS, 1);
-            shard.push(CLASS, 2);
-            shard.add(&[(Hot::CachedBytes, 2 * BLOCK_BYTES)]);
+        for &entry in &entries {
+            shards.push(0, CLASS, entry, |_| true);
         }
         let thief = {
-            let shards = shards.clone();
-            // From the last shard: the others, shard 0 among them, are tried.
-            thread::spawn(move || shards.steal(shard_count() - 1, &[CLASS], |_| true, |_| BLOCK_BYTES))
+            let (arena, shards) = (arena.clone(), shards.clone());
+            thread::spawn(move || shards.take(shard_count() - 1, &[CLASS], |entry| claim(&arena, entry)).map(|e| e.id))
         };
         let evictor = {
-            let shards = shards.clone();
-            thread::spawn(move || shards.remove(CLASS, 1, BLOCK_BYTES))
+            let arena = arena.clone();
+            let first = entries[0];
+            thread::spawn(move || arena.get(first.id).claim(first).then_some(first.id))
         };
-        let drained = shards.drain(|_| BLOCK_BYTES);
+        let drained: Vec<u32> =
+            shards.drain().into_iter().filter(|&entry| arena.get(entry.id).claim(entry)).map(|entry| entry.id).collect();
         let stolen = thief.join().unwrap();
         let evicted = evictor.join().unwrap();
-        let mut taken: Vec<u32> = drained.into_iter().chain(stolen).chain(evicted.then_some(1)).collect();
+        let mut taken: Vec<u32> = drained.into_iter().chain(stolen).chain(evicted).collect();
         taken.sort_unstable();
-        assert_eq!(taken, vec![1, 2], "each cached block is taken exactly once");
-        assert_eq!(shards.current_value(Hot::CachedBytes), 0);
-        assert!(shards.counts().iter().all(|&n| n == 0));
-    });
-}
-
-/// Three requests allocated on shard 0, one of them freed on the last shard,
-/// peaks reset: the gauge is 2. Then one thread resets the totals while
-/// another allocates one more request; returns the gauge's statistics.
-fn reset_races_an_allocation() -> crate::stats::Stat {
-    let shards = Arc::new(Shards::new());
-    let last = shard_count() - 1;
-    shards.lock(0).add(&[(Hot::ActiveRequests, 3)]);
-    shards.lock(last).remove(&[(Hot::ActiveRequests, 1)]);
-    shards.reset_peaks();
-    let resetter = {
-        let shards = shards.clone();
-        thread::spawn(move || shards.reset_totals())
-    };
-    shards.lock(0).add(&[(Hot::ActiveRequests, 1)]);
-    resetter.join().unwrap();
-    shards.stat(Hot::ActiveRequests)
-}
-
-/// A reset of the totals racing an allocation keeps the gauge's value.
-pub fn a_reset_of_the_totals_keeps_gauges() {
-    model(|| assert_eq!(reset_races_an_allocation().current, 3, "a reset of the totals changed the gauge"));
-}
-
-/// ... and its peak never exceeds a value the gauge really had (2, then 3).
-/// `reset_totals` moves a shard's net total into `carried` in three stores; an
-/// `add` on another thread that sums the gauge mid-move would see a value the
-/// gauge never had (4 here), so the peak check is a seqlock read that gives
-/// up when a reset ran meanwhile (RELIABILITY.md).
-pub fn a_reset_of_the_totals_keeps_peaks() {
-    model(|| {
-        let stat = reset_races_an_allocation();
-        assert!(stat.peak <= 3, "peak {} above any value the gauge had", stat.peak);
+        let mut ids: Vec<u32> = entries.iter().map(|entry| entry.id).collect();
+        ids.sort_unstable();
+        assert_eq!(taken, ids, "each cached block is taken exactly once");
     });
 }

@@ -1,7 +1,7 @@
 //! The caching core's block, pending-queue and shard modules, compiled here
 //! under `--cfg loom` (their `use` lines then take loom's atomics and locks),
-//! and the loom checks of them. (stats.rs and size_class.rs come along as
-//! shards.rs uses them; their std atomics are not part of the checks.)
+//! and the loom checks of them. (size_class.rs comes along as shards.rs uses
+//! it.)
 #![allow(unexpected_cfgs)]
 #![cfg(loom)]
 #![allow(dead_code, unused_imports)]
@@ -18,7 +18,5 @@ mod pending;
 mod shards;
 #[path = "../../../src/caching/size_class.rs"]
 mod size_class;
-#[path = "../../../src/caching/stats.rs"]
-mod stats;
 
 pub mod checks;

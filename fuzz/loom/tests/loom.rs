@@ -20,8 +20,13 @@ fn last_event_is_seen_once() {
 }
 
 #[test]
-fn stale_cache_notes_do_not_match() {
-    checks::stale_cache_notes_do_not_match();
+fn stale_entries_do_not_match() {
+    checks::stale_entries_do_not_match();
+}
+
+#[test]
+fn an_entry_is_claimed_once() {
+    checks::an_entry_is_claimed_once();
 }
 
 #[test]
@@ -32,14 +37,4 @@ fn pending_queues_poll_each_event_once() {
 #[test]
 fn a_cached_block_is_taken_once() {
     checks::a_cached_block_is_taken_once();
-}
-
-#[test]
-fn a_reset_of_the_totals_keeps_gauges() {
-    checks::a_reset_of_the_totals_keeps_gauges();
-}
-
-#[test]
-fn a_reset_of_the_totals_keeps_peaks() {
-    checks::a_reset_of_the_totals_keeps_peaks();
 }
