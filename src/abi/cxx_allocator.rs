@@ -106,11 +106,11 @@ pub(crate) fn cxx_allocator() -> *const CxxAllocator {
 /// The deleter every `DataPtr` from `allocate` carries; PyTorch calls it with the context.
 /// In a forked child or at exit it does nothing: the memory is not ours to give back there.
 pub(crate) unsafe extern "C" fn raw_local_deleter(context: *mut c_void) {
-    if lifecycle::check_usable().is_err() {
-        return;
-    }
     let freed = catch_panic(|| Ok(allocator()?.free(context as usize)?));
     if let Err(failure) = freed {
+        if lifecycle::check_usable().is_err() {
+            return;
+        }
         // A deleter runs in a destructor and cannot throw: say it loudly instead.
         set_last_error(&failure.message);
         eprintln!("xpu_caching_host_allocator: warning: freeing a block failed: {}", failure.message);

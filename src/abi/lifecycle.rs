@@ -12,14 +12,17 @@
 //! to a second, for threads in the middle of some), frees do nothing and the
 //! memory goes back with the process.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Once;
 use std::time::Duration;
 
 use super::error::{xpu_host_result, Failure};
 
-static FORKED: AtomicBool = AtomicBool::new(false);
-static EXITING: AtomicBool = AtomicBool::new(false);
+/// Zero while the allocator may be used, else what stops it: one load on
+/// every call.
+static UNUSABLE: AtomicU8 = AtomicU8::new(0);
+const FORKED: u8 = 1;
+const EXITING: u8 = 2;
 
 /// Arms the fork handler; called when the allocator starts.
 pub(crate) fn watch_fork() {
@@ -33,7 +36,7 @@ pub(crate) fn watch_fork() {
 /// `Err` in a forked child or after the finaliser: the allocator must not be touched.
 #[inline]
 pub(crate) fn check_usable() -> Result<(), Failure> {
-    if FORKED.load(Ordering::Relaxed) || EXITING.load(Ordering::Relaxed) {
+    if UNUSABLE.load(Ordering::Relaxed) != 0 {
         return Err(unusable());
     }
     Ok(())
@@ -41,7 +44,7 @@ pub(crate) fn check_usable() -> Result<(), Failure> {
 
 #[cold]
 fn unusable() -> Failure {
-    if FORKED.load(Ordering::Relaxed) {
+    if UNUSABLE.load(Ordering::Relaxed) & FORKED != 0 {
         return Failure::new(
             xpu_host_result::XPU_HOST_ERROR_FORKED,
             "this process was forked after the allocator started; Level Zero does not survive fork, \
@@ -53,11 +56,11 @@ fn unusable() -> Failure {
 }
 
 extern "C" fn in_forked_child() {
-    FORKED.store(true, Ordering::Relaxed);
+    UNUSABLE.fetch_or(FORKED, Ordering::Relaxed);
 }
 
 extern "C" fn at_unload() {
-    EXITING.store(true, Ordering::Relaxed);
+    UNUSABLE.fetch_or(EXITING, Ordering::Relaxed);
     // Threads already inside the allocator may still be calling Level Zero;
     // the loader is finalised after this library, so let them leave first.
     crate::level_zero::close_gate(Duration::from_secs(1));

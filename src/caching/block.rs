@@ -43,6 +43,8 @@ pub enum BlockState {
     /// Handed out to a caller, and streams were recorded: freeing it takes the
     /// streams lock, which a free of a block no stream used never does.
     AllocatedOnStreams = 5,
+    /// Claimed from the cache to go back to the backend.
+    Releasing = 6,
 }
 
 impl BlockState {
@@ -53,6 +55,7 @@ impl BlockState {
             3 => BlockState::Cached,
             4 => BlockState::Retired,
             5 => BlockState::AllocatedOnStreams,
+            6 => BlockState::Releasing,
             _ => BlockState::Unused,
         }
     }
@@ -174,8 +177,13 @@ impl Block {
     /// block was claimed through another, or is no longer cached). Whoever
     /// succeeds owns the block, now `Allocated`.
     pub fn claim(&self, entry: Entry) -> bool {
+        self.claim_as(entry, BlockState::Allocated)
+    }
+
+    /// Claims like `claim`, into state `to`.
+    pub fn claim_as(&self, entry: Entry, to: BlockState) -> bool {
         let cached = word(BlockState::Cached, entry.generation);
-        let taken = word(BlockState::Allocated, entry.generation);
+        let taken = word(to, entry.generation);
         self.state.compare_exchange(cached, taken, Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 
@@ -297,6 +305,15 @@ impl Arena {
     pub fn get(&self, id: u32) -> &Block {
         let (chunk, index) = Self::locate(id);
         &self.chunks[chunk].get().expect("block ids are handed out only for existing chunks")[index]
+    }
+
+    /// Every header that has memory now (its state may change meanwhile).
+    pub fn bound(&self) -> impl Iterator<Item = &Block> {
+        self.chunks
+            .iter()
+            .map_while(|chunk| chunk.get())
+            .flat_map(|chunk| chunk.iter())
+            .filter(|block| block.state() != BlockState::Unused)
     }
 
     /// The context PyTorch stores for a block.

@@ -77,9 +77,11 @@ pub struct CachingAllocator<B: Backend> {
     /// Cached blocks beyond what the threads' own stacks hold, one shard per core.
     shards: Shards,
     /// Block by base address, for `record_event` with a pointer but a foreign
-    /// context (a `from_blob` of our memory). Touched only on a cache miss, on
-    /// `empty_cache` and on that fallback.
+    /// context (a `from_blob` of our memory): rebuilt from the arena by the first
+    /// such lookup after blocks got or gave back memory, so that a miss or a
+    /// release only marks it stale.
     by_address: Mutex<IntegerMap<usize, u32>>,
+    by_address_stale: AtomicBool,
     pending: PendingQueues<B::Event>,
     /// With a cache cap or release on miss only: entries of cached blocks,
     /// oldest first (entries of blocks taken since are stale).
@@ -102,6 +104,7 @@ impl<B: Backend> CachingAllocator<B> {
             caches: ThreadCaches::new(),
             shards: Shards::new(),
             by_address: Mutex::new(IntegerMap::default()),
+            by_address_stale: AtomicBool::new(false),
             pending: PendingQueues::new(),
             oldest: (settings.max_cached_bytes != usize::MAX || settings.release_cached_on_miss)
                 .then(|| Mutex::new(VecDeque::new())),
@@ -245,8 +248,20 @@ impl<B: Backend> CachingAllocator<B> {
                 return Ok(true);
             }
         }
-        let id = self.by_address.lock().unwrap_or_else(|e| e.into_inner()).get(&address).copied();
+        let id = self.block_at(address);
         Ok(id.is_some_and(|id| self.blocks.get(id).add_stream(stream)))
+    }
+
+    /// The block whose memory starts at `address`. A header found through an
+    /// index entry older than a release is `Unused`, which `add_stream` refuses.
+    fn block_at(&self, address: usize) -> Option<u32> {
+        let mut index = lock(&self.by_address);
+        // A block bound before the flag was set is seen by the scan (acquire).
+        if self.by_address_stale.swap(false, Ordering::AcqRel) {
+            index.clear();
+            index.extend(self.blocks.bound().map(|block| (block.address(), block.id)));
+        }
+        index.get(&address).copied()
     }
 
     /// Reclaims blocks whose events have completed, then gives every free block
@@ -393,7 +408,7 @@ impl<B: Backend> CachingAllocator<B> {
         })?;
         let block = self.blocks.take_unused();
         block.bind(address, class.size, class.index, requested);
-        lock(&self.by_address).insert(address, block.id);
+        self.by_address_stale.store(true, Ordering::Release);
         self.counters.allocations.increase(1);
         self.counters.allocated_bytes.increase(class.size as i64);
         self.counters.class_allocations[class.index].increase(1);
@@ -458,7 +473,8 @@ impl<B: Backend> CachingAllocator<B> {
     /// stale from then on.
     fn release_cached(&self, local: &Local<'_>, entry: Entry) -> Result<usize, (usize, Error)> {
         let block = self.blocks.get(entry.id);
-        if !block.claim(entry) {
+        // Not `Allocated`: a stale context must not record a stream on it meanwhile.
+        if !block.claim_as(entry, BlockState::Releasing) {
             return Ok(0);
         }
         let size = block.size();
@@ -469,7 +485,7 @@ impl<B: Backend> CachingAllocator<B> {
     fn release_memory(&self, block: &Block) -> Result<(), Error> {
         let (address, size) = (block.address(), block.size());
         let class = block.class();
-        lock(&self.by_address).remove(&address);
+
         let started = Instant::now();
         let result = self.backend.free(address, size);
         self.counters.host_free_time.add(started.elapsed());
@@ -477,6 +493,7 @@ impl<B: Backend> CachingAllocator<B> {
         self.counters.allocated_bytes.decrease(size as i64);
         self.counters.class_allocations[class].decrease(1);
         self.blocks.put_unused(block);
+        self.by_address_stale.store(true, Ordering::Release);
         result.map_err(|error| Error::Backend(format!("freeing host memory at {address:#x} failed: {error}")))
     }
 }

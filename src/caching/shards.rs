@@ -30,6 +30,9 @@ pub(crate) struct Shards {
 #[repr(align(64))]
 struct Shard {
     lists: Mutex<Box<[Vec<Entry>]>>,
+    /// Entries in all lists, written under the lock: a taker skips an empty
+    /// shard without taking its lock.
+    entries: AtomicUsize,
 }
 
 /// One shard per core (up to 64): threads beyond that share shards.
@@ -58,7 +61,10 @@ impl Shards {
     pub fn new() -> Shards {
         Shards {
             shards: (0..shard_count())
-                .map(|_| Shard { lists: Mutex::new((0..CLASS_COUNT).map(|_| Vec::new()).collect()) })
+                .map(|_| Shard {
+                    lists: Mutex::new((0..CLASS_COUNT).map(|_| Vec::new()).collect()),
+                    entries: AtomicUsize::new(0),
+                })
                 .collect(),
         }
     }
@@ -68,43 +74,75 @@ impl Shards {
         thread_index() & (self.shards.len() - 1)
     }
 
-    fn lock(&self, index: usize) -> MutexGuard<'_, Box<[Vec<Entry>]>> {
-        self.shards[index].lists.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self, index: usize) -> Locked<'_> {
+        let shard = &self.shards[index];
+        Locked { lists: shard.lists.lock().unwrap_or_else(|e| e.into_inner()), entries: &shard.entries }
     }
 
     /// Adds an entry to list `class` of shard `index`; `is_current` tells which
     /// entries a sweep keeps.
     pub fn push(&self, index: usize, class: usize, entry: Entry, is_current: impl Fn(Entry) -> bool) {
-        let mut lists = self.lock(index);
-        let list = &mut lists[class];
-        if list.len() >= SWEEP_FROM && list.len().is_power_of_two() {
+        let mut shard = self.lock(index);
+        let list = &mut shard.lists[class];
+        let before = list.len();
+        if before >= SWEEP_FROM && before.is_power_of_two() {
             list.retain(|&entry| is_current(entry));
         }
         list.push(entry);
+        let after = list.len();
+        shard.count(after as isize - before as isize);
     }
 
     /// The most recent entry that `offer` takes from the first of `classes`
     /// that has one, in shard `first`, then in the others in turn.
     pub fn take(&self, first: usize, classes: &[usize], mut offer: impl FnMut(Entry) -> Claim) -> Option<Entry> {
         (0..self.shards.len()).map(|i| (first + i) % self.shards.len()).find_map(|index| {
-            let mut lists = self.lock(index);
-            classes.iter().find_map(|&class| take_from(&mut lists[class], &mut offer))
+            if self.shards[index].entries.load(Ordering::Relaxed) == 0 {
+                return None;
+            }
+            let mut shard = self.lock(index);
+            let Locked { lists, .. } = &mut shard;
+            let mut dropped = 0;
+            let taken = classes.iter().find_map(|&class| take_from(&mut lists[class], &mut offer, &mut dropped));
+            shard.count(-(dropped as isize) - taken.is_some() as isize);
+            taken
         })
     }
 
     /// Empties every list, returning the entries that were in them (stale ones too).
     pub fn drain(&self) -> Vec<Entry> {
-        (0..self.shards.len()).flat_map(|index| self.lock(index).iter_mut().flat_map(std::mem::take).collect::<Vec<_>>()).collect()
+        (0..self.shards.len())
+            .flat_map(|index| {
+                let mut shard = self.lock(index);
+                shard.entries.store(0, Ordering::Relaxed);
+                shard.lists.iter_mut().flat_map(std::mem::take).collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Every entry, as the lists hold them now.
     pub fn entries(&self) -> Vec<Entry> {
-        (0..self.shards.len()).flat_map(|index| self.lock(index).iter().flatten().copied().collect::<Vec<_>>()).collect()
+        (0..self.shards.len()).flat_map(|index| self.lock(index).lists.iter().flatten().copied().collect::<Vec<_>>()).collect()
     }
 }
 
-/// The most recent entry of `list` that `offer` takes, dropping the stale ones it meets.
-fn take_from(list: &mut Vec<Entry>, offer: &mut impl FnMut(Entry) -> Claim) -> Option<Entry> {
+/// One shard, locked.
+struct Locked<'a> {
+    lists: MutexGuard<'a, Box<[Vec<Entry>]>>,
+    entries: &'a AtomicUsize,
+}
+
+impl Locked<'_> {
+    /// Changes the entry count; only the lock holder writes it.
+    fn count(&self, change: isize) {
+        let entries = self.entries.load(Ordering::Relaxed);
+        self.entries.store(entries.wrapping_add_signed(change), Ordering::Relaxed);
+    }
+}
+
+/// The most recent entry of `list` that `offer` takes, dropping (and counting)
+/// the stale ones it meets.
+fn take_from(list: &mut Vec<Entry>, offer: &mut impl FnMut(Entry) -> Claim, dropped: &mut usize) -> Option<Entry> {
     let mut position = list.len();
     while position > 0 {
         position -= 1;
@@ -112,6 +150,7 @@ fn take_from(list: &mut Vec<Entry>, offer: &mut impl FnMut(Entry) -> Claim) -> O
             Claim::Skip => {}
             Claim::Stale => {
                 list.remove(position);
+                *dropped += 1;
             }
             Claim::Taken => return Some(list.remove(position)),
         }

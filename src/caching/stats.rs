@@ -64,7 +64,7 @@ pub(crate) struct AtomicStat {
 impl AtomicStat {
     pub fn increase(&self, amount: i64) {
         let now = self.current.fetch_add(amount, Ordering::Relaxed) + amount;
-        self.peak.fetch_max(now, Ordering::Relaxed);
+        raise(&self.peak, now);
         self.allocated.fetch_add(amount, Ordering::Relaxed);
     }
 
@@ -92,6 +92,13 @@ impl AtomicStat {
     }
 }
 
+/// Raises `peak` to `value`; the read-modify-write (a loop) only when it is a new peak.
+fn raise(peak: &AtomicI64, value: i64) {
+    if value > peak.load(Ordering::Relaxed) {
+        peak.fetch_max(value, Ordering::Relaxed);
+    }
+}
+
 pub(crate) struct AtomicDuration {
     total_us: AtomicI64,
     max_us: AtomicI64,
@@ -114,8 +121,10 @@ impl AtomicDuration {
     pub fn add(&self, elapsed: Duration) {
         let us = i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX);
         self.total_us.fetch_add(us, Ordering::Relaxed);
-        self.max_us.fetch_max(us, Ordering::Relaxed);
-        self.min_us.fetch_min(us, Ordering::Relaxed);
+        raise(&self.max_us, us);
+        if us < self.min_us.load(Ordering::Relaxed) {
+            self.min_us.fetch_min(us, Ordering::Relaxed);
+        }
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
