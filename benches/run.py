@@ -644,6 +644,13 @@ def reading(a, r1, r3, r4, r6):
     loader = {d: mem[("memory_loader", f"ours/{d}")] for d in DIVISIONS}
     offload = {d: mem[("memory_offload", f"ours/{d}")] for d in DIVISIONS}
     best = min(loader, key=loader.get)
+    release = {d: mem[("memory_loader", f"ours+release/{d}")] for d in DIVISIONS}
+    raw = a["memory_raw"]
+    allocations = f"{raw[('memory_loader', 'ours/4')]['allocations']:,}"
+
+    def new_blocks(subject):
+        return f"{raw[('memory_loader', subject)]['host_allocations']:,}"
+
     out.append(f"Scenario 5b (weight offload, large odd sizes): power-of-two rounding holds "
                f"{fmt(offload[1])}× the requested bytes (PyTorch: {fmt(mem[('memory_offload', 'torch-2.5.1')])}×); "
                f"2, 4 and 8 divisions bring it to {fmt(offload[2])}, {fmt(offload[4])} and {fmt(offload[8])}. "
@@ -652,6 +659,10 @@ def reading(a, r1, r3, r4, r6):
                f"make it {'worse' if loader[4] > loader[1] else 'better'} ({fmt(loader[4])}× with 4, best "
                f"{fmt(loader[best])}× with {best}), because a cached block serves only its own class or the next; "
                f"UMF, which gives blocks above 2 MiB back at once, holds {fmt(mem[('memory_loader', 'umf-1.2.0')])}×. "
+               f"With `{RELEASE}` a miss first gives back as many cached bytes as it takes: we hold "
+               f"{fmt(release[4])}× with 4 divisions ({fmt(release[1])}× with 1, {fmt(release[8])}× with 8), at the "
+               f"price of a driver allocation for {new_blocks('ours+release/4')} of {allocations} allocations "
+               f"(without it {new_blocks('ours/4')}; UMF {new_blocks('umf-1.2.0')}). "
                f"With no rounding above {THRESHOLD_MB} MiB (PyTorch 2.13's key, which we read too) we hold "
                f"{fmt(mem[('memory_offload', 'ours+threshold')])}× on 5b and "
                f"{fmt(mem[('memory_loader', 'ours+threshold')])}× on 5a, PyTorch 2.15.0 "

@@ -370,6 +370,11 @@ impl<B: Backend> CachingAllocator<B> {
     /// A cached block for `request`: from the thread's own stack, else from the
     /// shards, this thread's first, or from another thread's stack.
     fn take_cached(&self, local: &Local<'_>, request: usize, class: &SizeClass) -> Option<Entry> {
+        // With nothing cached anywhere every entry is stale: a miss after
+        // `empty_cache` need not look through them.
+        if self.caches.current_value(Hot::CachedBytes) <= 0 {
+            return None;
+        }
         let (classes, count) = self.candidate_classes(class);
         let classes = &classes[..count];
         let mut offer = |entry| self.offer(local, entry, |size| fits(size, request, class));
