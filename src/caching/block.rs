@@ -13,13 +13,13 @@
 #[cfg(loom)]
 use loom::sync::{
     atomic::{AtomicU64, AtomicUsize},
-    Mutex,
+    Mutex, MutexGuard,
 };
 use std::sync::atomic::Ordering;
 #[cfg(not(loom))]
 use std::sync::{
     atomic::{AtomicU64, AtomicUsize},
-    Mutex,
+    Mutex, MutexGuard,
 };
 use std::sync::OnceLock;
 
@@ -127,12 +127,30 @@ pub struct Block {
 }
 
 /// What a successful free did with a block.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Freed {
+#[derive(Debug)]
+pub enum Freed<'a> {
     /// No stream used it: it is cached now, and this entry claims it.
     Cached(Entry),
     /// Streams used it: it is `Pending`, owned by the caller, until their events complete.
-    Pending(Vec<StreamKey>),
+    Pending(UsedStreams<'a>),
+}
+
+/// The streams that used a freed block, read under its streams lock; the list
+/// empties when this is dropped, keeping its room for the block's next use.
+#[derive(Debug)]
+pub struct UsedStreams<'a>(MutexGuard<'a, Vec<StreamKey>>);
+
+impl std::ops::Deref for UsedStreams<'_> {
+    type Target = [StreamKey];
+    fn deref(&self) -> &[StreamKey] {
+        &self.0
+    }
+}
+
+impl Drop for UsedStreams<'_> {
+    fn drop(&mut self) {
+        self.0.clear();
+    }
 }
 
 impl Block {
@@ -232,7 +250,7 @@ impl Block {
     /// streams used goes to `Pending` with their list. `None` if it was not
     /// allocated (a double free).
     #[inline]
-    pub fn free(&self) -> Option<Freed> {
+    pub fn free(&self) -> Option<Freed<'_>> {
         let current = self.state.load(Ordering::Relaxed);
         if BlockState::from_word(current) == BlockState::Allocated {
             let generation = generation_of(current).wrapping_add(1);
@@ -241,11 +259,11 @@ impl Block {
                 return Some(Freed::Cached(Entry { id: self.id, generation }));
             }
         }
-        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         if !self.transition(BlockState::AllocatedOnStreams, BlockState::Pending) {
             return None;
         }
-        Some(Freed::Pending(std::mem::take(&mut *streams)))
+        Some(Freed::Pending(UsedStreams(streams)))
     }
 
     /// Marks a block the caller owns `Cached`, as a new stay in the cache, and
@@ -388,8 +406,11 @@ mod tests {
         let stream = StreamKey { device_type: 12, device_index: 0, id: 3 };
         assert!(block.add_stream(stream));
         assert!(block.add_stream(stream));
-        assert_eq!(block.free(), Some(Freed::Pending(vec![stream])));
-        assert_eq!(block.free(), None);
+        match block.free() {
+            Some(Freed::Pending(streams)) => assert_eq!(&*streams, [stream]),
+            other => panic!("a block a stream used waits for it, not {other:?}"),
+        }
+        assert!(block.free().is_none());
         assert!(!block.add_stream(stream));
     }
 
@@ -399,7 +420,7 @@ mod tests {
         let block = arena.take_unused();
         block.bind(4096, 512, 0, 500);
         let Some(Freed::Cached(first)) = block.free() else { panic!("a block no stream used is cached") };
-        assert_eq!(block.free(), None, "a double free");
+        assert!(block.free().is_none(), "a double free");
         assert!(block.claim(first));
         assert!(!block.claim(first), "claimed twice");
         let Some(Freed::Cached(second)) = block.free() else { panic!() };

@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use block::{Arena, Block, BlockState, Claim, Entry, Freed};
+use block::{Arena, Block, BlockState, Claim, Entry, Freed, UsedStreams};
 use pending::PendingQueues;
 use reclaimer::Reclaim;
 use shards::Shards;
@@ -206,27 +206,26 @@ impl<B: Backend> CachingAllocator<B> {
     /// Records an event on each stream that used a freed block; the block
     /// waits in their pending queues until all have completed.
     #[inline(never)]
-    fn wait_for_streams(&self, block: &Block, streams: Vec<StreamKey>) -> Result<(), Error> {
-        let mut events = Vec::with_capacity(streams.len());
-        for stream in streams {
+    fn wait_for_streams(&self, block: &Block, streams: UsedStreams<'_>) -> Result<(), Error> {
+        // Counted before the first event is queued: a poller may complete it at once.
+        self.counters.pending_blocks.increase(1);
+        block.set_pending_events(streams.len());
+        for &stream in streams.iter() {
             match self.backend.record(stream) {
-                Ok(event) => events.push((stream, event)),
+                Ok(event) => self.pending.push(stream, event, block.id),
                 Err(error) => {
                     // Without an event nobody can tell when the stream is done
-                    // with the memory, so it is never handed out again.
+                    // with the memory, so it is never handed out again: the
+                    // events queued so far complete as usual, but the count
+                    // they take down never reaches zero.
                     block.set_state(BlockState::Retired);
-                    events.into_iter().for_each(|(_, event)| self.backend.release(event));
+                    self.counters.pending_blocks.decrease(1);
                     return Err(Error::Backend(format!(
                         "recording an event on stream {stream:?} failed ({error}); the block at {:#x} is retired",
                         block.address()
                     )));
                 }
             }
-        }
-        self.counters.pending_blocks.increase(1);
-        block.set_pending_events(events.len());
-        for (stream, event) in events {
-            self.pending.push(stream, event, block.id);
         }
         if self.reclaimer_running.load(Ordering::Relaxed) {
             if let Some(thread) = &*lock(&self.reclaimer) {

@@ -3,6 +3,7 @@
 //! event may have several holders (blocks waiting on it, the stream that may
 //! hand it out again); it goes back to the pool when the last one drops it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use level_zero_sys as ze;
@@ -32,6 +33,10 @@ unsafe impl Sync for EventPool {}
 pub struct PooledEvent {
     handle: ze::ze_event_handle_t,
     pool: Arc<EventPool>,
+    /// A query saw it signalled. It stays signalled until the pool resets it,
+    /// after the last holder let go, so its other holders (frees that shared
+    /// the barrier) need not ask Level Zero again.
+    complete: AtomicBool,
 }
 
 // SAFETY: querying and host-resetting an event are thread-safe (LEVEL_ZERO.md);
@@ -43,6 +48,14 @@ unsafe impl Sync for PooledEvent {}
 impl PooledEvent {
     pub fn handle(&self) -> ze::ze_event_handle_t {
         self.handle
+    }
+
+    pub fn seen_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+
+    pub fn set_seen_complete(&self) {
+        self.complete.store(true, Ordering::Release);
     }
 }
 
@@ -60,7 +73,7 @@ impl EventPool {
     /// An unsignalled event, from the free list or from a new pool.
     pub fn acquire(self: &Arc<Self>, context: &Context) -> Result<Arc<PooledEvent>, LevelZeroError> {
         let handle = self.take(context)?;
-        Ok(Arc::new(PooledEvent { handle, pool: self.clone() }))
+        Ok(Arc::new(PooledEvent { handle, pool: self.clone(), complete: AtomicBool::new(false) }))
     }
 
     fn take(&self, context: &Context) -> Result<ze::ze_event_handle_t, LevelZeroError> {

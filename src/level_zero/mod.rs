@@ -134,14 +134,20 @@ impl StreamEvents for LevelZeroBackend {
     }
 
     fn is_complete(&self, event: &Event) -> Result<bool, BackendError> {
-        let Some(_pass) = gate::enter() else { return Err(exiting().into()) };
         let handle = match event {
             Event::Hooked { event, .. } => *event,
+            Event::Own(event) if event.seen_complete() => return Ok(true),
             Event::Own(event) => event.handle(),
         };
+        let Some(_pass) = gate::enter() else { return Err(exiting().into()) };
         // SAFETY: the event stays live until released, which takes it by value.
         match unsafe { ze::zeEventQueryStatus(handle) } {
-            ze::ZE_RESULT_SUCCESS => Ok(true),
+            ze::ZE_RESULT_SUCCESS => {
+                if let Event::Own(event) = event {
+                    event.set_seen_complete();
+                }
+                Ok(true)
+            }
             ze::ZE_RESULT_NOT_READY => Ok(false),
             other => Err(BackendError::Failed(format!("zeEventQueryStatus returned {}", ZeResult(other)))),
         }

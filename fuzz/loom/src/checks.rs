@@ -38,7 +38,7 @@ fn bound_block() -> (Arc<Arena>, u32) {
 fn freed_streams(freed: Option<Freed>) -> Option<Vec<StreamKey>> {
     freed.map(|freed| match freed {
         Freed::Cached(_) => Vec::new(),
-        Freed::Pending(streams) => streams,
+        Freed::Pending(streams) => streams.to_vec(),
     })
 }
 
