@@ -12,13 +12,13 @@
 
 #[cfg(loom)]
 use loom::sync::{
-    atomic::{AtomicU64, AtomicUsize},
+    atomic::{AtomicU32, AtomicU64, AtomicUsize},
     Mutex, MutexGuard,
 };
 use std::sync::atomic::Ordering;
 #[cfg(not(loom))]
 use std::sync::{
-    atomic::{AtomicU64, AtomicUsize},
+    atomic::{AtomicU32, AtomicU64, AtomicUsize},
     Mutex, MutexGuard,
 };
 use std::sync::OnceLock;
@@ -124,13 +124,26 @@ pub struct Block {
     streams: Mutex<Vec<StreamKey>>,
     /// Events still to complete before the block is free.
     pending_events: AtomicUsize,
+    /// The blocks next to it in the same memory from the backend, when that
+    /// memory was split (`NO_BLOCK` at its ends); changed only under the
+    /// allocator's segments lock. An allocated block's links are stable: a
+    /// neighbour is only ever split off, merged or absorbed while the block
+    /// itself is cached or being freed.
+    prev: AtomicU32,
+    next: AtomicU32,
 }
+
+/// No neighbour: the end of the backend's memory.
+pub const NO_BLOCK: u32 = u32::MAX;
 
 /// What a successful free did with a block.
 #[derive(Debug)]
 pub enum Freed<'a> {
     /// No stream used it: it is cached now, and this entry claims it.
     Cached(Entry),
+    /// No stream used it, but it is a part of split memory: it is `Pending`,
+    /// owned by the caller, to be merged with its cached neighbours.
+    Owned,
     /// Streams used it: it is `Pending`, owned by the caller, until their events complete.
     Pending(UsedStreams<'a>),
 }
@@ -164,6 +177,8 @@ impl Block {
             class: AtomicUsize::new(0),
             streams: Mutex::new(Vec::new()),
             pending_events: AtomicUsize::new(0),
+            prev: AtomicU32::new(NO_BLOCK),
+            next: AtomicU32::new(NO_BLOCK),
         }
     }
 
@@ -227,11 +242,45 @@ impl Block {
 
     /// Gives an unused header its memory; it is then `Allocated`.
     pub fn bind(&self, address: usize, size: usize, class: usize, requested: usize) {
+        self.set_neighbours(NO_BLOCK, NO_BLOCK);
         self.address.store(address, Ordering::Release);
         self.size.store(size, Ordering::Release);
         self.class.store(class, Ordering::Relaxed);
         self.set_requested(requested);
         self.set_state(BlockState::Allocated);
+    }
+
+    /// Whether the block is a part of the memory the backend gave (it was split).
+    #[inline]
+    pub fn in_segment(&self) -> bool {
+        self.prev.load(Ordering::Acquire) != NO_BLOCK || self.next.load(Ordering::Acquire) != NO_BLOCK
+    }
+
+    pub fn neighbours(&self) -> (u32, u32) {
+        (self.prev.load(Ordering::Acquire), self.next.load(Ordering::Acquire))
+    }
+
+    pub fn set_neighbours(&self, prev: u32, next: u32) {
+        self.prev.store(prev, Ordering::Release);
+        self.next.store(next, Ordering::Release);
+    }
+
+    pub fn set_prev(&self, prev: u32) {
+        self.prev.store(prev, Ordering::Release);
+    }
+
+    /// Gives a block its new extent after a split or a merge; its owner only.
+    pub fn resize(&self, size: usize, class: usize) {
+        self.size.store(size, Ordering::Release);
+        self.class.store(class, Ordering::Relaxed);
+    }
+
+    /// The entry that would claim the block now, if it is cached: for a merge,
+    /// which takes a neighbour without having found it in a list.
+    pub fn current_entry(&self) -> Option<Entry> {
+        let current = self.state.load(Ordering::Acquire);
+        (BlockState::from_word(current) == BlockState::Cached)
+            .then(|| Entry { id: self.id, generation: generation_of(current) })
     }
 
     /// Notes that `stream` uses the block. False if the block is not allocated.
@@ -246,17 +295,21 @@ impl Block {
     }
 
     /// The caller's free: a block no stream used goes straight to `Cached` (one
-    /// compare-and-swap, the whole cost of a free on the hot path); one that
-    /// streams used goes to `Pending` with their list. `None` if it was not
-    /// allocated (a double free).
+    /// compare-and-swap, the whole cost of a free on the hot path), or to
+    /// `Pending` if it is a part of split memory; one that streams used goes to
+    /// `Pending` with their list. `None` if it was not allocated (a double free).
     #[inline]
     pub fn free(&self) -> Option<Freed<'_>> {
         let current = self.state.load(Ordering::Relaxed);
         if BlockState::from_word(current) == BlockState::Allocated {
-            let generation = generation_of(current).wrapping_add(1);
-            let cached = word(BlockState::Cached, generation);
-            if self.state.compare_exchange(current, cached, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                return Some(Freed::Cached(Entry { id: self.id, generation }));
+            let (freed, next) = if self.in_segment() {
+                (Freed::Owned, word(BlockState::Pending, generation_of(current)))
+            } else {
+                let generation = generation_of(current).wrapping_add(1);
+                (Freed::Cached(Entry { id: self.id, generation }), word(BlockState::Cached, generation))
+            };
+            if self.state.compare_exchange(current, next, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                return Some(freed);
             }
         }
         let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());

@@ -2,8 +2,8 @@
 //!
 //! Keys are named after PyTorch's host-allocator keys where one exists
 //! (`pinned_use_background_threads`, `pinned_max_round_threshold_mb`,
-//! `pinned_max_cached_size_mb`), plus `pinned_roundup_divisions` and
-//! `pinned_release_cached_on_miss`.
+//! `pinned_max_cached_size_mb`), plus `pinned_roundup_divisions`,
+//! `pinned_release_cached_on_miss` and `pinned_split_blocks`.
 
 use super::size_class::ALLOWED_DIVISIONS;
 
@@ -21,6 +21,9 @@ pub struct Settings {
     /// Before a miss asks the backend for a block, cached blocks go back,
     /// oldest first, until as many bytes went back as the new block takes.
     pub release_cached_on_miss: bool,
+    /// A miss is served by splitting the smallest larger cached block; freed
+    /// parts merge with their free neighbours.
+    pub split_blocks: bool,
 }
 
 impl Default for Settings {
@@ -31,6 +34,7 @@ impl Default for Settings {
             max_cached_bytes: usize::MAX,
             background_reclaimer: false,
             release_cached_on_miss: false,
+            split_blocks: false,
         }
     }
 }
@@ -75,11 +79,15 @@ impl Settings {
                 "pinned_release_cached_on_miss" => {
                     next.release_cached_on_miss = boolean(value).ok_or_else(|| bad("True or False"))?;
                 }
+                "pinned_split_blocks" => {
+                    next.split_blocks = boolean(value).ok_or_else(|| bad("True or False"))?;
+                }
                 _ if unknown == UnknownKeys::Ignore => {}
                 _ => {
                     return Err(format!(
                         "{source}: unknown key `{key}` (known: pinned_roundup_divisions, pinned_max_round_threshold_mb, \
-                         pinned_max_cached_size_mb, pinned_use_background_threads, pinned_release_cached_on_miss)"
+                         pinned_max_cached_size_mb, pinned_use_background_threads, pinned_release_cached_on_miss, \
+                         pinned_split_blocks)"
                     ))
                 }
             }
@@ -114,7 +122,7 @@ mod tests {
     fn every_key_parses() {
         let s = parse(
             " pinned_roundup_divisions:4, pinned_max_round_threshold_mb:64,pinned_max_cached_size_mb:1024,\
-             pinned_use_background_threads:True,pinned_release_cached_on_miss:1,",
+             pinned_use_background_threads:True,pinned_release_cached_on_miss:1,pinned_split_blocks:true",
         )
         .unwrap();
         assert_eq!(
@@ -125,6 +133,7 @@ mod tests {
                 max_cached_bytes: 1 << 30,
                 background_reclaimer: true,
                 release_cached_on_miss: true,
+                split_blocks: true,
             }
         );
         assert_eq!(parse("").unwrap(), Settings::default());

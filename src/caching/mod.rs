@@ -39,11 +39,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use block::{Arena, Block, BlockState, Claim, Entry, Freed, UsedStreams};
+use block::{Arena, Block, BlockState, Claim, Entry, Freed, UsedStreams, NO_BLOCK};
 use pending::PendingQueues;
 use reclaimer::Reclaim;
 use shards::Shards;
-use size_class::{fits, Rounding, SizeClass, CLASS_COUNT};
+use size_class::{fits, Rounding, SizeClass, CLASS_COUNT, MIN_STEP};
 use stats::Counters;
 use thread_cache::{Hot, Local, ThreadCaches};
 
@@ -83,6 +83,9 @@ pub struct CachingAllocator<B: Backend> {
     by_address: Mutex<IntegerMap<usize, u32>>,
     by_address_stale: AtomicBool,
     pending: PendingQueues<B::Event>,
+    /// With `pinned_split_blocks`: splits and merges of blocks, which change
+    /// the links between parts of one piece of backend memory, take this lock.
+    segments: Mutex<()>,
     /// With a cache cap or release on miss only: entries of cached blocks,
     /// oldest first (entries of blocks taken since are stale).
     oldest: Option<Mutex<VecDeque<Entry>>>,
@@ -106,6 +109,7 @@ impl<B: Backend> CachingAllocator<B> {
             by_address: Mutex::new(IntegerMap::default()),
             by_address_stale: AtomicBool::new(false),
             pending: PendingQueues::new(),
+            segments: Mutex::new(()),
             oldest: (settings.max_cached_bytes != usize::MAX || settings.release_cached_on_miss)
                 .then(|| Mutex::new(VecDeque::new())),
             reclaimer: Mutex::new(None),
@@ -138,7 +142,11 @@ impl<B: Backend> CachingAllocator<B> {
                 let block = self.blocks.get(entry.id);
                 if fits(block.size(), size, &class) && block.claim(entry) {
                     local.pop(class.index);
-                    return Ok(Some(self.hand_out(&local, block, size, true)));
+                    // See `take_cached`.
+                    if fits(block.size(), size, &class) {
+                        return Ok(Some(self.hand_out(&local, block, size, true)));
+                    }
+                    self.cache(&local, block, block.mark_cached());
                 }
             }
         }
@@ -155,11 +163,16 @@ impl<B: Backend> CachingAllocator<B> {
             self.poll_pending_with(local);
             cached = self.take_cached(local, size, class);
         }
-        let block = match cached {
-            Some(entry) => self.blocks.get(entry.id),
-            None => self.allocate_new(local, size, class)?,
-        };
-        Ok(Some(self.hand_out(local, block, size, cached.is_some())))
+        if let Some(entry) = cached {
+            return Ok(Some(self.hand_out(local, self.blocks.get(entry.id), size, true)));
+        }
+        if self.settings.split_blocks && class.size >= SPLIT_MIN {
+            if let Some(block) = self.take_by_splitting(local, class) {
+                return Ok(Some(self.hand_out(local, block, size, false)));
+            }
+        }
+        let block = self.allocate_new(local, size, class)?;
+        Ok(Some(self.hand_out(local, block, size, false)))
     }
 
     /// Counts a block the caller now owns as handed out for `requested` bytes.
@@ -194,6 +207,10 @@ impl<B: Backend> CachingAllocator<B> {
         match freed {
             Freed::Cached(entry) => {
                 self.cache(&local, block, entry);
+                Ok(())
+            }
+            Freed::Owned => {
+                self.cache_part(&local, block);
                 Ok(())
             }
             Freed::Pending(streams) => {
@@ -295,7 +312,11 @@ impl<B: Backend> CachingAllocator<B> {
             let block = self.blocks.get(id);
             if block.complete_one_event() {
                 self.counters.pending_blocks.decrease(1);
-                self.cache(local, block, block.mark_cached());
+                if block.in_segment() {
+                    self.cache_part(local, block);
+                } else {
+                    self.cache(local, block, block.mark_cached());
+                }
             }
         });
     }
@@ -344,7 +365,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// What a taker makes of `entry`: claims its block if it is still cached
     /// and its size `fits`.
     #[inline]
-    fn offer(&self, local: &Local<'_>, entry: Entry, fits: impl Fn(usize) -> bool) -> Claim {
+    fn offer(&self, entry: Entry, fits: impl Fn(usize) -> bool) -> Claim {
         let block = self.blocks.get(entry.id);
         if !block.is_cached_as(entry) {
             return Claim::Stale;
@@ -355,20 +376,27 @@ impl<B: Backend> CachingAllocator<B> {
         if !block.claim(entry) {
             return Claim::Stale;
         }
-        // Between the size check and the claim the block could only have
-        // changed size by going back to the backend, getting new memory and
-        // being cached 2^32 times, so that the generation wrapped round to the
-        // entry's; cheap to rule out all the same.
-        if !fits(block.size()) {
-            self.cache(local, block, block.mark_cached());
-            return Claim::Stale;
-        }
         Claim::Taken
     }
 
     /// A cached block for `request`: from the thread's own stack, else from the
     /// shards, this thread's first, or from another thread's stack.
     fn take_cached(&self, local: &Local<'_>, request: usize, class: &SizeClass) -> Option<Entry> {
+        loop {
+            let entry = self.find_cached(local, request, class)?;
+            let block = self.blocks.get(entry.id);
+            // Between the size check and the claim the block could only have
+            // changed size by going back to the backend, getting new memory and
+            // being cached 2^32 times, so that the generation wrapped round to
+            // the entry's; ruled out all the same, with no lock held.
+            if fits(block.size(), request, class) {
+                return Some(entry);
+            }
+            self.cache(local, block, block.mark_cached());
+        }
+    }
+
+    fn find_cached(&self, local: &Local<'_>, request: usize, class: &SizeClass) -> Option<Entry> {
         // With nothing cached anywhere every entry is stale: a miss after
         // `empty_cache` need not look through them.
         if self.caches.current_value(Hot::CachedBytes) <= 0 {
@@ -376,7 +404,7 @@ impl<B: Backend> CachingAllocator<B> {
         }
         let (classes, count) = self.candidate_classes(class);
         let classes = &classes[..count];
-        let mut offer = |entry| self.offer(local, entry, |size| fits(size, request, class));
+        let mut offer = |entry| self.offer(entry, |size| fits(size, request, class));
         if let Some(entry) = classes.iter().find_map(|&index| local.take(index, &mut offer)) {
             return Some(entry);
         }
@@ -431,14 +459,134 @@ impl<B: Backend> CachingAllocator<B> {
     #[inline]
     fn cache(&self, local: &Local<'_>, block: &Block, entry: Entry) {
         local.add(&self.caches, &[(Hot::CachedBytes, block.size() as i64)]);
+        self.list(local, block, entry);
+    }
+
+    /// Lists a cached block's entry, its bytes already counted, and keeps the cap.
+    #[inline]
+    fn list(&self, local: &Local<'_>, block: &Block, entry: Entry) {
+        self.push_entry(block, entry, local);
+        if let Some(oldest) = &self.oldest {
+            self.enforce_cap(local, oldest);
+        }
+    }
+
+    #[inline]
+    fn push_entry(&self, block: &Block, entry: Entry, local: &Local<'_>) {
         let is_current = |entry: Entry| self.blocks.get(entry.id).is_cached_as(entry);
         if let Some(oldest) = local.push(block.class(), entry, is_current) {
             self.shards.push(self.shards.current(), block.class(), oldest, is_current);
         }
         if let Some(oldest) = &self.oldest {
             self.note_cached(oldest, entry);
-            self.enforce_cap(local, oldest);
         }
+    }
+
+    /// With `pinned_split_blocks`: the smallest cached block that can hold the
+    /// request serves it, and what the request does not need stays cached as
+    /// a block of its own, in the same memory from the backend.
+    fn take_by_splitting(&self, local: &Local<'_>, class: &SizeClass) -> Option<&Block> {
+        // Parts keep the alignment every block has.
+        let carve = class.size.checked_next_multiple_of(MIN_STEP)?;
+        let segments = lock(&self.segments);
+        let mut entries = self.shards.entries();
+        entries.extend(self.caches.all_entries());
+        let (_, best) = entries
+            .into_iter()
+            .filter_map(|entry| {
+                let block = self.blocks.get(entry.id);
+                let size = block.size();
+                (block.is_cached_as(entry) && size >= carve).then_some((size, entry))
+            })
+            .min_by_key(|&(size, _)| size)?;
+        let block = self.blocks.get(best.id);
+        if !block.claim(best) {
+            return None;
+        }
+        let size = block.size();
+        local.remove(&[(Hot::CachedBytes, size as i64)]);
+        local.hit();
+        let rest = size - carve;
+        if rest < SPLIT_MIN {
+            return Some(block);
+        }
+        let part = self.blocks.take_unused();
+        part.bind(block.address() + carve, rest, self.list_of(rest), 0);
+        let (before, after) = block.neighbours();
+        part.set_neighbours(block.id, after);
+        if after != NO_BLOCK {
+            self.blocks.get(after).set_prev(part.id);
+        }
+        block.set_neighbours(before, part.id);
+        block.resize(carve, self.list_of(carve));
+        self.by_address_stale.store(true, Ordering::Release);
+        // Counted while no one else can reach it: once cached, a neighbour's
+        // merge may take it in and change its size.
+        local.add(&self.caches, &[(Hot::CachedBytes, rest as i64)]);
+        let entry = part.mark_cached();
+        drop(segments);
+        self.list(local, part, entry);
+        Some(block)
+    }
+
+    /// Caches a freed part of split memory (the caller owns it, `Pending`)
+    /// merged with its cached neighbours: two parts next to each other are
+    /// never both cached, so memory whose parts are all free is one block
+    /// again, which can go back to the backend.
+    fn cache_part(&self, local: &Local<'_>, block: &Block) {
+        let freed = block.size() as i64;
+        let segments = lock(&self.segments);
+        let (before, after) = block.neighbours();
+        if let Some(next) = self.claim_neighbour(after) {
+            self.absorb(block, next);
+        }
+        let merged = match self.claim_neighbour(before) {
+            Some(previous) => {
+                self.absorb(previous, block);
+                previous
+            }
+            None => block,
+        };
+        let entry = merged.mark_cached();
+        drop(segments);
+        // The neighbours' bytes were counted as cached already.
+        local.add(&self.caches, &[(Hot::CachedBytes, freed)]);
+        self.list(local, merged, entry);
+    }
+
+    /// A cached neighbour, claimed for a merge; `None` if there is none.
+    fn claim_neighbour(&self, id: u32) -> Option<&Block> {
+        if id == NO_BLOCK {
+            return None;
+        }
+        let block = self.blocks.get(id);
+        let entry = block.current_entry()?;
+        block.claim_as(entry, BlockState::Pending).then_some(block)
+    }
+
+    /// `low` takes in `high`, the part after it; `high`'s header goes back to
+    /// the arena (its entries in lists are stale).
+    fn absorb(&self, low: &Block, high: &Block) {
+        let size = low.size() + high.size();
+        let (before, _) = low.neighbours();
+        let (_, after) = high.neighbours();
+        low.resize(size, self.list_of(size));
+        low.set_neighbours(before, after);
+        if after != NO_BLOCK {
+            self.blocks.get(after).set_prev(low.id);
+        }
+        self.blocks.put_unused(high);
+        self.by_address_stale.store(true, Ordering::Release);
+    }
+
+    /// The list a part of split memory of `size` bytes goes to: the largest
+    /// class it holds, so that it fits every request of that class.
+    fn list_of(&self, size: usize) -> usize {
+        let Some(class) = self.rounding.classify(size) else { return CLASS_COUNT - 1 };
+        if class.size == size {
+            return class.index;
+        }
+        self.rounding.classify(class.size - class.step).map_or(class.index, |below| below.index)
     }
 
     fn note_cached(&self, oldest: &Mutex<VecDeque<Entry>>, entry: Entry) {
@@ -462,7 +610,9 @@ impl<B: Backend> CachingAllocator<B> {
     /// Gives cached blocks back, oldest first, until `more` (told the bytes of
     /// each block given back) says enough or none is left.
     fn release_oldest(&self, local: &Local<'_>, oldest: &Mutex<VecDeque<Entry>>, mut more: impl FnMut(usize) -> bool) {
-        loop {
+        // Parts of split memory go to the back of the queue again: each entry is seen once.
+        let queued = lock(oldest).len();
+        for _ in 0..queued {
             let Some(entry) = lock(oldest).pop_front() else { return };
             // A failed free is the backend's to report; the block is gone from the cache either way.
             let (Ok(bytes) | Err((bytes, _))) = self.release_cached(local, entry);
@@ -474,9 +624,20 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Gives the block `entry` names back to the backend if the entry claims it,
     /// returning its bytes (0 for a stale entry); its entries left in lists are
-    /// stale from then on.
+    /// stale from then on. A part of split memory cannot go back on its own (a
+    /// neighbour is in use): it is listed again.
     fn release_cached(&self, local: &Local<'_>, entry: Entry) -> Result<usize, (usize, Error)> {
         let block = self.blocks.get(entry.id);
+        if block.in_segment() {
+            // Under the lock merges take, so that no merge misses it while it is claimed.
+            let segments = lock(&self.segments);
+            if block.claim_as(entry, BlockState::Pending) {
+                let entry = block.mark_cached();
+                drop(segments);
+                self.push_entry(block, entry, local);
+            }
+            return Ok(0);
+        }
         // Not `Allocated`: a stale context must not record a stream on it meanwhile.
         if !block.claim_as(entry, BlockState::Releasing) {
             return Ok(0);
@@ -524,6 +685,11 @@ impl<B: Backend + 'static> Reclaim for CachingAllocator<B> {
         *lock(&self.reclaimer) = None;
     }
 }
+
+/// Splitting serves requests from this size up, and leaves parts at least
+/// this large: small requests carved out of large blocks would pin them
+/// (as CUDA's caching allocator keeps small and large blocks apart).
+const SPLIT_MIN: usize = 1 << 20;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())

@@ -18,7 +18,8 @@ pub const ALLOWED_DIVISIONS: [u32; 4] = [1, 2, 4, 8];
 const MAX_DIVISIONS: usize = 8;
 /// Number of free lists: one per (power of two, division).
 pub(crate) const CLASS_COUNT: usize = 64 * MAX_DIVISIONS;
-const MIN_STEP: usize = 512;
+/// The alignment of every block, and the smallest rounding step.
+pub(crate) const MIN_STEP: usize = 512;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SizeClass {

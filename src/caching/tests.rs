@@ -616,3 +616,112 @@ fn a_thread_using_more_allocators_than_it_holds_caches_for_still_works() {
         assert_eq!((s.allocations.current, s.cache_hits, s.active_requests.current), (1, 2, 0));
     }
 }
+
+#[test]
+fn a_split_block_serves_smaller_requests_and_merges_back_when_freed() {
+    const MIB: usize = 1 << 20;
+    let a = with("pinned_split_blocks:True");
+    let big = a.allocate(8 * MIB).unwrap().unwrap();
+    a.free(big.context).unwrap();
+    let first = a.allocate(2 * MIB).unwrap().unwrap();
+    assert_eq!((first.address, first.size), (big.address, 2 * MIB), "carved from the cached block");
+    // What was left (6 MiB) is listed with 4 MiB blocks; a 1 MiB request is carved from it.
+    let second = a.allocate(MIB).unwrap().unwrap();
+    assert_eq!((second.address, second.size), (big.address + 2 * MIB, MIB), "carved from what was left");
+    assert_eq!(a.backend().live_bytes(), 8 * MIB, "no new memory");
+    let s = a.stats();
+    assert_eq!((s.cached_bytes.current, s.active_bytes.current, s.cache_misses, s.cache_hits), (5 * MIB as i64, 3 * MIB as i64, 1, 2));
+    // Small requests are never carved out of large blocks.
+    let small = a.allocate(4096).unwrap().unwrap();
+    assert_eq!(a.backend().live_bytes(), 8 * MIB + 4096);
+    a.free(small.context).unwrap();
+    // A part whose neighbour is in use cannot go back on its own.
+    a.free(first.context).unwrap();
+    a.empty_cache().unwrap();
+    assert_eq!(a.backend().live_bytes(), 8 * MIB);
+    assert_eq!(a.stats().cached_bytes.current, 7 * MIB as i64);
+    // The last part freed merges all three back into the block the backend gave.
+    a.free(second.context).unwrap();
+    assert_eq!(a.stats().cached_bytes.current, 8 * MIB as i64);
+    let whole = a.allocate(8 * MIB).unwrap().unwrap();
+    assert_eq!((whole.address, whole.size), (big.address, 8 * MIB));
+    a.free(whole.context).unwrap();
+    a.empty_cache().unwrap();
+    assert_eq!(a.backend().live_bytes(), 0);
+    let s = a.stats();
+    assert_eq!((s.cached_bytes.current, s.allocations.current, s.allocated_bytes.current), (0, 0, 0));
+}
+
+#[test]
+fn parts_of_a_split_block_take_streams_by_context_or_address_and_wait_for_them() {
+    const MIB: usize = 1 << 20;
+    let a = with("pinned_split_blocks:True");
+    let big = a.allocate(8 * MIB).unwrap().unwrap();
+    a.free(big.context).unwrap();
+    let part = a.allocate(2 * MIB).unwrap().unwrap();
+    let rest = a.allocate(MIB).unwrap().unwrap();
+    assert_eq!(rest.address, part.address + 2 * MIB);
+    assert!(a.record_stream(rest.address, 0xdead_0000, S1).unwrap(), "found by its address");
+    a.free(rest.context).unwrap();
+    a.free(part.context).unwrap();
+    // `rest` waits for S1, so the memory is not whole yet.
+    a.empty_cache().unwrap();
+    assert_eq!(a.backend().live_bytes(), 8 * MIB);
+    a.backend().complete_all(S1);
+    a.empty_cache().unwrap();
+    assert_eq!(a.backend().live_bytes(), 0);
+}
+
+#[test]
+fn threads_splitting_and_merging_keep_every_count_right() {
+    let hits = splitting_threads("pinned_split_blocks:True,pinned_roundup_divisions:4");
+    assert!(hits > 6000, "mostly served by splitting cached blocks: {hits} hits of 12000");
+    splitting_threads("pinned_split_blocks:True,pinned_release_cached_on_miss:True,pinned_max_cached_size_mb:2");
+}
+
+/// Four threads allocating random sizes up to 4 MiB, recording some on
+/// streams, freeing the oldest of their last six, emptying the cache now and
+/// then; returns the cache hits.
+fn splitting_threads(settings: &str) -> i64 {
+    const THREADS: u64 = 4;
+    let a = Arc::new(with(settings));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                let mut rng = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                let mut held = std::collections::VecDeque::new();
+                for i in 0..3000 {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let size = 512 + (rng % (4 << 20)) as usize;
+                    let block = a.allocate(size).unwrap().unwrap();
+                    assert!(block.size >= size);
+                    if i % 5 == 0 {
+                        let stream = StreamKey { device_type: 12, device_index: 0, id: (t % 2) as i64 };
+                        a.record_stream(block.address, block.context, stream).unwrap();
+                    }
+                    held.push_back(block);
+                    if held.len() > 6 {
+                        a.free(held.pop_front().unwrap().context).unwrap();
+                    }
+                    if i % 200 == 0 {
+                        a.backend().complete_all(StreamKey { device_type: 12, device_index: 0, id: (t % 2) as i64 });
+                        a.empty_cache().unwrap();
+                    }
+                }
+                held.into_iter().for_each(|block| a.free(block.context).unwrap());
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    for id in 0..2 {
+        a.backend().complete_all(StreamKey { device_type: 12, device_index: 0, id });
+    }
+    a.empty_cache().unwrap();
+    let s = a.stats();
+    assert_eq!((s.active_requests.current, s.active_bytes.current, s.pending_blocks.current), (0, 0, 0));
+    assert_eq!((s.cached_bytes.current, s.allocated_bytes.current, a.backend().live_bytes()), (0, 0, 0));
+    s.cache_hits
+}
