@@ -45,6 +45,10 @@ STREAM_LATENCY_US = 20
 BACKGROUND_OURS = "pinned_use_background_threads:True"
 THRESHOLD_MB = 16
 RELEASE = "pinned_release_cached_on_miss:True"
+SPLIT = "pinned_split_blocks:True"
+# Our answers to a cache of blocks that no longer fit (scenario 5a): give them
+# back on a miss, carve requests out of them, or both.
+LOADER_VARIANTS = {"release": RELEASE, "split": SPLIT, "split+release": f"{SPLIT},{RELEASE}"}
 
 FULL = {
     "rounds": {"cycle": 11, "cycle_threads": 9, "stream": 7, "miss": 9},
@@ -170,10 +174,9 @@ def measure(runner, plan):
         for divisions in DIVISIONS:
             conf = {"XPU_CACHING_HOST_ALLOCATOR_CONF": f"pinned_roundup_divisions:{divisions}"}
             results["memory"][(trace, f"ours/{divisions}")] = runner.run("ours", trace, plan[trace], conf)
-            if trace == "memory_loader":
-                # Our answer to a cache of blocks that no longer fit: they make way on a miss.
-                conf = {"XPU_CACHING_HOST_ALLOCATOR_CONF": f"pinned_roundup_divisions:{divisions},{RELEASE}"}
-                results["memory"][(trace, f"ours+release/{divisions}")] = runner.run("ours", trace, plan[trace], conf)
+            for variant, setting in LOADER_VARIANTS.items() if trace == "memory_loader" else []:
+                conf = {"XPU_CACHING_HOST_ALLOCATOR_CONF": f"pinned_roundup_divisions:{divisions},{setting}"}
+                results["memory"][(trace, f"ours+{variant}/{divisions}")] = runner.run("ours", trace, plan[trace], conf)
         for subject in REFERENCES:
             results["memory"][(trace, subject)] = runner.run(subject, trace, plan[trace])
         # PyTorch 2.13+'s answer to rounding waste, which we read too: no rounding above a threshold.
@@ -443,10 +446,11 @@ def report(a, plan, quick, seconds, command_line):
             row(f"{name}, ours {divisions} division{'s' if divisions > 1 else ''}",
                 "reserved / requested bytes at peak", mem[(trace, f"ours/{divisions}")],
                 {s: mem[(trace, s)] for s in REFERENCES})
-        for divisions in DIVISIONS if trace == "memory_loader" else []:
-            row(f"{name}, ours {divisions} division{'s' if divisions > 1 else ''} + `{RELEASE}`",
-                "reserved / requested bytes at peak", mem[(trace, f"ours+release/{divisions}")],
-                {s: mem[(trace, s)] for s in REFERENCES})
+        for variant, setting in LOADER_VARIANTS.items() if trace == "memory_loader" else []:
+            for divisions in DIVISIONS:
+                row(f"{name}, ours {divisions} division{'s' if divisions > 1 else ''} + `{setting}`",
+                    "reserved / requested bytes at peak", mem[(trace, f"ours+{variant}/{divisions}")],
+                    {s: mem[(trace, s)] for s in REFERENCES})
     for trace, name in (("memory_loader", "5a. data loader"), ("memory_offload", "5b. weight offload")):
         w(f"| {name}, both with `pinned_max_round_threshold_mb:{THRESHOLD_MB}` | reserved / requested bytes at peak | "
           f"{fmt(mem[(trace, 'ours+threshold')])} | n/a | n/a | {fmt(mem[(trace, 'torch-2.15.0+threshold')])} | "
@@ -523,8 +527,9 @@ def report(a, plan, quick, seconds, command_line):
         name = "data loader" if trace == "memory_loader" else "weight offload"
         if subject.startswith("ours/"):
             label = f"ours, {subject.split('/')[1]} division(s)"
-        elif subject.startswith("ours+release/"):
-            label = f"ours, {subject.split('/')[1]} division(s), `{RELEASE}`"
+        elif subject.startswith("ours+") and subject.split("/")[0][5:] in LOADER_VARIANTS:
+            variant, divisions = subject[5:].split("/")
+            label = f"ours, {divisions} division(s), `{LOADER_VARIANTS[variant]}`"
         elif subject.endswith("+threshold"):
             label = f"{LABEL[subject.split('+')[0]]}, `pinned_max_round_threshold_mb:{THRESHOLD_MB}`"
         else:
@@ -645,6 +650,8 @@ def reading(a, r1, r3, r4, r6):
     offload = {d: mem[("memory_offload", f"ours/{d}")] for d in DIVISIONS}
     best = min(loader, key=loader.get)
     release = {d: mem[("memory_loader", f"ours+release/{d}")] for d in DIVISIONS}
+    split = {d: mem[("memory_loader", f"ours+split/{d}")] for d in DIVISIONS}
+    both = {d: mem[("memory_loader", f"ours+split+release/{d}")] for d in DIVISIONS}
     raw = a["memory_raw"]
     allocations = f"{raw[('memory_loader', 'ours/4')]['allocations']:,}"
 
@@ -663,6 +670,9 @@ def reading(a, r1, r3, r4, r6):
                f"{fmt(release[4])}× with 4 divisions ({fmt(release[1])}× with 1, {fmt(release[8])}× with 8), at the "
                f"price of a driver allocation for {new_blocks('ours+release/4')} of {allocations} allocations "
                f"(without it {new_blocks('ours/4')}; UMF {new_blocks('umf-1.2.0')}). "
+               f"With `{SPLIT}` a miss of 1 MiB or more is carved out of the smallest larger cached block and "
+               f"freed parts merge again: {fmt(split[4])}× with 4 divisions for {new_blocks('ours+split/4')} new "
+               f"blocks, and with both settings {fmt(both[4])}× for {new_blocks('ours+split+release/4')}. "
                f"With no rounding above {THRESHOLD_MB} MiB (PyTorch 2.13's key, which we read too) we hold "
                f"{fmt(mem[('memory_offload', 'ours+threshold')])}× on 5b and "
                f"{fmt(mem[('memory_loader', 'ours+threshold')])}× on 5a, PyTorch 2.15.0 "

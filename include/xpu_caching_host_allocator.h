@@ -17,6 +17,11 @@
 #include <level_zero/ze_api.h>
 
 /*
+ No neighbour: the end of the backend's memory.
+ */
+#define NO_BLOCK UINT32_MAX
+
+/*
  What every fallible C function returns. Anything but `XPU_HOST_SUCCESS` leaves
  a message for [`xpu_host_last_error_message`] on the calling thread.
  */
@@ -220,8 +225,8 @@ xpu_host_result xpu_host_set_stream_hooks(const xpu_host_stream_hooks *hooks);
  environment (`PYTORCH_ALLOC_CONF`'s `pinned_*` keys, then
  `XPU_CACHING_HOST_ALLOCATOR_CONF`). Keys: `pinned_roundup_divisions` (1, 2, 4
  or 8), `pinned_max_round_threshold_mb`, `pinned_max_cached_size_mb`,
- `pinned_use_background_threads` and `pinned_release_cached_on_miss` (True or
- False). An unknown key or a bad
+ `pinned_use_background_threads`, `pinned_release_cached_on_miss` and
+ `pinned_split_blocks` (True or False). An unknown key or a bad
  value is `XPU_HOST_ERROR_INVALID_CONFIGURATION` and changes nothing. Must be
  called before the allocator is first used.
 
@@ -272,7 +277,9 @@ xpu_host_result xpu_host_record_stream(void *data,
 
 /*
  Reclaims blocks whose stream events have completed, then returns every free
- cached block to the driver. Blocks in use or waiting for events stay.
+ cached block to the driver. Blocks in use or waiting for events stay, and so
+ do free parts of split memory (`pinned_split_blocks`) while another part of
+ it is in use or waiting.
  */
 xpu_host_result xpu_host_empty_cache(void);
 

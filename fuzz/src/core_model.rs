@@ -18,6 +18,12 @@
 //! - the statistics add up with the model's and the backend's books, the cache
 //!   stays under its cap, and at the end everything goes back to the backend
 //!   but the blocks retired on purpose.
+//!
+//! With `pinned_split_blocks` a block may be a part of the backend's memory:
+//! blocks handed out must then not overlap any block in use, nor freed memory
+//! whose streams are not done, and lie within memory the backend gave; free
+//! parts next to a part in use may stay cached through `empty_cache` and over
+//! the cap, and the memory of a retired part stays with it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -31,6 +37,8 @@ use xpu_caching_host_allocator::caching::{
 /// Devices the backend has: stream device indices 0 and 1 are valid.
 const DEVICES: i8 = 2;
 const MAX_ALLOCATION: usize = 1 << 40;
+/// The core splits requests from this size up, and parts no smaller.
+const SPLIT_MIN: usize = 1 << 20;
 
 #[derive(Default)]
 struct Books {
@@ -143,9 +151,10 @@ struct LiveBlock {
 struct Model {
     /// Blocks handed out, by context.
     live: HashMap<usize, LiveBlock>,
-    /// Freed blocks' addresses: before one is handed out again, each stream must
-    /// have completed this much work.
-    freed: HashMap<usize, Vec<(StreamKey, u64)>>,
+    /// Freed blocks (address, size): before memory of one is handed out again,
+    /// each stream must have completed this much work.
+    freed: HashMap<usize, (usize, Vec<(StreamKey, u64)>)>,
+    split: bool,
     retired: HashMap<usize, usize>,
     /// Every context ever handed out (headers of the arena).
     contexts: Vec<usize>,
@@ -192,16 +201,19 @@ pub fn run(data: &[u8]) -> Report {
     let threshold = bytes.pick(&[usize::MAX, 4096, 1 << 20]);
     let cap = bytes.pick(&[usize::MAX, usize::MAX, 0, 8192, 1 << 20]);
     let limit = bytes.pick(&[usize::MAX, 1 << 16, 1 << 20, 16 << 20]);
+    let split = bytes.pick(&[false, false, true]);
     let settings = Settings {
         roundup_divisions: divisions,
         max_round_threshold: threshold,
         max_cached_bytes: cap,
+        release_cached_on_miss: bytes.pick(&[false, false, true]),
+        split_blocks: split,
         ..Settings::default()
     };
     let rounding = Rounding { divisions, threshold };
     let backend = Backend { books: Mutex::new(Books { limit, ..Books::default() }) };
     let a = CachingAllocator::new(backend, settings);
-    let mut model = Model::default();
+    let mut model = Model { split, ..Model::default() };
     let mut report = Report::default();
     let trace = std::env::var_os("XPU_HOST_MODEL_TRACE").is_some();
     if trace {
@@ -247,7 +259,9 @@ pub fn run(data: &[u8]) -> Report {
             }
             8 => {
                 assert_eq!(a.empty_cache(), Ok(()));
-                assert_eq!(a.stats().cached_bytes.current, 0, "empty_cache left blocks cached");
+                if !model.split {
+                    assert_eq!(a.stats().cached_bytes.current, 0, "empty_cache left blocks cached");
+                }
             }
             9 => a.poll_pending(),
             10 => {
@@ -286,10 +300,19 @@ pub fn run(data: &[u8]) -> Report {
     assert_eq!(a.empty_cache(), Ok(()));
     check_books(&a, &model, cap);
     let stats = a.stats();
-    assert_eq!((stats.active_requests.current, stats.pending_blocks.current, stats.cached_bytes.current), (0, 0, 0));
+    assert_eq!((stats.active_requests.current, stats.pending_blocks.current), (0, 0));
     let books = a.backend().books();
-    assert_eq!(books.live.len(), model.retired.len(), "memory left with the backend is the retired blocks'");
-    assert_eq!(books.live_bytes, model.retired.values().sum::<usize>());
+    if model.split {
+        // A retired part keeps the rest of its memory, cached, from going back.
+        for (&base, &size) in &books.live {
+            let holds_retired = model.retired.keys().any(|&address| base <= address && address < base + size);
+            assert!(holds_retired, "memory at {base:#x} left with the backend holds no retired part");
+        }
+    } else {
+        assert_eq!(stats.cached_bytes.current, 0);
+        assert_eq!(books.live.len(), model.retired.len(), "memory left with the backend is the retired blocks'");
+        assert_eq!(books.live_bytes, model.retired.values().sum::<usize>());
+    }
     assert_eq!(books.events_out, 0, "events recorded and never released");
     report
 }
@@ -314,7 +337,9 @@ fn allocate(a: &CachingAllocator<Backend>, model: &mut Model, rounding: &Roundin
         Err(Error::OutOfMemory { requested, size: rounded, .. }) => {
             model.refused_allocations += 1;
             assert_eq!((requested, rounded), (size, class.size));
-            assert_eq!(a.stats().cached_bytes.current, 0, "out of memory without emptying the cache");
+            if !model.split {
+                assert_eq!(a.stats().cached_bytes.current, 0, "out of memory without emptying the cache");
+            }
             let books = a.backend().books();
             let calls = books.allocate_calls - calls_before;
             assert_eq!(calls, 2, "an out-of-memory allocation is tried exactly twice");
@@ -326,24 +351,39 @@ fn allocate(a: &CachingAllocator<Backend>, model: &mut Model, rounding: &Roundin
         }
         Err(other) => panic!("allocate({size}): {other:?}"),
     };
-    assert!(size_class::fits(allocation.size, size, &class), "block of {} bytes for a request of {size}", allocation.size);
+    // A split-off block is carved at its class size; a block too small to split is handed out whole.
+    let fits = size_class::fits(allocation.size, size, &class)
+        || (model.split && allocation.size >= size && allocation.size - size < class.step + SPLIT_MIN);
+    assert!(fits, "block of {} bytes for a request of {size}", allocation.size);
     assert_eq!(allocation.address % 512, 0);
     assert!(!model.live.contains_key(&allocation.context), "a context handed out twice");
-    assert!(model.live.values().all(|b| b.address != allocation.address), "memory handed out twice");
-    assert!(!model.retired.contains_key(&allocation.address), "a retired block handed out again");
-    assert_eq!(a.backend().books().live.get(&allocation.address), Some(&allocation.size), "not backend memory of that size");
-    if let Some(requirements) = model.freed.remove(&allocation.address) {
+    let (start, end) = (allocation.address, allocation.address + allocation.size);
+    let overlaps = |address: usize, size: usize| address < end && start < address + size;
+    assert!(!model.live.values().any(|b| overlaps(b.address, b.size)), "memory handed out twice");
+    assert!(!model.retired.iter().any(|(&address, &size)| overlaps(address, size)), "a retired block handed out again");
+    {
         let books = a.backend().books();
-        for (stream, submitted) in requirements {
-            let completed = books.streams.get(&stream).map_or(0, |entry| entry.1);
-            assert!(
-                completed >= submitted,
-                "block {:#x} handed out again while stream {stream:?} has completed {completed} of the {submitted} \
-                 works submitted before its free",
-                allocation.address
-            );
+        if model.split {
+            let within = books.live.iter().any(|(&base, &length)| base <= start && end <= base + length);
+            assert!(within, "{start:#x}..{end:#x} is not within memory from the backend");
+        } else {
+            assert_eq!(books.live.get(&allocation.address), Some(&allocation.size), "not backend memory of that size");
+        }
+        for (&address, (freed_size, requirements)) in &model.freed {
+            if !overlaps(address, *freed_size) {
+                continue;
+            }
+            for &(stream, submitted) in requirements {
+                let completed = books.streams.get(&stream).map_or(0, |entry| entry.1);
+                assert!(
+                    completed >= submitted,
+                    "memory of block {address:#x} handed out again while stream {stream:?} has completed {completed} \
+                     of the {submitted} works submitted before its free"
+                );
+            }
         }
     }
+    model.freed.remove(&allocation.address);
     if !model.contexts.contains(&allocation.context) {
         model.contexts.push(allocation.context);
     }
@@ -386,7 +426,7 @@ fn free(a: &CachingAllocator<Backend>, model: &mut Model, context: usize) {
         Ok(()) => {
             let books = a.backend().books();
             let requirements = block.streams.iter().map(|&s| (s, books.streams.get(&s).map_or(0, |e| e.0))).collect();
-            model.freed.insert(block.address, requirements);
+            model.freed.insert(block.address, (block.size, requirements));
         }
         Err(Error::Backend(message)) => {
             assert!(records_failing && !block.streams.is_empty(), "free failed: {message}");
@@ -441,12 +481,15 @@ fn check_books(a: &CachingAllocator<Backend>, model: &Model, cap: usize) {
     assert_eq!(stats.requested_bytes.current, model.live.values().map(|b| b.requested as i64).sum::<i64>());
     assert_eq!(stats.allocations.current, books.live.len() as i64);
     assert_eq!(stats.allocated_bytes.current, books.live_bytes as i64);
-    assert_eq!(
-        stats.allocations.current,
-        stats.active_requests.current + stats.pending_blocks.current + cached as i64 + model.retired.len() as i64,
-        "every block held is live, pending, cached or retired"
-    );
-    assert!(stats.cached_bytes.current >= 0 && stats.cached_bytes.current as u64 <= cap as u64, "cache over its cap");
+    let blocks = stats.active_requests.current + stats.pending_blocks.current + cached as i64 + model.retired.len() as i64;
+    if model.split {
+        // Parts of one piece of backend memory are blocks of their own.
+        assert!(stats.allocations.current <= blocks, "every piece of memory held has a block live, pending, cached or retired");
+        assert!(stats.cached_bytes.current >= 0);
+    } else {
+        assert_eq!(stats.allocations.current, blocks, "every block held is live, pending, cached or retired");
+        assert!(stats.cached_bytes.current >= 0 && stats.cached_bytes.current as u64 <= cap as u64, "cache over its cap");
+    }
     assert!(books.live_bytes <= books.limit);
     assert!(stats.pending_blocks.current as usize <= model.freed.len());
     assert!(stats.cache_hits + stats.cache_misses >= stats.active_requests.allocated);

@@ -127,8 +127,8 @@ pub unsafe extern "C" fn xpu_host_set_stream_hooks(hooks: *const xpu_host_stream
 /// environment (`PYTORCH_ALLOC_CONF`'s `pinned_*` keys, then
 /// `XPU_CACHING_HOST_ALLOCATOR_CONF`). Keys: `pinned_roundup_divisions` (1, 2, 4
 /// or 8), `pinned_max_round_threshold_mb`, `pinned_max_cached_size_mb`,
-/// `pinned_use_background_threads` and `pinned_release_cached_on_miss` (True or
-/// False). An unknown key or a bad
+/// `pinned_use_background_threads`, `pinned_release_cached_on_miss` and
+/// `pinned_split_blocks` (True or False). An unknown key or a bad
 /// value is `XPU_HOST_ERROR_INVALID_CONFIGURATION` and changes nothing. Must be
 /// called before the allocator is first used.
 ///
@@ -222,7 +222,9 @@ pub unsafe extern "C" fn xpu_host_record_stream(
 }
 
 /// Reclaims blocks whose stream events have completed, then returns every free
-/// cached block to the driver. Blocks in use or waiting for events stay.
+/// cached block to the driver. Blocks in use or waiting for events stay, and so
+/// do free parts of split memory (`pinned_split_blocks`) while another part of
+/// it is in use or waiting.
 #[no_mangle]
 pub extern "C" fn xpu_host_empty_cache() -> xpu_host_result {
     ffi_call(|| {

@@ -281,7 +281,8 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     /// Reclaims blocks whose events have completed, then gives every free block
-    /// back to the backend. Blocks in use or still waiting stay.
+    /// back to the backend. Blocks in use or still waiting stay, and so do free
+    /// parts of split memory while another part of it is in use or waiting.
     pub fn empty_cache(&self) -> Result<(), Error> {
         self.empty_cache_with(&self.caches.local())
     }
