@@ -54,12 +54,16 @@ struct Plan {
     streams: i64,
     /// Whether device users record their streams (false only in the negative control).
     record_streams: bool,
+    /// One block in 100 of 1-3 MiB (XPU_HOST_STRESS_LARGE=1), for the sizes that split blocks.
+    large: bool,
     seed: u64,
 }
 
-/// A block size: mostly small, sometimes up to 256 KiB, always a multiple of 8.
-fn random_size(rng: &mut Rng) -> usize {
+/// A block size: mostly small, sometimes up to 256 KiB (or 3 MiB with
+/// `large`), always a multiple of 8.
+fn random_size(rng: &mut Rng, large: bool) -> usize {
     let size = match rng.below(100) {
+        0 if large => (1 << 20) + rng.below(2 << 20),
         0..=59 => 8 + rng.below(4096),
         60..=94 => 4096 + rng.below(60 << 10),
         _ => (64 << 10) + rng.below(192 << 10),
@@ -94,7 +98,7 @@ fn worker(thread: u64, plan: &Plan, counts: &Counts, done: &AtomicBool) {
         while iteration % 64 == 0 && stats().pending_blocks.current > MAX_PENDING {
             std::thread::sleep(Duration::from_micros(200));
         }
-        let size = random_size(&mut rng);
+        let size = random_size(&mut rng, plan.large);
         let (data, context) = allocate(size).unwrap_or_else(|(code, message)| panic!("allocate({size}): {code:?} {message}"));
         Counts::add(&counts.allocations, 1);
         // Host patterns have the top byte 0xA0 and device patterns 0xD0, each
@@ -219,6 +223,7 @@ fn plan(record_streams: bool) -> Plan {
         threads: env_number("XPU_HOST_STRESS_THREADS", 6),
         streams: env_number("XPU_HOST_STRESS_STREAMS", 4) as i64,
         record_streams,
+        large: env_number("XPU_HOST_STRESS_LARGE", 0) == 1,
         seed: env_number("XPU_HOST_STRESS_SEED", 0x5eed),
     }
 }
@@ -253,6 +258,20 @@ fn canary_stress_fine_classes_cap_and_reclaimer() {
         "20",
         "pinned_roundup_divisions:4,pinned_max_cached_size_mb:1,pinned_use_background_threads:True,pinned_max_round_threshold_mb:1",
     );
+}
+
+#[test]
+fn canary_stress_split_blocks_and_release_on_miss() {
+    // Blocks of 1-3 MiB now and then are carved out of larger cached ones and
+    // merged back; misses give cached memory back first.
+    let mut env = knobs("20");
+    env.push(("XPU_HOST_STRESS_LARGE", "1".to_string()));
+    env.push((
+        "XPU_CACHING_HOST_ALLOCATOR_CONF",
+        "pinned_split_blocks:True,pinned_release_cached_on_miss:True,pinned_roundup_divisions:2".to_string(),
+    ));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_child("child_canary_stress", &env);
 }
 
 #[test]
