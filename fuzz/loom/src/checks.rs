@@ -37,7 +37,7 @@ fn bound_block() -> (Arc<Arena>, u32) {
 /// The streams a successful free handed back (none when the block went straight to the cache).
 fn freed_streams(freed: Option<Freed>) -> Option<Vec<StreamKey>> {
     freed.map(|freed| match freed {
-        Freed::Cached(_) => Vec::new(),
+        Freed::Cached(_) | Freed::Owned => Vec::new(),
         Freed::Pending(streams) => streams.to_vec(),
     })
 }
@@ -160,6 +160,25 @@ pub fn an_entry_is_claimed_once() {
         let mine = arena.get(id).claim(entry);
         let claims = [winner_frees.join().unwrap(), other.join().unwrap(), mine];
         assert_eq!(claims.iter().filter(|&&claimed| claimed).count(), 1, "claims: {claims:?}");
+    });
+}
+
+/// A cached part of split memory, taken through its list entry by one thread
+/// while a neighbour's free merges it (claiming it through the entry its state
+/// word gives, under the segments lock, which takers do not take): exactly one
+/// of the two gets it.
+pub fn a_part_is_taken_or_merged_never_both() {
+    model(|| {
+        let (arena, id) = bound_block();
+        let entry = arena.get(id).mark_cached();
+        let taker = {
+            let arena = arena.clone();
+            thread::spawn(move || arena.get(id).claim(entry))
+        };
+        let block = arena.get(id);
+        let merged = block.current_entry().is_some_and(|current| block.claim_as(current, BlockState::Pending));
+        let taken = taker.join().unwrap();
+        assert!(taken ^ merged, "taken {taken}, merged {merged}");
     });
 }
 

@@ -30,6 +30,11 @@ fn an_entry_is_claimed_once() {
 }
 
 #[test]
+fn a_part_is_taken_or_merged_never_both() {
+    checks::a_part_is_taken_or_merged_never_both();
+}
+
+#[test]
 fn pending_queues_poll_each_event_once() {
     checks::pending_queues_poll_each_event_once();
 }
