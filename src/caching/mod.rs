@@ -176,7 +176,7 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     /// Counts a block the caller now owns as handed out for `requested` bytes.
-    #[inline]
+    #[inline(always)]
     fn hand_out(&self, local: &Local<'_>, block: &Block, requested: usize, from_cache: bool) -> Allocation {
         let size = block.size();
         block.set_requested(requested);
@@ -457,14 +457,14 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Puts a block the caller has just marked cached (`entry` claims it) into
     /// the thread's own stack, or its shard when the stack is full.
-    #[inline]
+    #[inline(always)]
     fn cache(&self, local: &Local<'_>, block: &Block, entry: Entry) {
         local.add(&self.caches, &[(Hot::CachedBytes, block.size() as i64)]);
         self.list(local, block, entry);
     }
 
     /// Lists a cached block's entry, its bytes already counted, and keeps the cap.
-    #[inline]
+    #[inline(always)]
     fn list(&self, local: &Local<'_>, block: &Block, entry: Entry) {
         self.push_entry(block, entry, local);
         if let Some(oldest) = &self.oldest {
@@ -472,15 +472,22 @@ impl<B: Backend> CachingAllocator<B> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_entry(&self, block: &Block, entry: Entry, local: &Local<'_>) {
         let is_current = |entry: Entry| self.blocks.get(entry.id).is_cached_as(entry);
         if let Some(oldest) = local.push(block.class(), entry, is_current) {
-            self.shards.push(self.shards.current(), block.class(), oldest, is_current);
+            self.overflow(block.class(), oldest);
         }
         if let Some(oldest) = &self.oldest {
             self.note_cached(oldest, entry);
         }
+    }
+
+    /// The thread's stack was full: its oldest entry goes to the shard.
+    #[cold]
+    fn overflow(&self, class: usize, entry: Entry) {
+        let is_current = |entry: Entry| self.blocks.get(entry.id).is_cached_as(entry);
+        self.shards.push(self.shards.current(), class, entry, is_current);
     }
 
     /// With `pinned_split_blocks`: the smallest cached block that can hold the

@@ -445,7 +445,7 @@ impl Local<'_> {
     /// Pushes an entry onto list `class`. When the list is full of entries
     /// `is_current` keeps, the oldest makes room and is returned (the caller
     /// puts it elsewhere), so the stack always holds the most recent.
-    #[inline]
+    #[inline(always)]
     pub fn push(&self, class: usize, entry: Entry, is_current: impl Fn(Entry) -> bool) -> Option<Entry> {
         let stack = &self.stacks[class];
         let mut len = stack.len.load(Ordering::Relaxed);
