@@ -88,7 +88,7 @@ pub struct CachingAllocator<B: Backend> {
     segments: Mutex<()>,
     /// With a cache cap or release on miss only: entries of cached blocks,
     /// oldest first (entries of blocks taken since are stale).
-    oldest: Option<Mutex<VecDeque<Entry>>>,
+    oldest: Option<Mutex<Oldest>>,
     /// The background reclaimer's thread while it runs, woken when blocks
     /// start waiting; the allocation path polls only when there is none.
     reclaimer: Mutex<Option<std::thread::Thread>>,
@@ -111,7 +111,7 @@ impl<B: Backend> CachingAllocator<B> {
             pending: PendingQueues::new(),
             segments: Mutex::new(()),
             oldest: (settings.max_cached_bytes != usize::MAX || settings.release_cached_on_miss)
-                .then(|| Mutex::new(VecDeque::new())),
+                .then(|| Mutex::new(Oldest::default())),
             reclaimer: Mutex::new(None),
             reclaimer_running: AtomicBool::new(false),
             counters: Counters::new(CLASS_COUNT),
@@ -146,7 +146,8 @@ impl<B: Backend> CachingAllocator<B> {
                     if fits(block.size(), size, &class) {
                         return Ok(Some(self.hand_out(&local, block, size, true)));
                     }
-                    self.cache(&local, block, block.mark_cached());
+                    // Still counted as cached: listed again as it is.
+                    self.list(&local, block, block.mark_cached());
                 }
             }
         }
@@ -298,7 +299,7 @@ impl<B: Backend> CachingAllocator<B> {
             }
         }
         if let Some(oldest) = &self.oldest {
-            lock(oldest).clear();
+            *lock(oldest) = Oldest::default();
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -393,7 +394,8 @@ impl<B: Backend> CachingAllocator<B> {
             if fits(block.size(), request, class) {
                 return Some(entry);
             }
-            self.cache(local, block, block.mark_cached());
+            // Still counted as cached: listed again as it is.
+            self.list(local, block, block.mark_cached());
         }
     }
 
@@ -597,18 +599,19 @@ impl<B: Backend> CachingAllocator<B> {
         self.rounding.classify(class.size - class.step).map_or(class.index, |below| below.index)
     }
 
-    fn note_cached(&self, oldest: &Mutex<VecDeque<Entry>>, entry: Entry) {
+    fn note_cached(&self, oldest: &Mutex<Oldest>, entry: Entry) {
         let mut oldest = lock(oldest);
-        oldest.push_back(entry);
+        oldest.queue.push_back(entry);
         // Entries of blocks taken from the cache since stay until a sweep; sweeping
-        // when they outnumber the blocks held keeps the queue in proportion.
-        if oldest.len() > 2 * self.counters.allocations.snapshot().current.max(0) as usize + 64 {
-            oldest.retain(|&entry| self.blocks.get(entry.id).is_cached_as(entry));
+        // when the queue doubled since the last one costs O(1) per entry.
+        if oldest.queue.len() > 2 * oldest.swept + 64 {
+            oldest.queue.retain(|&entry| self.blocks.get(entry.id).is_cached_as(entry));
+            oldest.swept = oldest.queue.len();
         }
     }
 
     /// Gives cached blocks back, oldest first, while cached bytes exceed the cap.
-    fn enforce_cap(&self, local: &Local<'_>, oldest: &Mutex<VecDeque<Entry>>) {
+    fn enforce_cap(&self, local: &Local<'_>, oldest: &Mutex<Oldest>) {
         let cap = i64::try_from(self.settings.max_cached_bytes).unwrap_or(i64::MAX);
         if self.caches.current_value(Hot::CachedBytes) > cap {
             self.release_oldest(local, oldest, |_| self.caches.current_value(Hot::CachedBytes) > cap);
@@ -617,11 +620,11 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Gives cached blocks back, oldest first, until `more` (told the bytes of
     /// each block given back) says enough or none is left.
-    fn release_oldest(&self, local: &Local<'_>, oldest: &Mutex<VecDeque<Entry>>, mut more: impl FnMut(usize) -> bool) {
+    fn release_oldest(&self, local: &Local<'_>, oldest: &Mutex<Oldest>, mut more: impl FnMut(usize) -> bool) {
         // Parts of split memory go to the back of the queue again: each entry is seen once.
-        let queued = lock(oldest).len();
+        let queued = lock(oldest).queue.len();
         for _ in 0..queued {
-            let Some(entry) = lock(oldest).pop_front() else { return };
+            let Some(entry) = lock(oldest).queue.pop_front() else { return };
             // A failed free is the backend's to report; the block is gone from the cache either way.
             let (Ok(bytes) | Err((bytes, _))) = self.release_cached(local, entry);
             if bytes > 0 && !more(bytes) {
@@ -692,6 +695,15 @@ impl<B: Backend + 'static> Reclaim for CachingAllocator<B> {
         self.reclaimer_running.store(false, Ordering::Relaxed);
         *lock(&self.reclaimer) = None;
     }
+}
+
+/// Cached blocks' entries in the order they were cached (entries of blocks
+/// taken since are stale), for the cap and release on miss.
+#[derive(Default)]
+struct Oldest {
+    queue: VecDeque<Entry>,
+    /// The queue's length after the last sweep of stale entries.
+    swept: usize,
 }
 
 /// Splitting serves requests from this size up, and leaves parts at least

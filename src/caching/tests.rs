@@ -364,7 +364,7 @@ fn the_cache_cap_gives_back_the_oldest_blocks_first() {
         a.free(x.context).unwrap();
     }
     assert_eq!(a.stats().cached_bytes.current, 3 << 20);
-    assert!(a.oldest.as_ref().unwrap().lock().unwrap().len() <= 2 * 3 + 64);
+    assert!(a.oldest.as_ref().unwrap().lock().unwrap().queue.len() <= 2 * 3 + 64);
     a.empty_cache().unwrap();
     assert_eq!(a.backend().live_bytes(), 0);
 }
