@@ -617,12 +617,19 @@ fn a_thread_using_more_allocators_than_it_holds_caches_for_still_works() {
     }
 }
 
-#[test]
-fn a_split_block_serves_smaller_requests_and_merges_back_when_freed() {
-    const MIB: usize = 1 << 20;
+const MIB: usize = 1 << 20;
+
+/// An allocator that splits blocks, holding one cached block of 8 MiB.
+fn splitting_with_8_mib_cached() -> (CachingAllocator<FakeBackend>, Allocation) {
     let a = with("pinned_split_blocks:True");
     let big = a.allocate(8 * MIB).unwrap().unwrap();
     a.free(big.context).unwrap();
+    (a, big)
+}
+
+#[test]
+fn a_split_block_serves_smaller_requests_and_merges_back_when_freed() {
+    let (a, big) = splitting_with_8_mib_cached();
     let first = a.allocate(2 * MIB).unwrap().unwrap();
     assert_eq!((first.address, first.size), (big.address, 2 * MIB), "carved from the cached block");
     // What was left (6 MiB) is listed with 4 MiB blocks; a 1 MiB request is carved from it.
@@ -654,10 +661,7 @@ fn a_split_block_serves_smaller_requests_and_merges_back_when_freed() {
 
 #[test]
 fn parts_of_a_split_block_take_streams_by_context_or_address_and_wait_for_them() {
-    const MIB: usize = 1 << 20;
-    let a = with("pinned_split_blocks:True");
-    let big = a.allocate(8 * MIB).unwrap().unwrap();
-    a.free(big.context).unwrap();
+    let (a, _) = splitting_with_8_mib_cached();
     let part = a.allocate(2 * MIB).unwrap().unwrap();
     let rest = a.allocate(MIB).unwrap().unwrap();
     assert_eq!(rest.address, part.address + 2 * MIB);
