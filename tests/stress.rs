@@ -89,7 +89,7 @@ fn fill_and_check(data: usize, size: usize, pattern: u64, hold: Duration) -> Opt
     block.iter().copied().find(|&word| word != pattern)
 }
 
-fn worker(thread: u64, plan: &Plan, counts: &Counts, done: &AtomicBool) {
+fn worker(thread: u64, plan: &Plan, counts: &Counts) {
     let mut rng = Rng::new(plan.seed ^ (thread + 1).wrapping_mul(0x1234_5678_9abc_def1));
     let mut iteration = 0u64;
     while counts.operations.load(Ordering::Relaxed) < plan.operations {
@@ -135,7 +135,6 @@ fn worker(thread: u64, plan: &Plan, counts: &Counts, done: &AtomicBool) {
         assert_eq!(free(context), XPU_HOST_SUCCESS, "{}", last_error());
         Counts::add(&counts.operations, operations);
     }
-    done.store(true, Ordering::Relaxed);
 }
 
 /// Runs the plan; returns the counts.
@@ -146,6 +145,8 @@ fn stress(plan: Plan) -> Arc<Counts> {
     let started = Instant::now();
     // Without recorded streams (the negative control) empty_cache would hand
     // memory the device still writes into back to the driver: no emptier then.
+    // It runs until every worker has finished: a worker waiting for pending
+    // blocks to drain relies on its polls once the others are done.
     let emptier = {
         let (counts, done, plan) = (counts.clone(), done.clone(), plan.clone());
         std::thread::spawn(move || {
@@ -159,8 +160,8 @@ fn stress(plan: Plan) -> Arc<Counts> {
     };
     let workers: Vec<_> = (0..plan.threads)
         .map(|thread| {
-            let (plan, counts, done) = (plan.clone(), counts.clone(), done.clone());
-            std::thread::spawn(move || worker(thread, &plan, &counts, &done))
+            let (plan, counts) = (plan.clone(), counts.clone());
+            std::thread::spawn(move || worker(thread, &plan, &counts))
         })
         .collect();
     for worker in workers {
