@@ -126,9 +126,10 @@ pub struct Block {
     pending_events: AtomicUsize,
     /// The blocks next to it in the same memory from the backend, when that
     /// memory was split (`NO_BLOCK` at its ends); changed only under the
-    /// allocator's segments lock. An allocated block's links are stable: a
-    /// neighbour is only ever split off, merged or absorbed while the block
-    /// itself is cached or being freed.
+    /// allocator's segments lock. Whether an allocated block has neighbours
+    /// never changes (parts are split off it or merged into it only while it
+    /// is cached or being freed), so its free can tell without the lock; which
+    /// block is its neighbour may (a cached neighbour split in two).
     prev: AtomicU32,
     next: AtomicU32,
 }
