@@ -53,7 +53,7 @@ LOADER_VARIANTS = {"release": RELEASE, "split": SPLIT, "split+release": f"{SPLIT
 FULL = {
     "rounds": {"cycle": 11, "cycle_threads": 9, "stream": 7, "miss": 9},
     "cycle": {"rounds": 50000, "trials": 7},
-    "cycle_threads": {"rounds": 30000, "trials": 5},
+    "cycle_threads": {"rounds": 30000, "trials": 15},
     "stream": {"batch": 32, "batches": 100, "trials": 3},
     "held": {"iterations": 1000},
     "memory_loader": {"steps": 400},
