@@ -22,6 +22,8 @@ mod error;
 mod hash;
 mod pending;
 mod reclaimer;
+mod release;
+mod segments;
 mod shards;
 pub mod size_class;
 mod stats;
@@ -34,16 +36,17 @@ pub use hash::IntegerMap;
 pub use reclaimer::Reclaimer;
 pub use stats::{DurationStat, Stat, Stats};
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use block::{Arena, Block, BlockState, Claim, Entry, Freed, UsedStreams, NO_BLOCK};
+use block::{Arena, Block, BlockState, Claim, Entry, Freed, UsedStreams};
 use pending::PendingQueues;
 use reclaimer::Reclaim;
 use shards::Shards;
-use size_class::{fits, Rounding, SizeClass, CLASS_COUNT, MIN_STEP};
+use release::Oldest;
+use segments::SPLIT_MIN;
+use size_class::{fits, Rounding, SizeClass, CLASS_COUNT};
 use stats::Counters;
 use thread_cache::{Hot, Local, ThreadCaches};
 
@@ -492,186 +495,6 @@ impl<B: Backend> CachingAllocator<B> {
         self.shards.push(self.shards.current(), class, entry, is_current);
     }
 
-    /// With `pinned_split_blocks`: the smallest cached block that can hold the
-    /// request serves it, and what the request does not need stays cached as
-    /// a block of its own, in the same memory from the backend.
-    fn take_by_splitting(&self, local: &Local<'_>, class: &SizeClass) -> Option<&Block> {
-        // Parts keep the alignment every block has.
-        let carve = class.size.checked_next_multiple_of(MIN_STEP)?;
-        let segments = lock(&self.segments);
-        let mut entries = self.shards.entries();
-        entries.extend(self.caches.all_entries());
-        let (_, best) = entries
-            .into_iter()
-            .filter_map(|entry| {
-                let block = self.blocks.get(entry.id);
-                let size = block.size();
-                (block.is_cached_as(entry) && size >= carve).then_some((size, entry))
-            })
-            .min_by_key(|&(size, _)| size)?;
-        let block = self.blocks.get(best.id);
-        if !block.claim(best) {
-            return None;
-        }
-        let size = block.size();
-        local.remove(&[(Hot::CachedBytes, size as i64)]);
-        local.hit();
-        let rest = size - carve;
-        if rest < SPLIT_MIN {
-            return Some(block);
-        }
-        let part = self.blocks.take_unused();
-        part.bind(block.address() + carve, rest, self.list_of(rest), 0);
-        let (before, after) = block.neighbours();
-        part.set_neighbours(block.id, after);
-        if after != NO_BLOCK {
-            self.blocks.get(after).set_prev(part.id);
-        }
-        block.set_neighbours(before, part.id);
-        block.resize(carve, self.list_of(carve));
-        self.by_address_stale.store(true, Ordering::Release);
-        // Counted while no one else can reach it: once cached, a neighbour's
-        // merge may take it in and change its size.
-        local.add(&self.caches, &[(Hot::CachedBytes, rest as i64)]);
-        let entry = part.mark_cached();
-        drop(segments);
-        self.list(local, part, entry);
-        Some(block)
-    }
-
-    /// Caches a freed part of split memory (the caller owns it, `Pending`)
-    /// merged with its cached neighbours: two parts next to each other are
-    /// never both cached, so memory whose parts are all free is one block
-    /// again, which can go back to the backend.
-    fn cache_part(&self, local: &Local<'_>, block: &Block) {
-        let freed = block.size() as i64;
-        let segments = lock(&self.segments);
-        let (before, after) = block.neighbours();
-        if let Some(next) = self.claim_neighbour(after) {
-            self.absorb(block, next);
-        }
-        let merged = match self.claim_neighbour(before) {
-            Some(previous) => {
-                self.absorb(previous, block);
-                previous
-            }
-            None => block,
-        };
-        let entry = merged.mark_cached();
-        drop(segments);
-        // The neighbours' bytes were counted as cached already.
-        local.add(&self.caches, &[(Hot::CachedBytes, freed)]);
-        self.list(local, merged, entry);
-    }
-
-    /// A cached neighbour, claimed for a merge; `None` if there is none.
-    fn claim_neighbour(&self, id: u32) -> Option<&Block> {
-        if id == NO_BLOCK {
-            return None;
-        }
-        let block = self.blocks.get(id);
-        let entry = block.current_entry()?;
-        block.claim_as(entry, BlockState::Pending).then_some(block)
-    }
-
-    /// `low` takes in `high`, the part after it; `high`'s header goes back to
-    /// the arena (its entries in lists are stale).
-    fn absorb(&self, low: &Block, high: &Block) {
-        let size = low.size() + high.size();
-        let (before, _) = low.neighbours();
-        let (_, after) = high.neighbours();
-        low.resize(size, self.list_of(size));
-        low.set_neighbours(before, after);
-        if after != NO_BLOCK {
-            self.blocks.get(after).set_prev(low.id);
-        }
-        self.blocks.put_unused(high);
-        self.by_address_stale.store(true, Ordering::Release);
-    }
-
-    /// The list a part of split memory of `size` bytes goes to: the largest
-    /// class it holds, so that it fits every request of that class.
-    fn list_of(&self, size: usize) -> usize {
-        let Some(class) = self.rounding.classify(size) else { return CLASS_COUNT - 1 };
-        if class.size == size {
-            return class.index;
-        }
-        self.rounding.classify(class.size - class.step).map_or(class.index, |below| below.index)
-    }
-
-    fn note_cached(&self, oldest: &Mutex<Oldest>, entry: Entry) {
-        let mut oldest = lock(oldest);
-        oldest.queue.push_back(entry);
-        // Entries of blocks taken from the cache since stay until a sweep; sweeping
-        // when the queue doubled since the last one costs O(1) per entry.
-        if oldest.queue.len() > 2 * oldest.swept + 64 {
-            oldest.queue.retain(|&entry| self.blocks.get(entry.id).is_cached_as(entry));
-            oldest.swept = oldest.queue.len();
-        }
-    }
-
-    /// Gives cached blocks back, oldest first, while cached bytes exceed the cap.
-    fn enforce_cap(&self, local: &Local<'_>, oldest: &Mutex<Oldest>) {
-        let cap = i64::try_from(self.settings.max_cached_bytes).unwrap_or(i64::MAX);
-        if self.caches.current_value(Hot::CachedBytes) > cap {
-            self.release_oldest(local, oldest, |_| self.caches.current_value(Hot::CachedBytes) > cap);
-        }
-    }
-
-    /// Gives cached blocks back, oldest first, until `more` (told the bytes of
-    /// each block given back) says enough or none is left.
-    fn release_oldest(&self, local: &Local<'_>, oldest: &Mutex<Oldest>, mut more: impl FnMut(usize) -> bool) {
-        // Parts of split memory go to the back of the queue again: each entry is seen once.
-        let queued = lock(oldest).queue.len();
-        for _ in 0..queued {
-            let Some(entry) = lock(oldest).queue.pop_front() else { return };
-            // A failed free is the backend's to report; the block is gone from the cache either way.
-            let (Ok(bytes) | Err((bytes, _))) = self.release_cached(local, entry);
-            if bytes > 0 && !more(bytes) {
-                return;
-            }
-        }
-    }
-
-    /// Gives the block `entry` names back to the backend if the entry claims it,
-    /// returning its bytes (0 for a stale entry); its entries left in lists are
-    /// stale from then on. A part of split memory cannot go back on its own (a
-    /// neighbour is in use): it is listed again.
-    fn release_cached(&self, local: &Local<'_>, entry: Entry) -> Result<usize, (usize, Error)> {
-        let block = self.blocks.get(entry.id);
-        if block.in_segment() {
-            // Under the lock merges take, so that no merge misses it while it is claimed.
-            let segments = lock(&self.segments);
-            if block.claim_as(entry, BlockState::Pending) {
-                let entry = block.mark_cached();
-                drop(segments);
-                self.push_entry(block, entry, local);
-            }
-            return Ok(0);
-        }
-        // Not `Allocated`: a stale context must not record a stream on it meanwhile.
-        if !block.claim_as(entry, BlockState::Releasing) {
-            return Ok(0);
-        }
-        let size = block.size();
-        local.remove(&[(Hot::CachedBytes, size as i64)]);
-        self.release_memory(block).map(|()| size).map_err(|error| (size, error))
-    }
-
-    fn release_memory(&self, block: &Block) -> Result<(), Error> {
-        let (address, size) = (block.address(), block.size());
-        let class = block.class();
-
-        let started = Instant::now();
-        let result = self.backend.free(address, size);
-        self.counters.host_free_time.add(started.elapsed());
-        self.counters.allocations.decrease(1);
-        self.counters.allocated_bytes.decrease(size as i64);
-        self.counters.class_allocations[class].decrease(1);
-        self.blocks.put_unused(block);
-        self.by_address_stale.store(true, Ordering::Release);
-        result.map_err(|error| Error::Backend(format!("freeing host memory at {address:#x} failed: {error}")))
-    }
 }
 
 impl<B: Backend + 'static> CachingAllocator<B> {
@@ -696,20 +519,6 @@ impl<B: Backend + 'static> Reclaim for CachingAllocator<B> {
         *lock(&self.reclaimer) = None;
     }
 }
-
-/// Cached blocks' entries in the order they were cached (entries of blocks
-/// taken since are stale), for the cap and release on miss.
-#[derive(Default)]
-struct Oldest {
-    queue: VecDeque<Entry>,
-    /// The queue's length after the last sweep of stale entries.
-    swept: usize,
-}
-
-/// Splitting serves requests from this size up, and leaves parts at least
-/// this large: small requests carved out of large blocks would pin them
-/// (as CUDA's caching allocator keeps small and large blocks apart).
-const SPLIT_MIN: usize = 1 << 20;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
