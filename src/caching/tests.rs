@@ -108,7 +108,7 @@ fn reuse_is_last_in_first_out() {
     a.free(y.context).unwrap();
     assert_eq!(a.allocate(100).unwrap().unwrap(), y);
     // Past the depth of the thread's own stack too: the oldest move on to the shard.
-    let blocks: Vec<_> = (0..12).map(|_| a.allocate(100).unwrap().unwrap()).collect();
+    let blocks: Vec<_> = (0..40).map(|_| a.allocate(100).unwrap().unwrap()).collect();
     blocks.iter().for_each(|block| a.free(block.context).unwrap());
     for expected in blocks.iter().rev() {
         assert_eq!(&a.allocate(100).unwrap().unwrap(), expected);

@@ -22,8 +22,9 @@ use super::block::{Claim, Entry};
 use super::size_class::CLASS_COUNT;
 use super::stats::Stat;
 
-/// Entries a thread keeps per size class; more go to the shards (shards.rs).
-const DEPTH: usize = 4;
+/// Entries a thread keeps per size class (a batch of same-size tensors fits);
+/// more go to the shards (shards.rs).
+const DEPTH: usize = 16;
 /// How many additions a thread makes at most between two reads of the sum.
 const PEAK_CHECK_EVERY: i64 = 64;
 /// Blocks wait for events: besides every miss, each thread polls at every
@@ -47,7 +48,9 @@ const HOT: usize = 4;
 /// thread only (a load and a store, never a read-modify-write) and read by any.
 #[repr(align(64))]
 pub(crate) struct ThreadCache {
-    stacks: Box<[Stack]>,
+    /// One stack per size class, made on the class's first push (a thread
+    /// uses a few classes of the hundreds there are).
+    stacks: Box<[AtomicPtr<Stack>]>,
     /// This thread's share of each gauge (what it added less what it removed),
     /// and the total it added; what it removed is their difference.
     value: [AtomicI64; HOT],
@@ -75,7 +78,7 @@ struct Stack {
 impl ThreadCache {
     fn new() -> ThreadCache {
         ThreadCache {
-            stacks: (0..CLASS_COUNT).map(|_| Stack { len: AtomicUsize::new(0), slots: Default::default() }).collect(),
+            stacks: (0..CLASS_COUNT).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
             value: Default::default(),
             added: Default::default(),
             cache_hits: AtomicI64::new(0),
@@ -87,11 +90,19 @@ impl ThreadCache {
         }
     }
 
+    #[inline]
+    fn stack(&self, class: usize) -> Option<&Stack> {
+        // SAFETY: a stack is made by `Local::stack_or_make` from `Box::into_raw`,
+        // published with release, and freed only with the cache.
+        unsafe { self.stacks[class].load(Ordering::Acquire).as_ref() }
+    }
+
     /// The entries of list `class` as they are now (another thread may be changing them).
     fn entries(&self, class: usize) -> impl Iterator<Item = Entry> + '_ {
-        let stack = &self.stacks[class];
-        let len = stack.len.load(Ordering::Acquire).min(DEPTH);
-        stack.slots[..len].iter().map(|slot| Entry::unpack(slot.load(Ordering::Acquire)))
+        self.stack(class).into_iter().flat_map(|stack| {
+            let len = stack.len.load(Ordering::Acquire).min(DEPTH);
+            stack.slots[..len].iter().map(|slot| Entry::unpack(slot.load(Ordering::Acquire)))
+        })
     }
 
     fn share(&self, gauge: usize) -> i64 {
@@ -391,11 +402,36 @@ impl Drop for ThreadCaches {
     }
 }
 
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        for stack in self.stacks.iter_mut() {
+            let stack = *stack.get_mut();
+            if !stack.is_null() {
+                // SAFETY: made by `Box::into_raw` and owned by this cache alone now.
+                drop(unsafe { Box::from_raw(stack) });
+            }
+        }
+    }
+}
+
 impl Local<'_> {
+    /// The stack of list `class`, made on first use.
+    #[inline]
+    fn stack_or_make(&self, class: usize) -> &Stack {
+        if let Some(stack) = self.stack(class) {
+            return stack;
+        }
+        let stack = Box::into_raw(Box::new(Stack { len: AtomicUsize::new(0), slots: Default::default() }));
+        // Only this thread writes its stacks, so nobody else can have made it meanwhile.
+        self.stacks[class].store(stack, Ordering::Release);
+        // SAFETY: just made; freed only with the cache.
+        unsafe { &*stack }
+    }
+
     /// The most recent entry of list `class`, left in place.
     #[inline]
     pub fn top(&self, class: usize) -> Option<Entry> {
-        let stack = &self.stacks[class];
+        let stack = self.stack(class)?;
         let len = stack.len.load(Ordering::Relaxed);
         let slot = stack.slots.get(len.checked_sub(1)?)?;
         Some(Entry::unpack(slot.load(Ordering::Relaxed)))
@@ -404,7 +440,7 @@ impl Local<'_> {
     /// Removes the most recent entry of list `class`.
     #[inline]
     pub fn pop(&self, class: usize) {
-        let stack = &self.stacks[class];
+        let Some(stack) = self.stack(class) else { return };
         stack.len.store(stack.len.load(Ordering::Relaxed).saturating_sub(1), Ordering::Release);
     }
 
@@ -420,7 +456,7 @@ impl Local<'_> {
     /// stale ones it meets.
     #[inline]
     pub fn take(&self, class: usize, mut offer: impl FnMut(Entry) -> Claim) -> Option<Entry> {
-        let stack = &self.stacks[class];
+        let stack = self.stack(class)?;
         let mut len = stack.len.load(Ordering::Relaxed);
         let mut position = len;
         let mut taken = None;
@@ -447,7 +483,7 @@ impl Local<'_> {
     /// puts it elsewhere), so the stack always holds the most recent.
     #[inline(always)]
     pub fn push(&self, class: usize, entry: Entry, is_current: impl Fn(Entry) -> bool) -> Option<Entry> {
-        let stack = &self.stacks[class];
+        let stack = self.stack_or_make(class);
         let mut len = stack.len.load(Ordering::Relaxed);
         let mut evicted = None;
         if len == DEPTH {
