@@ -334,9 +334,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// accumulated reset) or hold one now.
     pub fn class_stats(&self) -> Vec<ClassStats> {
         let mut cached = vec![0; CLASS_COUNT];
-        let mut entries = self.shards.entries();
-        entries.extend(self.caches.all_entries());
-        for entry in entries {
+        for entry in self.listed_entries() {
             let block = self.blocks.get(entry.id);
             if block.is_cached_as(entry) {
                 cached[block.class()] += 1;
@@ -479,8 +477,7 @@ impl<B: Backend> CachingAllocator<B> {
 
     #[inline(always)]
     fn push_entry(&self, block: &Block, entry: Entry, local: &Local<'_>) {
-        let is_current = |entry: Entry| self.blocks.get(entry.id).is_cached_as(entry);
-        if let Some(oldest) = local.push(block.class(), entry, is_current) {
+        if let Some(oldest) = local.push(block.class(), entry, |entry| self.is_current(entry)) {
             self.overflow(block.class(), oldest);
         }
         if let Some(oldest) = &self.oldest {
@@ -491,8 +488,19 @@ impl<B: Backend> CachingAllocator<B> {
     /// The thread's stack was full: its oldest entry goes to the shard.
     #[cold]
     fn overflow(&self, class: usize, entry: Entry) {
-        let is_current = |entry: Entry| self.blocks.get(entry.id).is_cached_as(entry);
-        self.shards.push(self.shards.current(), class, entry, is_current);
+        self.shards.push(self.shards.current(), class, entry, |entry| self.is_current(entry));
+    }
+
+    /// Whether `entry` still claims its block: lists drop the others when swept.
+    fn is_current(&self, entry: Entry) -> bool {
+        self.blocks.get(entry.id).is_cached_as(entry)
+    }
+
+    /// Every entry in the shards and in the threads' stacks, stale ones too.
+    fn listed_entries(&self) -> Vec<Entry> {
+        let mut entries = self.shards.entries();
+        entries.extend(self.caches.all_entries());
+        entries
     }
 
 }

@@ -27,7 +27,7 @@ impl<B: Backend> CachingAllocator<B> {
         // Entries of blocks taken from the cache since stay until a sweep; sweeping
         // when the queue doubled since the last one costs O(1) per entry.
         if oldest.queue.len() > 2 * oldest.swept + 64 {
-            oldest.queue.retain(|&entry| self.blocks.get(entry.id).is_cached_as(entry));
+            oldest.queue.retain(|&entry| self.is_current(entry));
             oldest.swept = oldest.queue.len();
         }
     }

@@ -24,9 +24,8 @@ impl<B: Backend> CachingAllocator<B> {
         // Parts keep the alignment every block has.
         let carve = class.size.checked_next_multiple_of(MIN_STEP)?;
         let segments = lock(&self.segments);
-        let mut entries = self.shards.entries();
-        entries.extend(self.caches.all_entries());
-        let (_, best) = entries
+        let (_, best) = self
+            .listed_entries()
             .into_iter()
             .filter_map(|entry| {
                 let block = self.blocks.get(entry.id);

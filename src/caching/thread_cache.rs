@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use super::block::{Claim, Entry};
 use super::size_class::CLASS_COUNT;
+use super::lock;
 use super::stats::Stat;
 
 /// Entries a thread keeps per size class (a batch of same-size tensors fits);
@@ -566,6 +567,3 @@ fn bump(counter: &AtomicI64, amount: i64) -> i64 {
     value
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
