@@ -17,6 +17,7 @@
 
 mod backend;
 mod block;
+mod clock;
 mod config;
 mod error;
 mod hash;
@@ -38,7 +39,6 @@ pub use stats::{DurationStat, Stat, Stats};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use block::{Arena, Block, BlockState, Claim, Entry, Freed, UsedStreams};
 use pending::PendingQueues;
@@ -143,14 +143,18 @@ impl<B: Backend> CachingAllocator<B> {
         if !poll {
             if let Some(entry) = local.top(class.index) {
                 let block = self.blocks.get(entry.id);
-                if fits(block.size(), size, &class) && block.claim(entry) {
+                if fits(block.size(), size, &class) {
+                    let claimed = block.claim(entry);
+                    // Claimed, or stale for good (claimed by another taker).
                     local.pop(class.index);
                     // See `take_cached`.
-                    if fits(block.size(), size, &class) {
+                    if claimed && fits(block.size(), size, &class) {
                         return Ok(Some(self.hand_out(&local, block, size, true)));
                     }
-                    // Still counted as cached: listed again as it is.
-                    self.list(&local, block, block.mark_cached());
+                    if claimed {
+                        // Still counted as cached: listed again as it is.
+                        self.list(&local, block, block.mark_cached());
+                    }
                 }
             }
         }
@@ -295,6 +299,9 @@ impl<B: Backend> CachingAllocator<B> {
         self.poll_pending_with(local);
         let mut entries = self.shards.drain();
         entries.extend(self.caches.all_entries());
+        // This thread's own stacks it may empty, so that its next misses need not
+        // step over the entries gone stale (other threads' drop theirs as they meet them).
+        local.clear();
         let mut first_error = None;
         for entry in entries {
             if let Err((_, error)) = self.release_cached(local, entry) {
@@ -421,7 +428,6 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     fn allocate_new(&self, local: &Local<'_>, requested: usize, class: &SizeClass) -> Result<&Block, Error> {
-        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         if let (true, Some(oldest)) = (self.settings.release_cached_on_miss, &self.oldest) {
             // Cached blocks that could not serve this request make way for it.
             let mut released = 0;
@@ -430,11 +436,11 @@ impl<B: Backend> CachingAllocator<B> {
                 released < class.size
             });
         }
-        let address = match self.host_allocate(class.size) {
+        let address = match self.host_allocate(class, true) {
             Err(BackendError::OutOfMemory(_)) => {
                 // Cached blocks of other sizes may be what stands in the way.
                 self.empty_cache_with(local)?;
-                self.host_allocate(class.size)
+                self.host_allocate(class, false)
             }
             other => other,
         };
@@ -445,16 +451,14 @@ impl<B: Backend> CachingAllocator<B> {
         let block = self.blocks.take_unused();
         block.bind(address, class.size, class.index, requested);
         self.by_address_stale.store(true, Ordering::Release);
-        self.counters.allocations.increase(1);
-        self.counters.allocated_bytes.increase(class.size as i64);
-        self.counters.class_allocations[class.index].increase(1);
         Ok(block)
     }
 
-    fn host_allocate(&self, size: usize) -> Result<usize, BackendError> {
-        let started = Instant::now();
-        let result = self.backend.allocate(size);
-        self.counters.host_alloc_time.add(started.elapsed());
+    /// New memory for `class` from the backend, counted as a miss's first call or its retry.
+    fn host_allocate(&self, class: &SizeClass, first_of_miss: bool) -> Result<usize, BackendError> {
+        let started = self.counters.clock.ticks();
+        let result = self.backend.allocate(class.size);
+        self.counters.host_allocated(started, first_of_miss, result.is_ok().then_some((class.index, class.size)));
         result
     }
 

@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use super::block::{Block, BlockState, Entry};
 use super::thread_cache::{Hot, Local};
@@ -84,12 +83,9 @@ impl<B: Backend> CachingAllocator<B> {
         let (address, size) = (block.address(), block.size());
         let class = block.class();
 
-        let started = Instant::now();
+        let started = self.counters.clock.ticks();
         let result = self.backend.free(address, size);
-        self.counters.host_free_time.add(started.elapsed());
-        self.counters.allocations.decrease(1);
-        self.counters.allocated_bytes.decrease(size as i64);
-        self.counters.class_allocations[class].decrease(1);
+        self.counters.host_freed(started, (class, size));
         self.blocks.put_unused(block);
         self.by_address_stale.store(true, Ordering::Release);
         result.map_err(|error| Error::Backend(format!("freeing host memory at {address:#x} failed: {error}")))

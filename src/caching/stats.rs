@@ -3,9 +3,11 @@
 //! the rest are atomics here.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
 
+use super::clock::Clock;
+use super::lock;
 use super::thread_cache::{Hot, ThreadCaches};
-use std::time::Duration;
 
 /// A gauge with its history: what it is now, its highest value since the last
 /// peak reset, and the totals added and removed since the last accumulated reset.
@@ -53,6 +55,29 @@ pub struct Stats {
     pub cache_misses: i64,
 }
 
+impl Stat {
+    fn increase(&mut self, amount: i64) {
+        self.current += amount;
+        self.peak = self.peak.max(self.current);
+        self.allocated += amount;
+    }
+
+    fn decrease(&mut self, amount: i64) {
+        self.current -= amount;
+        self.freed += amount;
+    }
+
+    fn reset_peak(&mut self) {
+        self.peak = self.current;
+    }
+
+    fn reset_accumulated(&mut self) {
+        self.allocated = 0;
+        self.freed = 0;
+    }
+}
+
+/// A gauge changed by blocks as they start and stop waiting for events.
 #[derive(Default)]
 pub(crate) struct AtomicStat {
     current: AtomicI64,
@@ -64,7 +89,9 @@ pub(crate) struct AtomicStat {
 impl AtomicStat {
     pub fn increase(&self, amount: i64) {
         let now = self.current.fetch_add(amount, Ordering::Relaxed) + amount;
-        raise(&self.peak, now);
+        if now > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(now, Ordering::Relaxed);
+        }
         self.allocated.fetch_add(amount, Ordering::Relaxed);
     }
 
@@ -73,7 +100,7 @@ impl AtomicStat {
         self.freed.fetch_add(amount, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self) -> Stat {
+    fn snapshot(&self) -> Stat {
         Stat {
             current: self.current.load(Ordering::Relaxed),
             peak: self.peak.load(Ordering::Relaxed),
@@ -92,123 +119,145 @@ impl AtomicStat {
     }
 }
 
-/// Raises `peak` to `value`; the read-modify-write (a loop) only when it is a new peak.
-fn raise(peak: &AtomicI64, value: i64) {
-    if value > peak.load(Ordering::Relaxed) {
-        peak.fetch_max(value, Ordering::Relaxed);
-    }
+/// Durations in ticks of the counters' clock, turned into microseconds when read.
+#[derive(Clone, Copy)]
+struct Durations {
+    total: u64,
+    max: u64,
+    min: u64,
+    count: i64,
 }
 
-pub(crate) struct AtomicDuration {
-    total_us: AtomicI64,
-    max_us: AtomicI64,
-    min_us: AtomicI64,
-    count: AtomicI64,
-}
-
-impl Default for AtomicDuration {
+impl Default for Durations {
     fn default() -> Self {
-        AtomicDuration {
-            total_us: AtomicI64::new(0),
-            max_us: AtomicI64::new(0),
-            min_us: AtomicI64::new(i64::MAX),
-            count: AtomicI64::new(0),
+        Durations { total: 0, max: 0, min: u64::MAX, count: 0 }
+    }
+}
+
+impl Durations {
+    fn add(&mut self, ticks: u64) {
+        self.total = self.total.saturating_add(ticks);
+        self.max = self.max.max(ticks);
+        self.min = self.min.min(ticks);
+        self.count += 1;
+    }
+
+    fn in_micros(&self, clock: &Clock) -> DurationStat {
+        DurationStat {
+            total_us: clock.micros(self.total),
+            max_us: clock.micros(self.max),
+            min_us: if self.count == 0 { 0 } else { clock.micros(self.min) },
+            count: self.count,
         }
     }
 }
 
-impl AtomicDuration {
-    pub fn add(&self, elapsed: Duration) {
-        let us = i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX);
-        self.total_us.fetch_add(us, Ordering::Relaxed);
-        raise(&self.max_us, us);
-        if us < self.min_us.load(Ordering::Relaxed) {
-            self.min_us.fetch_min(us, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> DurationStat {
-        let count = self.count.load(Ordering::Relaxed);
-        DurationStat {
-            total_us: self.total_us.load(Ordering::Relaxed),
-            max_us: self.max_us.load(Ordering::Relaxed),
-            min_us: if count == 0 { 0 } else { self.min_us.load(Ordering::Relaxed) },
-            count,
-        }
-    }
-
-    fn reset(&self) {
-        self.total_us.store(0, Ordering::Relaxed);
-        self.max_us.store(0, Ordering::Relaxed);
-        self.min_us.store(i64::MAX, Ordering::Relaxed);
-        self.count.store(0, Ordering::Relaxed);
-    }
+/// What the calls to the backend for memory changed. Each change comes with
+/// a driver call, so one lock for all of them costs less than the dozen atomic
+/// read-modify-writes they would take one by one.
+struct HostCounts {
+    allocations: Stat,
+    allocated_bytes: Stat,
+    /// Blocks held from the backend per size class.
+    class_allocations: Box<[Stat]>,
+    alloc_time: Durations,
+    free_time: Durations,
+    cache_misses: i64,
 }
 
 /// The counters that change off the hot path; the hot ones live in the threads' caches.
 pub(crate) struct Counters {
-    pub allocations: AtomicStat,
-    pub allocated_bytes: AtomicStat,
+    host: Mutex<HostCounts>,
+    /// Times the backend calls for `host_alloc_time` and `host_free_time`.
+    pub clock: Clock,
     pub pending_blocks: AtomicStat,
-    /// Blocks held from the backend per size class.
-    pub class_allocations: Box<[AtomicStat]>,
-    pub host_alloc_time: AtomicDuration,
-    pub host_free_time: AtomicDuration,
-    pub cache_misses: AtomicI64,
 }
 
 impl Counters {
     pub fn new(classes: usize) -> Counters {
         Counters {
-            allocations: AtomicStat::default(),
-            allocated_bytes: AtomicStat::default(),
+            host: Mutex::new(HostCounts {
+                allocations: Stat::default(),
+                allocated_bytes: Stat::default(),
+                class_allocations: vec![Stat::default(); classes].into_boxed_slice(),
+                alloc_time: Durations::default(),
+                free_time: Durations::default(),
+                cache_misses: 0,
+            }),
+            clock: Clock::new(),
             pending_blocks: AtomicStat::default(),
-            class_allocations: (0..classes).map(|_| AtomicStat::default()).collect(),
-            host_alloc_time: AtomicDuration::default(),
-            host_free_time: AtomicDuration::default(),
-            cache_misses: AtomicI64::new(0),
         }
     }
 
+    /// Counts a call for memory that started at `started` (a reading of
+    /// `clock`): the first of a miss or its retry, and the memory it got for
+    /// size class `class` (index and size), if it got any.
+    pub fn host_allocated(&self, started: u64, first_of_miss: bool, class: Option<(usize, usize)>) {
+        let ticks = self.clock.ticks().saturating_sub(started);
+        let mut host = lock(&self.host);
+        host.alloc_time.add(ticks);
+        host.cache_misses += i64::from(first_of_miss);
+        if let Some((index, size)) = class {
+            host.allocations.increase(1);
+            host.allocated_bytes.increase(size as i64);
+            host.class_allocations[index].increase(1);
+        }
+    }
+
+    /// Counts memory of size class `class` (index and size) given back by a
+    /// call that started at `started`, whether or not the call succeeded.
+    pub fn host_freed(&self, started: u64, (index, size): (usize, usize)) {
+        let ticks = self.clock.ticks().saturating_sub(started);
+        let mut host = lock(&self.host);
+        host.free_time.add(ticks);
+        host.allocations.decrease(1);
+        host.allocated_bytes.decrease(size as i64);
+        host.class_allocations[index].decrease(1);
+    }
+
     pub fn snapshot(&self, hot: &ThreadCaches) -> Stats {
-        let allocations = self.allocations.snapshot();
+        let host = lock(&self.host);
         Stats {
-            allocations,
-            allocated_bytes: self.allocated_bytes.snapshot(),
+            allocations: host.allocations,
+            allocated_bytes: host.allocated_bytes,
             active_requests: hot.stat(Hot::ActiveRequests),
             active_bytes: hot.stat(Hot::ActiveBytes),
             requested_bytes: hot.stat(Hot::RequestedBytes),
             pending_blocks: self.pending_blocks.snapshot(),
             cached_bytes: hot.stat(Hot::CachedBytes),
-            host_alloc_time: self.host_alloc_time.snapshot(),
-            host_free_time: self.host_free_time.snapshot(),
-            num_host_alloc: allocations.allocated,
-            num_host_free: allocations.freed,
+            host_alloc_time: host.alloc_time.in_micros(&self.clock),
+            host_free_time: host.free_time.in_micros(&self.clock),
+            num_host_alloc: host.allocations.allocated,
+            num_host_free: host.allocations.freed,
             cache_hits: hot.cache_hits(),
-            cache_misses: self.cache_misses.load(Ordering::Relaxed),
+            cache_misses: host.cache_misses,
         }
     }
 
     pub fn class_snapshot(&self) -> Vec<Stat> {
-        self.class_allocations.iter().map(AtomicStat::snapshot).collect()
-    }
-
-    fn gauges(&self) -> impl Iterator<Item = &AtomicStat> {
-        [&self.allocations, &self.allocated_bytes, &self.pending_blocks].into_iter().chain(self.class_allocations.iter())
+        lock(&self.host).class_allocations.to_vec()
     }
 
     pub fn reset_peak(&self, hot: &ThreadCaches) {
-        self.gauges().for_each(AtomicStat::reset_peak);
+        let mut host = lock(&self.host);
+        let host = &mut *host;
+        [&mut host.allocations, &mut host.allocated_bytes].into_iter().chain(host.class_allocations.iter_mut()).for_each(Stat::reset_peak);
+        self.pending_blocks.reset_peak();
         hot.reset_peaks();
     }
 
     pub fn reset_accumulated(&self, hot: &ThreadCaches) {
-        self.gauges().for_each(AtomicStat::reset_accumulated);
+        let mut host = lock(&self.host);
+        let host = &mut *host;
+        [&mut host.allocations, &mut host.allocated_bytes]
+            .into_iter()
+            .chain(host.class_allocations.iter_mut())
+            .for_each(Stat::reset_accumulated);
+        host.alloc_time = Durations::default();
+        host.free_time = Durations::default();
+        host.cache_misses = 0;
+        self.pending_blocks.reset_accumulated();
         hot.reset_totals();
-        self.host_alloc_time.reset();
-        self.host_free_time.reset();
-        self.cache_misses.store(0, Ordering::Relaxed);
     }
 }
 

@@ -445,6 +445,15 @@ impl Local<'_> {
         stack.len.store(stack.len.load(Ordering::Relaxed).saturating_sub(1), Ordering::Release);
     }
 
+    /// Empties every stack of this thread's (their entries are the caller's to deal with).
+    pub fn clear(&self) {
+        for class in 0..CLASS_COUNT {
+            if let Some(stack) = self.stack(class) {
+                stack.len.store(0, Ordering::Release);
+            }
+        }
+    }
+
     /// Counts an allocation that could poll; true at every `POLL_EVERY`-th.
     #[inline]
     pub fn poll_is_due(&self) -> bool {

@@ -1,0 +1,72 @@
+//! The clock that times backend calls for `host_alloc_time` and `host_free_time`.
+//!
+//! Every miss reads it twice. `Instant::now()` is a vDSO call that costs about
+//! 50 ns with the cold caches a driver call leaves behind: a third of what the
+//! allocator adds to a miss (BENCHMARKS.md, scenario 6). The CPU's time-stamp
+//! counter costs about 10 ns. It is read only where the kernel keeps its own
+//! time with it (clocksource `tsc`: the kernel chose it because it is invariant
+//! and synchronised across cores); elsewhere the clock falls back to `Instant`.
+//! Ticks become microseconds only when statistics are read, at the rate the
+//! counter ran between the clock's creation and that read.
+
+use std::time::Instant;
+
+pub(crate) struct Clock {
+    origin: Instant,
+    /// The time-stamp counter at `origin`, when ticks are its counts; `None`
+    /// when ticks are nanoseconds since `origin`.
+    tsc_origin: Option<u64>,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let origin = Instant::now();
+        Clock { origin, tsc_origin: kernel_uses_tsc().then(read_tsc) }
+    }
+
+    /// Now, in ticks; only differences of two readings mean anything.
+    #[inline]
+    pub fn ticks(&self) -> u64 {
+        match self.tsc_origin {
+            Some(_) => read_tsc(),
+            None => self.origin.elapsed().as_nanos() as u64,
+        }
+    }
+
+    /// `ticks` (a difference of two readings) in whole microseconds.
+    pub fn micros(&self, ticks: u64) -> i64 {
+        let nanos = match self.tsc_origin {
+            None => u128::from(ticks),
+            Some(tsc_origin) => {
+                // At least one tick, so that the rate is defined on the first read.
+                let elapsed = self.origin.elapsed().as_nanos();
+                let counted = u128::from(read_tsc().wrapping_sub(tsc_origin)).max(1);
+                u128::from(ticks) * elapsed / counted
+            }
+        };
+        i64::try_from(nanos / 1000).unwrap_or(i64::MAX)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn kernel_uses_tsc() -> bool {
+    std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .is_ok_and(|source| source.trim() == "tsc")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn kernel_uses_tsc() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn read_tsc() -> u64 {
+    // SAFETY: RDTSC exists on every x86-64 CPU and only reads a counter.
+    unsafe { std::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn read_tsc() -> u64 {
+    unreachable!("the time-stamp counter is read only on x86-64")
+}
