@@ -124,6 +124,10 @@ class Args {
     auto it = values_.find(key);
     return it == values_.end() ? fallback : std::strtol(it->second.c_str(), nullptr, 0);
   }
+  std::string text(const std::string& key, const std::string& fallback) const {
+    auto it = values_.find(key);
+    return it == values_.end() ? fallback : it->second;
+  }
   std::vector<std::size_t> sizes(const std::string& key, std::vector<std::size_t> fallback) const {
     auto it = values_.find(key);
     if (it == values_.end()) return fallback;

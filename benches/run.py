@@ -31,6 +31,9 @@ PROGRAMS = {
     "torch-2.15.0": "bench_torch_2_15",
     "umf-1.2.0": "bench_umf",
 }
+# Scenario 1's cycle around allocators that do next to nothing (bench_floor.cpp).
+FLOOR_PROGRAM = "bench_floor"
+FLOOR_VARIANTS = ["none", "cas"]
 REFERENCES = ["torch-2.5.1", "torch-2.15.0", "umf-1.2.0"]
 STREAM_REFERENCES = ["torch-2.5.1", "torch-2.15.0"]
 LABEL = {
@@ -86,7 +89,7 @@ class Runner:
         self.processes = 0
         if not os.path.isfile(self.driver):
             sys.exit(f"run.py: no software driver at {self.driver}")
-        for program in PROGRAMS.values():
+        for program in [*PROGRAMS.values(), FLOOR_PROGRAM]:
             if not os.access(os.path.join(self.bin, program), os.X_OK):
                 sys.exit(f"run.py: {program} is not built in {self.bin}")
 
@@ -101,8 +104,8 @@ class Runner:
         env.update(extra)
         return env
 
-    def run(self, subject, scenario, params, env=None, wrapper=()):
-        command = list(wrapper) + [os.path.join(self.bin, PROGRAMS[subject]), scenario]
+    def run(self, subject, scenario, params, env=None, wrapper=(), program=None):
+        command = list(wrapper) + [os.path.join(self.bin, program or PROGRAMS[subject]), scenario]
         command += [f"{key}={value}" for key, value in params.items()]
         self.processes += 1
         try:
@@ -136,9 +139,13 @@ def measure(runner, plan):
 
     print("== 1. cached allocate + free, one thread", flush=True)
     results["cycle"] = {s: [] for s in PROGRAMS}
+    results["floor"] = {v: [] for v in FLOOR_VARIANTS}
     for _ in range(rounds["cycle"]):
         for subject in PROGRAMS:
             results["cycle"][subject].append(runner.run(subject, "cycle", plan["cycle"]))
+        for variant in FLOOR_VARIANTS:
+            results["floor"][variant].append(runner.run(f"floor-{variant}", "cycle", {**plan["cycle"], "variant": variant},
+                                                        program=FLOOR_PROGRAM))
 
     print("== 2. the same on 2 threads", flush=True)
     results["cycle_threads"] = {s: [] for s in PROGRAMS}
@@ -338,6 +345,7 @@ def analyse(results):
     a = {}
     cycle = {s: median([r["ns_per_cycle"] for r in runs]) for s, runs in results["cycle"].items()}
     a["cycle"] = cycle
+    a["floor"] = {v: median([r["ns_per_cycle"] for r in runs]) for v, runs in results["floor"].items()}
     a["cycle_misses"] = {s: sum(r["misses"] for r in runs) for s, runs in results["cycle"].items()}
     threads = results["cycle_threads"]
     a["threads_aggregate"] = {s: median([r["ns_per_cycle_aggregate"] for r in runs]) for s, runs in threads.items()}
@@ -398,6 +406,10 @@ def report(a, plan, quick, seconds, command_line):
       "host USM) over its Level Zero provider of host memory, `umfPoolAlignedMalloc(…, 512)`; no streams, so "
       "only the scenarios without streams.")
     w("- **raw**: `zeMemAllocHost`/`zeMemFree`, timed in the same process as each subject (scenario 6).")
+    w("- **floor** (scenario 1 only): the same cycle around a `c10::Allocator` that does next to nothing "
+      "(torch 2.5.1 headers, a `DataPtr` with a deleter): one that hands out a fixed buffer, and one that also "
+      "makes one atomic compare-and-swap on allocate and one on free, the least a block handed between threads "
+      "needs. What is left of a target's time after it is what an allocator may spend.")
     w("")
     rounds = plan["rounds"]
     w(f"Timed scenarios run {rounds['cycle']} (1), {rounds['cycle_threads']} (2), {rounds['stream']} (3) and "
@@ -422,6 +434,11 @@ def report(a, plan, quick, seconds, command_line):
         w("| " + " | ".join(cells) + " |")
 
     row("1. cached cycle, 1 thread", "ns per allocate+free", cycle["ours"], cycle)
+    floor = a["floor"]
+    w(f"| 1, floor: an allocator that does nothing | ns per allocate+free | {fmt(floor['none'])} | "
+      f"{fmt(cycle['torch-2.5.1'])} | {fmt(ratio(floor['none'], cycle['torch-2.5.1']))} | | | | |")
+    w(f"| 1, floor: one compare-and-swap each way | ns per allocate+free | {fmt(floor['cas'])} | "
+      f"{fmt(cycle['torch-2.5.1'])} | {fmt(ratio(floor['cas'], cycle['torch-2.5.1']))} | | | | |")
     agg = a["threads_aggregate"]
     row("2. cached cycle, 2 threads", "ns per cycle, aggregate", agg["ours"], agg)
     scaling = a["threads_scaling"]
@@ -478,7 +495,9 @@ def report(a, plan, quick, seconds, command_line):
     targets = []
     r1 = ratio(cycle["ours"], cycle["torch-2.5.1"])
     targets.append(("1", "at most 1/3 of PyTorch 2.5.1's time", r1 <= 1 / 3,
-                    f"{fmt(cycle['ours'])} ns against {fmt(cycle['torch-2.5.1'])} ns: {fmt(r1)}×"))
+                    f"{fmt(cycle['ours'])} ns against {fmt(cycle['torch-2.5.1'])} ns: {fmt(r1)}× (a third is "
+                    f"{fmt(cycle['torch-2.5.1'] / 3)} ns, of which the floor with one compare-and-swap each way "
+                    f"takes {fmt(a['floor']['cas'])} ns)"))
     note = "" if a["machine_scaling"] >= 1.8 else "; the machine itself did not give 2 cores during this run"
     targets.append(("2", "2-thread aggregate at least 1.8× our 1-thread rate", scaling["ours"] >= 1.8,
                     f"{fmt(scaling['ours'])}× (plain arithmetic on 2 threads got {fmt(a['machine_scaling'])}×{note})"))
@@ -600,7 +619,10 @@ def reading(a, r1, r3, r4, r6):
     text = (f"Scenario 1: our cached allocate+free takes {fmt(cycle['ours'])} ns, {fmt(r1)}× PyTorch 2.5.1's "
             f"{fmt(cycle['torch-2.5.1'])} ns and {fmt(ratio(cycle['ours'], cycle['torch-2.15.0']))}× 2.15.0's "
             f"{fmt(cycle['torch-2.15.0'])} ns; the target, a third of 2.5.1's, is "
-            f"{fmt(cycle['torch-2.5.1'] / 3)} ns.")
+            f"{fmt(cycle['torch-2.5.1'] / 3)} ns. The cycle around an allocator that does nothing takes "
+            f"{fmt(a['floor']['none'])} ns, and {fmt(a['floor']['cas'])} ns with one compare-and-swap each way, "
+            f"which leaves {fmt(cycle['torch-2.5.1'] / 3 - a['floor']['cas'])} ns for everything else an allocator "
+            "does: find the thread's cache and the size class, pop and push a free list, count its statistics.")
     if cg:
         ours_i = cg[("cycle", "ours")]["instructions_per_cycle"]
         ref_i = cg[("cycle", "torch-2.5.1")]["instructions_per_cycle"]
