@@ -70,3 +70,22 @@ fn read_tsc() -> u64 {
 fn read_tsc() -> u64 {
     unreachable!("the time-stamp counter is read only on x86-64")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn ticks_become_the_microseconds_that_passed() {
+        let clock = Clock::new();
+        let (started, instant) = (clock.ticks(), Instant::now());
+        std::thread::sleep(Duration::from_millis(20));
+        let ticks = clock.ticks() - started;
+        let passed = instant.elapsed().as_micros() as i64;
+        let measured = clock.micros(ticks);
+        // Both clocks saw the same sleep; the rate is measured from creation to now.
+        assert!((measured - passed).abs() <= passed / 20 + 100, "measured {measured} us, {passed} us passed");
+        assert_eq!(clock.micros(0), 0);
+    }
+}

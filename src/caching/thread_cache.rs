@@ -119,8 +119,11 @@ pub(crate) struct ThreadCaches {
     registry: Arc<Registry>,
     /// The cache of threads whose thread-locals are gone (a free from another
     /// library's thread-local destructor): one writer at a time, under the lock.
-    shared: &'static ThreadCache,
+    /// Not in the registry's list until first used, so that the sums a miss
+    /// reads do not touch its cold counters in the common case it never is.
+    shared: Box<ThreadCache>,
     shared_lock: Mutex<()>,
+    shared_used: AtomicBool,
     peaks: [AtomicI64; HOT],
     /// Totals at the last reset of the accumulated statistics.
     baseline_added: [AtomicI64; HOT],
@@ -258,12 +261,13 @@ impl ThreadCaches {
         static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
         let registry =
             Arc::new(Registry { head: AtomicPtr::new(ptr::null_mut()), idle: Mutex::new(Vec::new()), closed: AtomicBool::new(false) });
-        let shared = registry.make();
+        let shared = Box::new(ThreadCache::new());
         ThreadCaches {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
             shared,
             shared_lock: Mutex::new(()),
+            shared_used: AtomicBool::new(false),
             peaks: Default::default(),
             baseline_added: Default::default(),
             baseline_removed: Default::default(),
@@ -291,7 +295,11 @@ impl ThreadCaches {
                 // SAFETY: the thread holds the cache (see `hold`), so its registry lives.
                 Local { cache: unsafe { &*cache }, _shared: None }
             }
-            None => Local { cache: self.shared, _shared: Some(lock(&self.shared_lock)) },
+            None => {
+                let guard = lock(&self.shared_lock);
+                self.shared_used.store(true, Ordering::Release);
+                Local { cache: &self.shared, _shared: Some(guard) }
+            }
         }
     }
 
@@ -330,7 +338,8 @@ impl ThreadCaches {
 
     /// Every cache, the calling thread's among them.
     pub fn caches(&self) -> impl Iterator<Item = &ThreadCache> {
-        self.registry.caches()
+        let shared = self.shared_used.load(Ordering::Acquire).then_some(&*self.shared);
+        self.registry.caches().chain(shared)
     }
 
     /// Entries of `class` in every cache but `own`, as they are now.
