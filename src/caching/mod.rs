@@ -141,12 +141,12 @@ impl<B: Backend> CachingAllocator<B> {
         let poll = self.polls_inline() && local.poll_is_due();
         // The hot path: the block on top of the thread's own stack of this class.
         if !poll {
-            if let Some(entry) = local.top(class.index) {
-                let block = self.blocks.get(entry.id);
+            if let Some(top) = local.top(class.index) {
+                let block = self.blocks.get(top.entry.id);
                 if fits(block.size(), size, &class) {
-                    let claimed = block.claim(entry);
+                    let claimed = block.claim(top.entry);
                     // Claimed, or stale for good (claimed by another taker).
-                    local.pop(class.index);
+                    top.pop();
                     // See `take_cached`.
                     if claimed && fits(block.size(), size, &class) {
                         return Ok(Some(self.hand_out(&local, block, size, true)));

@@ -83,10 +83,14 @@ fn round(request: usize, divisions: u32) -> Option<SizeClass> {
     let power = request.checked_next_power_of_two()?;
     let exponent = power.trailing_zeros() as usize;
     let half = power / 2;
+    let power_of_two = || Some(SizeClass { size: power, index: exponent * MAX_DIVISIONS + MAX_DIVISIONS - 1, step: half.max(1) });
+    // The default first, before any of the arithmetic of divisions.
+    if divisions == 1 {
+        return power_of_two();
+    }
     let step = half >> divisions.trailing_zeros();
-    if divisions == 1 || step < MIN_STEP {
-        let index = exponent * MAX_DIVISIONS + MAX_DIVISIONS - 1;
-        return Some(SizeClass { size: power, index, step: half.max(1) });
+    if step < MIN_STEP {
+        return power_of_two();
     }
     // request lies in (half, power]: steps 1..=divisions above half.
     let steps_above_half = (request - half + step - 1) >> step.trailing_zeros();

@@ -76,6 +76,22 @@ struct Stack {
     slots: [AtomicU64; DEPTH],
 }
 
+/// The most recent entry of a thread's stack, as `Local::top` found it.
+pub(crate) struct Top<'a> {
+    stack: &'a Stack,
+    len: usize,
+    pub entry: Entry,
+}
+
+impl Top<'_> {
+    /// Removes the entry from the stack (only its thread changes the stack, so
+    /// the entry is still on top).
+    #[inline]
+    pub fn pop(self) {
+        self.stack.len.store(self.len - 1, Ordering::Release);
+    }
+}
+
 impl ThreadCache {
     fn new() -> ThreadCache {
         ThreadCache {
@@ -438,20 +454,13 @@ impl Local<'_> {
         unsafe { &*stack }
     }
 
-    /// The most recent entry of list `class`, left in place.
+    /// The most recent entry of list `class`, left in place until popped.
     #[inline]
-    pub fn top(&self, class: usize) -> Option<Entry> {
+    pub fn top(&self, class: usize) -> Option<Top<'_>> {
         let stack = self.stack(class)?;
         let len = stack.len.load(Ordering::Relaxed);
         let slot = stack.slots.get(len.checked_sub(1)?)?;
-        Some(Entry::unpack(slot.load(Ordering::Relaxed)))
-    }
-
-    /// Removes the most recent entry of list `class`.
-    #[inline]
-    pub fn pop(&self, class: usize) {
-        let Some(stack) = self.stack(class) else { return };
-        stack.len.store(stack.len.load(Ordering::Relaxed).saturating_sub(1), Ordering::Release);
+        Some(Top { stack, len, entry: Entry::unpack(slot.load(Ordering::Relaxed)) })
     }
 
     /// Empties every stack of this thread's (their entries are the caller's to deal with).
