@@ -428,6 +428,28 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     fn allocate_new(&self, local: &Local<'_>, requested: usize, class: &SizeClass) -> Result<&Block, Error> {
+        // The header is taken first and its lines fetched while the driver
+        // works: a driver call leaves them out of cache, and fetching them for
+        // the writes of `bind` cost about as much as the rest of a miss.
+        let block = self.blocks.take_unused();
+        block.prefetch();
+        match self.new_memory(local, requested, class) {
+            Ok(address) => {
+                block.bind(address, class.size, class.index, requested);
+                self.by_address_stale.store(true, Ordering::Release);
+                Ok(block)
+            }
+            Err(error) => {
+                self.blocks.put_unused(block);
+                Err(error)
+            }
+        }
+    }
+
+    /// Memory for a miss of `class` from the backend: first making way for it
+    /// as the settings say, and once more after emptying the cache if the
+    /// backend was out of memory.
+    fn new_memory(&self, local: &Local<'_>, requested: usize, class: &SizeClass) -> Result<usize, Error> {
         if let (true, Some(oldest)) = (self.settings.release_cached_on_miss, &self.oldest) {
             // Cached blocks that could not serve this request make way for it.
             let mut released = 0;
@@ -444,14 +466,10 @@ impl<B: Backend> CachingAllocator<B> {
             }
             other => other,
         };
-        let address = address.map_err(|error| match error {
+        address.map_err(|error| match error {
             BackendError::OutOfMemory(detail) => Error::OutOfMemory { requested, size: class.size, detail },
             BackendError::Failed(detail) => Error::Backend(detail),
-        })?;
-        let block = self.blocks.take_unused();
-        block.bind(address, class.size, class.index, requested);
-        self.by_address_stale.store(true, Ordering::Release);
-        Ok(block)
+        })
     }
 
     /// New memory for `class` from the backend, counted as a miss's first call or its retry.
