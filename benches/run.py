@@ -61,7 +61,7 @@ FULL = {
     "held": {"iterations": 1000},
     "memory_loader": {"steps": 400},
     "memory_offload": {"layers": 8},
-    "miss": {"count": 256, "trials": 21},
+    "miss": {"count": 256, "trials": 101},
     "callgrind_cycle": {"rounds": 2000, "trials": 1},
     "callgrind_stream": {"batch": 32, "batches": 20, "trials": 1},
     "callgrind_miss": {"count": 256, "trials": 3},
