@@ -1,11 +1,12 @@
 //! The clock that times backend calls for `host_alloc_time` and `host_free_time`.
 //!
-//! Every miss reads it twice. `Instant::now()` is a vDSO call that costs about
-//! 50 ns with the cold caches a driver call leaves behind: a third of what the
-//! allocator adds to a miss (BENCHMARKS.md, scenario 6). The CPU's time-stamp
-//! counter costs about 10 ns. It is read only where the kernel keeps its own
-//! time with it (clocksource `tsc`: the kernel chose it because it is invariant
-//! and synchronised across cores); elsewhere the clock falls back to `Instant`.
+//! Every miss reads it twice. `Instant::now()` is a vDSO call of about 25 ns,
+//! more with the cold caches a driver call leaves behind: with it, what the
+//! allocator added to a miss was about 200 ns instead of 130 (BENCHMARKS.md,
+//! scenario 6). The CPU's time-stamp counter costs about 10 ns and reads no
+//! memory. It is read only where the kernel keeps its own time with it
+//! (clocksource `tsc`: the kernel chose it because it is invariant and
+//! synchronised across cores); elsewhere the clock falls back to `Instant`.
 //! Ticks become microseconds only when statistics are read, at the rate the
 //! counter ran between the clock's creation and that read.
 

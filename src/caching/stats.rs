@@ -1,6 +1,7 @@
 //! Counters with the names and meanings of PyTorch's `at::HostStats`. Those that
 //! change on every allocation live in the threads' caches (`thread_cache.rs`);
-//! the rest are atomics here.
+//! those that change with each call to the backend for memory are here under
+//! one lock, and the pending blocks are atomics here.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
