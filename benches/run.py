@@ -54,7 +54,7 @@ SPLIT = "pinned_split_blocks:True"
 LOADER_VARIANTS = {"release": RELEASE, "split": SPLIT, "split+release": f"{SPLIT},{RELEASE}"}
 
 FULL = {
-    "rounds": {"cycle": 11, "cycle_threads": 9, "stream": 7, "miss": 9},
+    "rounds": {"cycle": 11, "cycle_threads": 9, "stream": 7, "miss": 15},
     "cycle": {"rounds": 50000, "trials": 7},
     "cycle_threads": {"rounds": 30000, "trials": 15},
     "stream": {"batch": 32, "batches": 100, "trials": 3},
@@ -195,9 +195,11 @@ def measure(runner, plan):
 
     print("== 6. miss path against raw zeMemAllocHost (same process)", flush=True)
     results["miss"] = {s: [] for s in PROGRAMS}
+    results["miss_control"] = []
     for _ in range(rounds["miss"]):
         for subject in PROGRAMS:
             results["miss"][subject].append(runner.run(subject, "miss", plan["miss"]))
+        results["miss_control"].append(runner.run("ours", "miss", {**plan["miss"], "control": 1}))
 
     print("== 7. instructions per cycle (callgrind)", flush=True)
     results["callgrind"] = {}
@@ -359,6 +361,7 @@ def analyse(results):
     a["miss"] = {s: median([r["ratio_to_raw"] for r in runs]) for s, runs in results["miss"].items()}
     a["miss_ns"] = {s: median([r["ns_per_allocation"] for r in runs]) for s, runs in results["miss"].items()}
     a["miss_raw_ns"] = {s: median([r["raw_ns_per_allocation"] for r in runs]) for s, runs in results["miss"].items()}
+    a["miss_control"] = median([r["ratio_to_raw"] for r in results["miss_control"]])
     a["callgrind"] = results["callgrind"]
     return a
 
@@ -474,6 +477,8 @@ def report(a, plan, quick, seconds, command_line):
           f"**{fmt(ratio(mem[(trace, 'ours+threshold')], mem[(trace, 'torch-2.15.0+threshold')]))}** | n/a | n/a |")
     row("6. miss path", "time per new block / raw `zeMemAllocHost`'s in the same process", a["miss"]["ours"],
         a["miss"])
+    w(f"| 6, control: raw `zeMemAllocHost` timed as the subject | the same ratio (what the harness adds) | "
+      f"{fmt(a['miss_control'], 4)} | | | | | | |")
     cg = a["callgrind"]
     if cg:
         row("7. callgrind, scenario 1", "instructions per cycle", cg[("cycle", "ours")]["instructions_per_cycle"],
@@ -702,7 +707,9 @@ def reading(a, r1, r3, r4, r6):
                f"{fmt(mem[('memory_loader', 'torch-2.15.0+threshold')])}×.")
     text = (f"Scenario 6: a miss costs us {fmt(a['miss_ns']['ours'])} ns, {fmt(r6)}× raw zeMemAllocHost timed "
             f"alongside (PyTorch 2.5.1: {fmt(a['miss']['torch-2.5.1'])}×, 2.15.0: "
-            f"{fmt(a['miss']['torch-2.15.0'])}×, UMF: {fmt(a['miss']['umf-1.2.0'])}×).")
+            f"{fmt(a['miss']['torch-2.15.0'])}×, UMF: {fmt(a['miss']['umf-1.2.0'])}×). Raw zeMemAllocHost "
+            f"timed as the subject against itself gives {fmt(a['miss_control'], 4)}×: the harness adds nothing to "
+            "the ratios, the difference is the allocator's.")
     if cg:
         o, p = cg[("miss", "ours")], cg[("miss", "torch-2.5.1")]
         hot = ", ".join(f"`{f}` ({c:.0f})" for f, _, c in o["hot"][:4])

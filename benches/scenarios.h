@@ -349,24 +349,36 @@ void memory_offload(S& s, const Args& args, Json& out) {
 // allocations; trials of the subject alternate with trials of raw
 // zeMemAllocHost in the same process. Sizes are powers of two, which every
 // size-class setting keeps as they are, so both ask the driver for the same bytes.
+// With control=1 the subject's trials call raw zeMemAllocHost too: the ratio
+// then shows what the harness itself adds (1 if it is fair).
 template <class S>
 void miss_path(S& s, const Args& args, Json& out) {
   auto sizes = args.sizes("sizes", {65536, 262144, 1 << 20, 4 << 20});
   long count = args.number("count", 256), trials = args.number("trials", 21);
+  bool control = args.number("control", 0) != 0;
   std::vector<double> subject_ns, raw_ns;
   std::uint64_t misses = 0;
   bool counting = false;  // callgrind counts the subject's measured trials only
   auto subject_trial = [&] {
     s.empty_cache();
     std::vector<typename S::Block> blocks;
+    std::vector<void*> raw_blocks;
     blocks.reserve(std::size_t(count));
+    raw_blocks.reserve(std::size_t(count));
     std::uint64_t calls = live_objects().host_alloc_calls;
     std::uint64_t start = now_ns();
     if (counting) collect_on();
-    for (long i = 0; i < count; ++i) blocks.push_back(s.allocate(sizes[std::size_t(i) % sizes.size()]));
+    for (long i = 0; i < count; ++i) {
+      std::size_t size = sizes[std::size_t(i) % sizes.size()];
+      if (control)
+        raw_blocks.push_back(raw_allocate(size));
+      else
+        blocks.push_back(s.allocate(size));
+    }
     if (counting) collect_off();
     subject_ns.push_back(double(now_ns() - start) / double(count));
     misses += live_objects().host_alloc_calls - calls;
+    for (void* p : raw_blocks) raw_free(p);
     blocks.clear();
     s.empty_cache();
   };
