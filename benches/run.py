@@ -478,7 +478,7 @@ def report(a, plan, quick, seconds, command_line):
     row("6. miss path", "time per new block / raw `zeMemAllocHost`'s in the same process", a["miss"]["ours"],
         a["miss"])
     w(f"| 6, control: raw `zeMemAllocHost` timed as the subject | the same ratio (what the harness adds) | "
-      f"{fmt(a['miss_control'], 4)} | | | | | | |")
+      f"{a['miss_control']:.3f} | | | | | | |")
     cg = a["callgrind"]
     if cg:
         row("7. callgrind, scenario 1", "instructions per cycle", cg[("cycle", "ours")]["instructions_per_cycle"],
@@ -708,8 +708,8 @@ def reading(a, r1, r3, r4, r6):
     text = (f"Scenario 6: a miss costs us {fmt(a['miss_ns']['ours'])} ns, {fmt(r6)}× raw zeMemAllocHost timed "
             f"alongside (PyTorch 2.5.1: {fmt(a['miss']['torch-2.5.1'])}×, 2.15.0: "
             f"{fmt(a['miss']['torch-2.15.0'])}×, UMF: {fmt(a['miss']['umf-1.2.0'])}×). Raw zeMemAllocHost "
-            f"timed as the subject against itself gives {fmt(a['miss_control'], 4)}×: the harness adds nothing to "
-            "the ratios, the difference is the allocator's.")
+            f"timed as the subject against itself gives {a['miss_control']:.3f}×: that much of these ratios is the "
+            "harness and the machine, the rest is the allocator's.")
     if cg:
         o, p = cg[("miss", "ours")], cg[("miss", "torch-2.5.1")]
         hot = ", ".join(f"`{f}` ({c:.0f})" for f, _, c in o["hot"][:4])
