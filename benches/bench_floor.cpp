@@ -2,9 +2,9 @@
 // a target for that cycle can be read against what is left for the allocator
 // itself. `c10::Allocator::allocate` through the vtable (the torch 2.5.1
 // headers, as for "ours"), a DataPtr with a deleter, and its destruction; the
-// allocator does next to nothing: variant `none` hands out one fixed buffer
-// per size, `cas` also makes one atomic compare-and-swap on allocate and one on
-// free, the least a block handed between threads needs. Scenario 1 only.
+// allocator does next to nothing: variant `none` hands out one fixed buffer,
+// `cas` also makes one atomic compare-and-swap on allocate and one on free, the
+// least a block handed between threads needs. Scenario 1 only.
 #include <c10/core/Allocator.h>
 
 #include <atomic>
@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
   static Nothing nothing;
   static OneCas one_cas;
   std::string variant = args.text("variant", "none");
-  Floor floor{variant == "cas" ? static_cast<c10::Allocator*>(&one_cas) : &nothing};
   if (variant != "none" && variant != "cas") bench::die("unknown variant `%s`", variant.c_str());
+  Floor floor{variant == "cas" ? static_cast<c10::Allocator*>(&one_cas) : &nothing};
   bench::Json out;
   out.add("subject", "floor-" + variant).add("scenario", "cycle");
   bench::cycle(floor, args, out);
