@@ -34,18 +34,19 @@ impl Clock {
         }
     }
 
-    /// `ticks` (a difference of two readings) in whole microseconds.
-    pub fn micros(&self, ticks: u64) -> i64 {
-        let nanos = match self.tsc_origin {
-            None => u128::from(ticks),
+    /// Turns ticks (differences of two readings) into whole microseconds, at
+    /// the rate measured now: one rate for all the figures of one snapshot.
+    pub fn to_micros(&self) -> impl Fn(u64) -> i64 {
+        // Nanoseconds per tick as a fraction; at least one tick, so that the
+        // rate is defined on the first read.
+        let (nanos, per_ticks) = match self.tsc_origin {
+            None => (1, 1),
             Some(tsc_origin) => {
-                // At least one tick, so that the rate is defined on the first read.
                 let elapsed = self.origin.elapsed().as_nanos();
-                let counted = u128::from(read_tsc().wrapping_sub(tsc_origin)).max(1);
-                u128::from(ticks) * elapsed / counted
+                (elapsed, u128::from(read_tsc().wrapping_sub(tsc_origin)).max(1))
             }
         };
-        i64::try_from(nanos / 1000).unwrap_or(i64::MAX)
+        move |ticks| i64::try_from(u128::from(ticks) * nanos / per_ticks / 1000).unwrap_or(i64::MAX)
     }
 }
 
@@ -84,9 +85,9 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         let ticks = clock.ticks() - started;
         let passed = instant.elapsed().as_micros() as i64;
-        let measured = clock.micros(ticks);
+        let measured = clock.to_micros()(ticks);
         // Both clocks saw the same sleep; the rate is measured from creation to now.
         assert!((measured - passed).abs() <= passed / 20 + 100, "measured {measured} us, {passed} us passed");
-        assert_eq!(clock.micros(0), 0);
+        assert_eq!(clock.to_micros()(0), 0);
     }
 }

@@ -143,11 +143,11 @@ impl Durations {
         self.count += 1;
     }
 
-    fn in_micros(&self, clock: &Clock) -> DurationStat {
+    fn in_micros(&self, micros: impl Fn(u64) -> i64) -> DurationStat {
         DurationStat {
-            total_us: clock.micros(self.total),
-            max_us: clock.micros(self.max),
-            min_us: if self.count == 0 { 0 } else { clock.micros(self.min) },
+            total_us: micros(self.total),
+            max_us: micros(self.max),
+            min_us: if self.count == 0 { 0 } else { micros(self.min) },
             count: self.count,
         }
     }
@@ -164,6 +164,12 @@ struct HostCounts {
     alloc_time: Durations,
     free_time: Durations,
     cache_misses: i64,
+}
+
+impl HostCounts {
+    fn gauges(&mut self) -> impl Iterator<Item = &mut Stat> {
+        [&mut self.allocations, &mut self.allocated_bytes].into_iter().chain(self.class_allocations.iter_mut())
+    }
 }
 
 /// The counters that change off the hot path; the hot ones live in the threads' caches.
@@ -218,6 +224,7 @@ impl Counters {
 
     pub fn snapshot(&self, hot: &ThreadCaches) -> Stats {
         let host = lock(&self.host);
+        let micros = self.clock.to_micros();
         Stats {
             allocations: host.allocations,
             allocated_bytes: host.allocated_bytes,
@@ -226,8 +233,8 @@ impl Counters {
             requested_bytes: hot.stat(Hot::RequestedBytes),
             pending_blocks: self.pending_blocks.snapshot(),
             cached_bytes: hot.stat(Hot::CachedBytes),
-            host_alloc_time: host.alloc_time.in_micros(&self.clock),
-            host_free_time: host.free_time.in_micros(&self.clock),
+            host_alloc_time: host.alloc_time.in_micros(&micros),
+            host_free_time: host.free_time.in_micros(&micros),
             num_host_alloc: host.allocations.allocated,
             num_host_free: host.allocations.freed,
             cache_hits: hot.cache_hits(),
@@ -240,20 +247,14 @@ impl Counters {
     }
 
     pub fn reset_peak(&self, hot: &ThreadCaches) {
-        let mut host = lock(&self.host);
-        let host = &mut *host;
-        [&mut host.allocations, &mut host.allocated_bytes].into_iter().chain(host.class_allocations.iter_mut()).for_each(Stat::reset_peak);
+        lock(&self.host).gauges().for_each(Stat::reset_peak);
         self.pending_blocks.reset_peak();
         hot.reset_peaks();
     }
 
     pub fn reset_accumulated(&self, hot: &ThreadCaches) {
         let mut host = lock(&self.host);
-        let host = &mut *host;
-        [&mut host.allocations, &mut host.allocated_bytes]
-            .into_iter()
-            .chain(host.class_allocations.iter_mut())
-            .for_each(Stat::reset_accumulated);
+        host.gauges().for_each(Stat::reset_accumulated);
         host.alloc_time = Durations::default();
         host.free_time = Durations::default();
         host.cache_misses = 0;
