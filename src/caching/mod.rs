@@ -145,13 +145,13 @@ impl<B: Backend> CachingAllocator<B> {
                 let block = self.blocks.get(top.entry.id);
                 if fits(block.size(), size, &class) {
                     let claimed = block.claim(top.entry);
-                    // Claimed, or stale for good (claimed by another taker).
+                    // Claimed, or stale for good (claimed by another taker): off the stack either way.
                     top.pop();
-                    // See `take_cached`.
-                    if claimed && fits(block.size(), size, &class) {
-                        return Ok(Some(self.hand_out(&local, block, size, true)));
-                    }
                     if claimed {
+                        // See `take_cached`.
+                        if fits(block.size(), size, &class) {
+                            return Ok(Some(self.hand_out(&local, block, size, true)));
+                        }
                         // Still counted as cached: listed again as it is.
                         self.list(&local, block, block.mark_cached());
                     }
