@@ -363,8 +363,10 @@ void miss_path(S& s, const Args& args, Json& out) {
     s.empty_cache();
     std::vector<typename S::Block> blocks;
     std::vector<void*> raw_blocks;
-    blocks.reserve(std::size_t(count));
-    raw_blocks.reserve(std::size_t(count));
+    if (control)
+      raw_blocks.reserve(std::size_t(count));
+    else
+      blocks.reserve(std::size_t(count));
     std::uint64_t calls = live_objects().host_alloc_calls;
     std::uint64_t start = now_ns();
     if (counting) collect_on();
