@@ -106,15 +106,20 @@ pub(crate) fn cxx_allocator() -> *const CxxAllocator {
 /// The deleter every `DataPtr` from `allocate` carries; PyTorch calls it with the context.
 /// In a forked child or at exit it does nothing: the memory is not ours to give back there.
 pub(crate) unsafe extern "C" fn raw_local_deleter(context: *mut c_void) {
-    let freed = catch_panic(|| Ok(allocator()?.free(context as usize)?));
-    if let Err(failure) = freed {
-        if lifecycle::check_usable().is_err() {
-            return;
-        }
-        // A deleter runs in a destructor and cannot throw: say it loudly instead.
-        set_last_error(&failure.message);
-        eprintln!("xpu_caching_host_allocator: warning: freeing a block failed: {}", failure.message);
+    if let Err(failure) = catch_panic(|| Ok(allocator()?.free(context as usize)?)) {
+        report_failed_free(failure);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn report_failed_free(failure: Failure) {
+    if lifecycle::check_usable().is_err() {
+        return;
+    }
+    // A deleter runs in a destructor and cannot throw: say it loudly instead.
+    set_last_error(&failure.message);
+    eprintln!("xpu_caching_host_allocator: warning: freeing a block failed: {}", failure.message);
 }
 
 /// The object is static: destroying it does nothing, deleting it must not free it.
@@ -124,29 +129,40 @@ unsafe extern "C" fn destructor(_this: *mut CxxAllocator) {}
 /// Failure throws `std::runtime_error`; a process without a C++ runtime gets a
 /// null `DataPtr` and the last error message.
 unsafe extern "C-unwind" fn allocate(ret: *mut DataPtr, _this: *const CxxAllocator, n: usize) -> *mut DataPtr {
-    let outcome = catch_panic(|| Ok(allocator()?.allocate(n)?));
-    let (data, context, message) = match outcome {
-        Ok(allocation) => {
-            let (data, context) = allocation.map_or((0, 0), |a| (a.address, a.context));
-            (data, context, None)
-        }
-        Err(Failure { message, .. }) => (0, 0, Some(message)),
+    let (data, context) = match catch_panic(|| Ok(allocator()?.allocate(n)?)) {
+        Ok(allocation) => allocation.map_or((0, 0), |a| (a.address, a.context)),
+        // SAFETY: `ret` as below; called from C++ through the vtable, this frame is C-unwind.
+        Err(failure) => return unsafe { fail_allocation(ret, failure) },
     };
     // SAFETY: `ret` is the caller's storage for a DataPtr (the Itanium sret slot).
-    unsafe {
-        ret.write(DataPtr {
-            data: data as *mut c_void,
-            deleter: Some(raw_local_deleter),
-            context: context as *mut c_void,
-            device_type: DEVICE_TYPE_CPU,
-            device_index: -1,
-        });
+    unsafe { ret.write(data_ptr(data, context)) };
+    ret
+}
+
+fn data_ptr(data: usize, context: usize) -> DataPtr {
+    DataPtr {
+        data: data as *mut c_void,
+        deleter: Some(raw_local_deleter),
+        context: context as *mut c_void,
+        device_type: DEVICE_TYPE_CPU,
+        device_index: -1,
     }
-    if let Some(message) = message {
-        set_last_error(&message);
-        // SAFETY: called from C++ through the vtable; this frame is C-unwind.
-        unsafe { throw_runtime_error(&format!("xpu_caching_host_allocator: {message}")) };
-    }
+}
+
+/// Reports a failed `allocate`: a null `DataPtr` in `ret`, the last error, and
+/// the exception.
+///
+/// # Safety
+/// `ret` is the caller's storage for a DataPtr; the caller is `allocate`.
+#[cold]
+#[inline(never)]
+unsafe fn fail_allocation(ret: *mut DataPtr, failure: Failure) -> *mut DataPtr {
+    // SAFETY: as the caller promises.
+    unsafe { ret.write(data_ptr(0, 0)) };
+    set_last_error(&failure.message);
+    // SAFETY: reached from C++ through `allocate`; both frames are C-unwind,
+    // and the message, the only value here with a destructor, is handed over.
+    unsafe { throw_runtime_error(failure.message) };
     ret
 }
 
@@ -172,7 +188,7 @@ unsafe extern "C-unwind" fn copy_data(_this: *const CxxAllocator, dest: *mut c_v
         let message = format!("copy_data of {count} bytes with a null pointer");
         set_last_error(&message);
         // SAFETY: called from C++ through the vtable; this frame is C-unwind.
-        unsafe { throw_runtime_error(&format!("xpu_caching_host_allocator: {message}")) };
+        unsafe { throw_runtime_error(message) };
         return;
     }
     // SAFETY: C++ passes `count` readable bytes at src and writable at dest;

@@ -64,15 +64,16 @@ fn runtime_error() -> Option<&'static RuntimeError> {
         .as_ref()
 }
 
-/// Throws `std::runtime_error(message)` into the C++ caller. Returns only if the
-/// process has no C++ runtime.
+/// Throws `std::runtime_error("xpu_caching_host_allocator: " + message)` into
+/// the C++ caller. Returns only if the process has no C++ runtime.
 ///
 /// # Safety
 /// The caller is an `extern "C-unwind"` function called from C++, with no Rust
-/// value needing a destructor alive in its frame.
-pub(crate) unsafe fn throw_runtime_error(message: &str) {
+/// value needing a destructor alive in its frame (the message is taken, and
+/// dropped before the throw).
+pub(crate) unsafe fn throw_runtime_error(message: String) {
     let Some(runtime) = runtime_error() else { return };
-    let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    let message = CString::new(format!("xpu_caching_host_allocator: {message}").replace('\0', " ")).unwrap_or_default();
     // SAFETY: the runtime's own allocation of an exception object of the class's
     // size, constructed in place; the constructor copies the message.
     let object = unsafe {

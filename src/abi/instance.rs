@@ -1,6 +1,7 @@
 //! The one allocator of the process, which every entry point shares, the
 //! settings a host hands in before its first use, and its background reclaimer.
 
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 
 use super::error::{xpu_host_result, Failure};
@@ -25,25 +26,38 @@ pub(crate) struct Setup {
 }
 
 static INSTANCE: OnceLock<Arc<Allocator>> = OnceLock::new();
+/// The instance once started, while it may be used (null again in a forked
+/// child and at exit): what every call reads first, one load.
+static READY: AtomicPtr<Allocator> = AtomicPtr::new(std::ptr::null_mut());
 static SETUP: Mutex<Option<Setup>> = Mutex::new(None);
 static RECLAIMER: Mutex<Option<Reclaimer>> = Mutex::new(None);
 
 /// The allocator, started on first use: with the host's context and hooks if it
 /// handed them in, else on a context of its own on the first Level Zero driver.
 /// A failed start is reported and tried again at the next call.
-#[inline]
+#[inline(always)]
 pub(crate) fn allocator() -> Result<&'static Allocator, Failure> {
-    lifecycle::check_usable()?;
-    match INSTANCE.get() {
-        Some(allocator) => Ok(allocator),
-        None => start(),
+    let ready = READY.load(Ordering::Acquire);
+    if ready.is_null() {
+        return start();
     }
+    // SAFETY: set from `INSTANCE`, which is never emptied or dropped.
+    Ok(unsafe { &*ready })
+}
+
+/// Called when the allocator must not be used any more (lifecycle.rs): calls
+/// go the slow way, which says why.
+pub(crate) fn withdraw() {
+    READY.store(std::ptr::null_mut(), Ordering::Relaxed);
 }
 
 #[cold]
+#[inline(never)]
 fn start() -> Result<&'static Allocator, Failure> {
+    lifecycle::check_usable()?;
     let mut setup = lock(&SETUP);
     if let Some(allocator) = INSTANCE.get() {
+        publish(allocator);
         return Ok(allocator);
     }
     let pending = setup.get_or_insert_with(Setup::default);
@@ -59,7 +73,15 @@ fn start() -> Result<&'static Allocator, Failure> {
     if settings.background_reclaimer {
         start_reclaimer(allocator)?;
     }
+    publish(allocator);
     Ok(allocator)
+}
+
+fn publish(allocator: &Allocator) {
+    // Not once the process is on its way out (a fork or exit since the check above).
+    if lifecycle::check_usable().is_ok() {
+        READY.store(allocator as *const Allocator as *mut Allocator, Ordering::Release);
+    }
 }
 
 /// The allocator if it has started, without starting it; `None` where it must not be touched.

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use super::error::{xpu_host_result, Failure};
 
-/// Zero while the allocator may be used, else what stops it: one load on
-/// every call.
+/// Zero while the allocator may be used, else what stops it. Calls that find
+/// the allocator started (instance.rs) need not read it: it is withdrawn then.
 static UNUSABLE: AtomicU8 = AtomicU8::new(0);
 const FORKED: u8 = 1;
 const EXITING: u8 = 2;
@@ -57,10 +57,12 @@ fn unusable() -> Failure {
 
 extern "C" fn in_forked_child() {
     UNUSABLE.fetch_or(FORKED, Ordering::Relaxed);
+    super::instance::withdraw();
 }
 
 extern "C" fn at_unload() {
     UNUSABLE.fetch_or(EXITING, Ordering::Relaxed);
+    super::instance::withdraw();
     // Threads already inside the allocator may still be calling Level Zero;
     // the loader is finalised after this library, so let them leave first.
     crate::level_zero::close_gate(Duration::from_secs(1));

@@ -13,7 +13,8 @@
 //! takes no lock, and makes one atomic read-modify-write each way (the block's
 //! claim, the block's free). Pending events are polled when the cache misses
 //! and at every 32nd allocation of a thread while any are pending, or by the
-//! background reclaimer instead.
+//! background reclaimer instead. Anything else an allocation or a free may
+//! need is off the hot path, in functions of their own.
 
 mod backend;
 mod block;
@@ -29,6 +30,7 @@ mod shards;
 pub mod size_class;
 mod stats;
 mod thread_cache;
+mod thread_slot;
 
 pub use backend::{Backend, BackendError, HostMemory, StreamEvents, StreamKey};
 pub use config::{Settings, UnknownKeys};
@@ -48,7 +50,7 @@ use release::Oldest;
 use segments::SPLIT_MIN;
 use size_class::{fits, Rounding, SizeClass, CLASS_COUNT};
 use stats::Counters;
-use thread_cache::{Hot, Local, ThreadCaches};
+use thread_cache::{Hot, Mine, ThreadCaches};
 
 /// A block handed to a caller: its memory and the context that names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,66 +135,79 @@ impl<B: Backend> CachingAllocator<B> {
     /// touches nothing (PyTorch returns a null pointer and a null context).
     #[inline]
     pub fn allocate(&self, size: usize) -> Result<Option<Allocation>, Error> {
+        match self.allocate_hot(size) {
+            Some(allocation) => Ok(Some(allocation)),
+            None => self.allocate_slow(size),
+        }
+    }
+
+    /// The hot path: the block on top of the thread's own stack of the
+    /// request's class, if it fits and the thread need not poll first.
+    #[inline(always)]
+    fn allocate_hot(&self, size: usize) -> Option<Allocation> {
+        let local = self.caches.mine()?;
+        if local.next_is_periodic() && self.periodic(local) {
+            return None;
+        }
+        // Zero and sizes that do not round go the slow way.
+        let class = self.rounding.classify_rounded(size)?;
+        let top = local.top(class.index)?;
+        let block = top.block;
+        if !fits(block.size(), size, &class) {
+            return None;
+        }
+        let claimed = block.claim(top.entry);
+        // Claimed, or stale for good (claimed by another taker): off the stack either way.
+        top.pop();
+        if !claimed {
+            return None;
+        }
+        // See `take_cached`.
+        if !fits(block.size(), size, &class) {
+            // Still counted as cached: listed again as it is.
+            self.list(local, block, block.mark_cached());
+            return None;
+        }
+        Some(self.hand_out(local, block, size, true))
+    }
+
+    /// The `EVERY`-th allocation's work: the peaks; true if it should poll pending events.
+    #[cold]
+    #[inline(never)]
+    fn periodic(&self, local: Mine<'_>) -> bool {
+        local.check_peaks(&self.caches);
+        self.polls_inline()
+    }
+
+    #[inline(never)]
+    fn allocate_slow(&self, size: usize) -> Result<Option<Allocation>, Error> {
         if size == 0 {
             return Ok(None);
         }
         let Some(class) = self.rounding.classify(size) else { return Err(Error::SizeTooLarge { requested: size }) };
-        let local = self.caches.local();
-        let poll = self.polls_inline() && local.poll_is_due();
-        // The hot path: the block on top of the thread's own stack of this class.
-        if !poll {
-            if let Some(top) = local.top(class.index) {
-                let block = self.blocks.get(top.entry.id);
-                if fits(block.size(), size, &class) {
-                    let claimed = block.claim(top.entry);
-                    // Claimed, or stale for good (claimed by another taker): off the stack either way.
-                    top.pop();
-                    if claimed {
-                        // See `take_cached`.
-                        if fits(block.size(), size, &class) {
-                            return Ok(Some(self.hand_out(&local, block, size, true)));
-                        }
-                        // Still counted as cached: listed again as it is.
-                        self.list(&local, block, block.mark_cached());
-                    }
-                }
-            }
-        }
-        self.allocate_slow(&local, size, &class, poll)
-    }
-
-    #[inline(never)]
-    fn allocate_slow(&self, local: &Local<'_>, size: usize, class: &SizeClass, poll: bool) -> Result<Option<Allocation>, Error> {
-        if poll {
+        let held = self.caches.local();
+        let local = *held;
+        if self.polls_inline() {
             self.poll_pending_with(local);
         }
-        let mut cached = self.take_cached(local, size, class);
-        if cached.is_none() && self.polls_inline() {
-            self.poll_pending_with(local);
-            cached = self.take_cached(local, size, class);
-        }
-        if let Some(entry) = cached {
+        if let Some(entry) = self.take_cached(local, size, &class) {
             return Ok(Some(self.hand_out(local, self.blocks.get(entry.id), size, true)));
         }
         if self.settings.split_blocks && class.size >= SPLIT_MIN {
-            if let Some(block) = self.take_by_splitting(local, class) {
+            if let Some(block) = self.take_by_splitting(local, &class) {
                 return Ok(Some(self.hand_out(local, block, size, false)));
             }
         }
-        let block = self.allocate_new(local, size, class)?;
+        let block = self.allocate_new(local, size, &class)?;
         Ok(Some(self.hand_out(local, block, size, false)))
     }
 
     /// Counts a block the caller now owns as handed out for `requested` bytes.
     #[inline(always)]
-    fn hand_out(&self, local: &Local<'_>, block: &Block, requested: usize, from_cache: bool) -> Allocation {
+    fn hand_out(&self, local: Mine<'_>, block: &Block, requested: usize, from_cache: bool) -> Allocation {
         let size = block.size();
         block.set_requested(requested);
-        if from_cache {
-            local.remove(&[(Hot::CachedBytes, size as i64)]);
-            local.hit();
-        }
-        local.add(&self.caches, &[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, size as i64), (Hot::RequestedBytes, requested as i64)]);
+        local.handed_out(&self.caches, size as i64, requested as i64, from_cache);
         Allocation { address: block.address(), context: Arena::context_of(block), size }
     }
 
@@ -210,19 +225,30 @@ impl<B: Backend> CachingAllocator<B> {
         // Read before the free: once cached, the block may be someone else's.
         let (bytes, requested) = (block.size() as i64, block.requested() as i64);
         let Some(freed) = block.free() else { return Err(Error::NotAllocated { context }) };
-        let local = self.caches.local();
-        local.remove(&[(Hot::ActiveRequests, 1), (Hot::ActiveBytes, bytes), (Hot::RequestedBytes, requested)]);
+        // The hot path: a block no stream used, onto the thread's own stack.
+        if let (Freed::Cached(entry), Some(local)) = (&freed, self.caches.mine()) {
+            local.taken_back(bytes, requested);
+            self.cache(local, block, *entry);
+            return Ok(());
+        }
+        self.free_slow(block, freed, bytes, requested)
+    }
+
+    #[inline(never)]
+    fn free_slow(&self, block: &Block, freed: Freed<'_>, bytes: i64, requested: i64) -> Result<(), Error> {
+        let held = self.caches.local();
+        held.taken_back(bytes, requested);
         match freed {
             Freed::Cached(entry) => {
-                self.cache(&local, block, entry);
+                self.cache(*held, block, entry);
                 Ok(())
             }
             Freed::Owned => {
-                self.cache_part(&local, block);
+                self.cache_part(*held, block);
                 Ok(())
             }
             Freed::Pending(streams) => {
-                drop(local);
+                drop(held);
                 self.wait_for_streams(block, streams)
             }
         }
@@ -292,10 +318,10 @@ impl<B: Backend> CachingAllocator<B> {
     /// back to the backend. Blocks in use or still waiting stay, and so do free
     /// parts of split memory while another part of it is in use or waiting.
     pub fn empty_cache(&self) -> Result<(), Error> {
-        self.empty_cache_with(&self.caches.local())
+        self.empty_cache_with(*self.caches.local())
     }
 
-    fn empty_cache_with(&self, local: &Local<'_>) -> Result<(), Error> {
+    fn empty_cache_with(&self, local: Mine<'_>) -> Result<(), Error> {
         self.poll_pending_with(local);
         let mut entries = self.shards.drain();
         entries.extend(self.caches.all_entries());
@@ -316,10 +342,10 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Moves blocks whose events have completed to the free lists.
     pub fn poll_pending(&self) {
-        self.poll_pending_with(&self.caches.local());
+        self.poll_pending_with(*self.caches.local());
     }
 
-    fn poll_pending_with(&self, local: &Local<'_>) {
+    fn poll_pending_with(&self, local: Mine<'_>) {
         self.pending.poll(&self.backend, |id| {
             let block = self.blocks.get(id);
             if block.complete_one_event() {
@@ -391,7 +417,7 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// A cached block for `request`: from the thread's own stack, else from the
     /// shards, this thread's first, or from another thread's stack.
-    fn take_cached(&self, local: &Local<'_>, request: usize, class: &SizeClass) -> Option<Entry> {
+    fn take_cached(&self, local: Mine<'_>, request: usize, class: &SizeClass) -> Option<Entry> {
         loop {
             let entry = self.find_cached(local, request, class)?;
             let block = self.blocks.get(entry.id);
@@ -407,7 +433,7 @@ impl<B: Backend> CachingAllocator<B> {
         }
     }
 
-    fn find_cached(&self, local: &Local<'_>, request: usize, class: &SizeClass) -> Option<Entry> {
+    fn find_cached(&self, local: Mine<'_>, request: usize, class: &SizeClass) -> Option<Entry> {
         // With nothing cached anywhere every entry is stale: a miss after
         // `empty_cache` need not look through them.
         if self.caches.current_value(Hot::CachedBytes) <= 0 {
@@ -423,11 +449,11 @@ impl<B: Backend> CachingAllocator<B> {
             return Some(entry);
         }
         classes.iter().find_map(|&index| {
-            self.caches.others_entries(local, index).find(|&entry| matches!(offer(entry), Claim::Taken))
+            self.caches.others_entries(&local, index).find(|&entry| matches!(offer(entry), Claim::Taken))
         })
     }
 
-    fn allocate_new(&self, local: &Local<'_>, requested: usize, class: &SizeClass) -> Result<&Block, Error> {
+    fn allocate_new(&self, local: Mine<'_>, requested: usize, class: &SizeClass) -> Result<&Block, Error> {
         // The header is taken first and its lines fetched while the driver
         // works: a driver call leaves them out of cache, and fetching them for
         // the writes of `bind` cost about as much as the rest of a miss.
@@ -449,7 +475,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// Memory for a miss of `class` from the backend: first making way for it
     /// as the settings say, and once more after emptying the cache if the
     /// backend was out of memory.
-    fn new_memory(&self, local: &Local<'_>, requested: usize, class: &SizeClass) -> Result<usize, Error> {
+    fn new_memory(&self, local: Mine<'_>, requested: usize, class: &SizeClass) -> Result<usize, Error> {
         if let (true, Some(oldest)) = (self.settings.release_cached_on_miss, &self.oldest) {
             // Cached blocks that could not serve this request make way for it.
             let mut released = 0;
@@ -483,23 +509,23 @@ impl<B: Backend> CachingAllocator<B> {
     /// Puts a block the caller has just marked cached (`entry` claims it) into
     /// the thread's own stack, or its shard when the stack is full.
     #[inline(always)]
-    fn cache(&self, local: &Local<'_>, block: &Block, entry: Entry) {
-        local.add(&self.caches, &[(Hot::CachedBytes, block.size() as i64)]);
+    fn cache(&self, local: Mine<'_>, block: &Block, entry: Entry) {
+        local.add(&self.caches, Hot::CachedBytes, block.size() as i64);
         self.list(local, block, entry);
     }
 
     /// Lists a cached block's entry, its bytes already counted, and keeps the cap.
     #[inline(always)]
-    fn list(&self, local: &Local<'_>, block: &Block, entry: Entry) {
-        self.push_entry(block, entry, local);
+    fn list(&self, local: Mine<'_>, block: &Block, entry: Entry) {
+        self.push_entry(local, block, entry);
         if let Some(oldest) = &self.oldest {
             self.enforce_cap(local, oldest);
         }
     }
 
     #[inline(always)]
-    fn push_entry(&self, block: &Block, entry: Entry, local: &Local<'_>) {
-        if let Some(oldest) = local.push(block.class(), entry, |entry| self.is_current(entry)) {
+    fn push_entry(&self, local: Mine<'_>, block: &Block, entry: Entry) {
+        if let Some(oldest) = local.push(block.class(), entry, block, |entry| self.is_current(entry)) {
             self.overflow(block.class(), oldest);
         }
         if let Some(oldest) = &self.oldest {

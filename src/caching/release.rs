@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use super::block::{Block, BlockState, Entry};
-use super::thread_cache::{Hot, Local};
+use super::thread_cache::{Hot, Mine};
 use super::{lock, Backend, CachingAllocator, Error};
 
 /// Cached blocks' entries in the order they were cached (entries of blocks
@@ -32,7 +32,7 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     /// Gives cached blocks back, oldest first, while cached bytes exceed the cap.
-    pub(super) fn enforce_cap(&self, local: &Local<'_>, oldest: &Mutex<Oldest>) {
+    pub(super) fn enforce_cap(&self, local: Mine<'_>, oldest: &Mutex<Oldest>) {
         let cap = i64::try_from(self.settings.max_cached_bytes).unwrap_or(i64::MAX);
         if self.caches.current_value(Hot::CachedBytes) > cap {
             self.release_oldest(local, oldest, |_| self.caches.current_value(Hot::CachedBytes) > cap);
@@ -41,7 +41,7 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Gives cached blocks back, oldest first, until `more` (told the bytes of
     /// each block given back) says enough or none is left.
-    pub(super) fn release_oldest(&self, local: &Local<'_>, oldest: &Mutex<Oldest>, mut more: impl FnMut(usize) -> bool) {
+    pub(super) fn release_oldest(&self, local: Mine<'_>, oldest: &Mutex<Oldest>, mut more: impl FnMut(usize) -> bool) {
         // Parts of split memory go to the back of the queue again: each entry is seen once.
         let queued = lock(oldest).queue.len();
         for _ in 0..queued {
@@ -58,7 +58,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// returning its bytes (0 for a stale entry); its entries left in lists are
     /// stale from then on. A part of split memory cannot go back on its own (a
     /// neighbour is in use): it is listed again.
-    pub(super) fn release_cached(&self, local: &Local<'_>, entry: Entry) -> Result<usize, (usize, Error)> {
+    pub(super) fn release_cached(&self, local: Mine<'_>, entry: Entry) -> Result<usize, (usize, Error)> {
         let block = self.blocks.get(entry.id);
         if block.in_segment() {
             // Under the lock merges take, so that no merge misses it while it is claimed.
@@ -66,7 +66,7 @@ impl<B: Backend> CachingAllocator<B> {
             if block.claim_as(entry, BlockState::Pending) {
                 let entry = block.mark_cached();
                 drop(segments);
-                self.push_entry(block, entry, local);
+                self.push_entry(local, block, entry);
             }
             return Ok(0);
         }
@@ -75,7 +75,7 @@ impl<B: Backend> CachingAllocator<B> {
             return Ok(0);
         }
         let size = block.size();
-        local.remove(&[(Hot::CachedBytes, size as i64)]);
+        local.remove(Hot::CachedBytes, size as i64);
         self.release_memory(block).map(|()| size).map_err(|error| (size, error))
     }
 

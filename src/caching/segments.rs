@@ -7,7 +7,7 @@
 
 use super::block::{Block, BlockState, NO_BLOCK};
 use super::size_class::{SizeClass, CLASS_COUNT, MIN_STEP};
-use super::thread_cache::{Hot, Local};
+use super::thread_cache::{Hot, Mine};
 use super::{lock, Backend, CachingAllocator};
 use std::sync::atomic::Ordering;
 
@@ -20,7 +20,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// With `pinned_split_blocks`: the smallest cached block that can hold the
     /// request serves it, and what the request does not need stays cached as
     /// a block of its own, in the same memory from the backend.
-    pub(super) fn take_by_splitting(&self, local: &Local<'_>, class: &SizeClass) -> Option<&Block> {
+    pub(super) fn take_by_splitting(&self, local: Mine<'_>, class: &SizeClass) -> Option<&Block> {
         // Parts keep the alignment every block has.
         let carve = class.size.checked_next_multiple_of(MIN_STEP)?;
         let segments = lock(&self.segments);
@@ -38,8 +38,7 @@ impl<B: Backend> CachingAllocator<B> {
             return None;
         }
         let size = block.size();
-        local.remove(&[(Hot::CachedBytes, size as i64)]);
-        local.hit();
+        local.remove(Hot::CachedBytes, size as i64);
         let rest = size - carve;
         if rest < SPLIT_MIN {
             return Some(block);
@@ -56,7 +55,7 @@ impl<B: Backend> CachingAllocator<B> {
         self.by_address_stale.store(true, Ordering::Release);
         // Counted while no one else can reach it: once cached, a neighbour's
         // merge may take it in and change its size.
-        local.add(&self.caches, &[(Hot::CachedBytes, rest as i64)]);
+        local.add(&self.caches, Hot::CachedBytes, rest as i64);
         let entry = part.mark_cached();
         drop(segments);
         self.list(local, part, entry);
@@ -67,7 +66,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// merged with its cached neighbours: two parts next to each other are
     /// never both cached, so memory whose parts are all free is one block
     /// again, which can go back to the backend.
-    pub(super) fn cache_part(&self, local: &Local<'_>, block: &Block) {
+    pub(super) fn cache_part(&self, local: Mine<'_>, block: &Block) {
         let freed = block.size() as i64;
         let segments = lock(&self.segments);
         let (before, after) = block.neighbours();
@@ -84,7 +83,7 @@ impl<B: Backend> CachingAllocator<B> {
         let entry = merged.mark_cached();
         drop(segments);
         // The neighbours' bytes were counted as cached already.
-        local.add(&self.caches, &[(Hot::CachedBytes, freed)]);
+        local.add(&self.caches, Hot::CachedBytes, freed);
         self.list(local, merged, entry);
     }
 

@@ -49,6 +49,16 @@ impl Rounding {
         self.classify_unrounded(request)
     }
 
+    /// The class of a request of at least one byte, up to the threshold,
+    /// that rounds to a size a `usize` holds; `None` for any other.
+    #[inline(always)]
+    pub fn classify_rounded(&self, request: usize) -> Option<SizeClass> {
+        if request.wrapping_sub(1) >= self.threshold {
+            return None;
+        }
+        round(request, self.divisions)
+    }
+
     #[inline(never)]
     fn classify_unrounded(&self, request: usize) -> Option<SizeClass> {
         let size = request.checked_next_multiple_of(MIN_STEP)?;

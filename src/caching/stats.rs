@@ -225,10 +225,11 @@ impl Counters {
     pub fn snapshot(&self, hot: &ThreadCaches) -> Stats {
         let host = lock(&self.host);
         let micros = self.clock.to_micros();
+        let active_requests = hot.stat(Hot::ActiveRequests);
         Stats {
             allocations: host.allocations,
             allocated_bytes: host.allocated_bytes,
-            active_requests: hot.stat(Hot::ActiveRequests),
+            active_requests,
             active_bytes: hot.stat(Hot::ActiveBytes),
             requested_bytes: hot.stat(Hot::RequestedBytes),
             pending_blocks: self.pending_blocks.snapshot(),
@@ -237,7 +238,8 @@ impl Counters {
             host_free_time: host.free_time.in_micros(&micros),
             num_host_alloc: host.allocations.allocated,
             num_host_free: host.allocations.freed,
-            cache_hits: hot.cache_hits(),
+            // Every allocation is a hit but those that got new memory.
+            cache_hits: (active_requests.allocated - host.allocations.allocated).max(0),
             cache_misses: host.cache_misses,
         }
     }

@@ -5,7 +5,8 @@
 //! The thread is the only writer of both, so the hot path takes no lock and
 //! makes no read-modify-write of them: a cycle's only read-modify-writes are
 //! the block's own, its claim when allocated and its free (block.rs). Other
-//! threads only read them: statistics sum every thread's counters, and a
+//! threads only read them (a peak reset also lowers the marks the peaks are
+//! checked at): statistics sum every thread's counters, and a
 //! thread whose own cache misses, `empty_cache` and the cache cap take blocks
 //! from other threads' stacks by claiming the entries there (exactly one taker
 //! wins a claim; the owner skips the stale entry afterwards). So no cached
@@ -15,24 +16,23 @@
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use super::block::{Claim, Entry};
+use super::block::{Block, Claim, Entry};
 use super::size_class::CLASS_COUNT;
-use super::lock;
 use super::stats::Stat;
+use super::{lock, thread_slot};
 
 /// Entries a thread keeps per size class (a batch of same-size tensors fits);
 /// more go to the shards (shards.rs).
 const DEPTH: usize = 16;
-/// How many additions a thread makes at most between two reads of the sum.
-const PEAK_CHECK_EVERY: i64 = 64;
-/// Blocks wait for events: besides every miss, each thread polls at every
-/// `POLL_EVERY`-th allocation while any wait (and no reclaimer does it), so
-/// that a completed block comes back into use even while other cached blocks
-/// keep serving hits, at a cost spread thin.
-pub(crate) const POLL_EVERY: u32 = 32;
+/// Every `EVERY`-th allocation of a thread does what the others skip: it
+/// checks the peaks against the sum of every thread's counters (see
+/// `Mine::handed_out`), and while blocks wait for events (and no reclaimer
+/// polls) it polls them, so that a completed block comes back into use even
+/// while other cached blocks keep serving hits. A cost spread thin.
+pub(crate) const EVERY: i64 = 32;
 
 /// The gauges kept per thread and read as their sum.
 #[derive(Clone, Copy)]
@@ -46,41 +46,51 @@ pub(crate) enum Hot {
 const HOT: usize = 4;
 
 /// One thread's cache and counters. Every field is written by the owning
-/// thread only (a load and a store, never a read-modify-write) and read by any.
+/// thread only (a load and a store, never a read-modify-write), except that a
+/// peak reset lowers the high-water marks, and read by any.
 #[repr(align(64))]
 pub(crate) struct ThreadCache {
-    /// One stack per size class, made on the class's first push (a thread
-    /// uses a few classes of the hundreds there are).
-    stacks: Box<[AtomicPtr<Stack>]>,
     /// This thread's share of each gauge (what it added less what it removed),
-    /// and the total it added; what it removed is their difference.
+    /// and the total it added; what it removed is their difference. The
+    /// total added to `ActiveRequests` counts the thread's allocations.
     value: [AtomicI64; HOT],
     added: [AtomicI64; HOT],
-    cache_hits: AtomicI64,
     /// The highest this thread's share of each gauge reached since the peaks
-    /// were last checked against the sum.
+    /// were last checked against the sum (`i64::MIN` after a peak reset).
     high_water: [AtomicI64; HOT],
-    /// Additions since the sum was last read, to bound how long a peak can lag.
-    since_check: AtomicI64,
-    /// The peak reset this thread's high-water marks date from.
-    peak_epoch: AtomicU64,
-    /// Allocations that could have polled, for `poll_is_due`.
-    allocations: AtomicU32,
     /// The next cache of the registry, which lists every cache it ever made.
     next: AtomicPtr<ThreadCache>,
+    /// One stack per size class, made on the class's first push (a thread
+    /// uses a few classes of the hundreds there are).
+    stacks: [AtomicPtr<Stack>; CLASS_COUNT],
 }
 
 /// Entries of one class, most recent last.
 struct Stack {
     len: AtomicUsize,
-    slots: [AtomicU64; DEPTH],
+    slots: [Slot; DEPTH],
 }
 
-/// The most recent entry of a thread's stack, as `Local::top` found it.
+/// An entry, and for its owner the block it names (which others find through the arena).
+#[derive(Default)]
+struct Slot {
+    entry: AtomicU64,
+    block: AtomicPtr<Block>,
+}
+
+impl Slot {
+    fn copy_from(&self, other: &Slot) {
+        self.block.store(other.block.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.entry.store(other.entry.load(Ordering::Relaxed), Ordering::Release);
+    }
+}
+
+/// The most recent entry of a thread's stack, as `Mine::top` found it.
 pub(crate) struct Top<'a> {
     stack: &'a Stack,
     len: usize,
     pub entry: Entry,
+    pub block: &'a Block,
 }
 
 impl Top<'_> {
@@ -95,15 +105,11 @@ impl Top<'_> {
 impl ThreadCache {
     fn new() -> ThreadCache {
         ThreadCache {
-            stacks: (0..CLASS_COUNT).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
             value: Default::default(),
             added: Default::default(),
-            cache_hits: AtomicI64::new(0),
             high_water: Default::default(),
-            since_check: AtomicI64::new(0),
-            peak_epoch: AtomicU64::new(0),
-            allocations: AtomicU32::new(0),
             next: AtomicPtr::new(ptr::null_mut()),
+            stacks: [const { AtomicPtr::new(ptr::null_mut()) }; CLASS_COUNT],
         }
     }
 
@@ -118,7 +124,7 @@ impl ThreadCache {
     fn entries(&self, class: usize) -> impl Iterator<Item = Entry> + '_ {
         self.stack(class).into_iter().flat_map(|stack| {
             let len = stack.len.load(Ordering::Acquire).min(DEPTH);
-            stack.slots[..len].iter().map(|slot| Entry::unpack(slot.load(Ordering::Acquire)))
+            stack.slots[..len].iter().map(|slot| Entry::unpack(slot.entry.load(Ordering::Acquire)))
         })
     }
 
@@ -144,9 +150,6 @@ pub(crate) struct ThreadCaches {
     /// Totals at the last reset of the accumulated statistics.
     baseline_added: [AtomicI64; HOT],
     baseline_removed: [AtomicI64; HOT],
-    baseline_hits: AtomicI64,
-    /// Counts peak resets; a thread whose marks are older rebases them.
-    peak_epoch: AtomicU64,
 }
 
 /// Owns the caches. Threads hold it too, so that one that exits after the
@@ -216,13 +219,13 @@ type Held = (usize, *const Registry, *const ThreadCache);
 
 const NOT_HELD: Held = (0, ptr::null(), ptr::null());
 
-// None of these has a destructor, so reaching them stays cheap and they stay
-// usable while the thread exits; the caches go back through a pthread key's
-// destructor instead (`give_back`), which runs after the thread's C++ and Rust
-// thread-local destructors, so frees from those still find the thread's cache.
+// The cache of the allocator this thread used last is in its slot
+// (thread_slot.rs; allocator ids start at 1). None of these has a destructor,
+// so they stay usable while the thread exits; the caches go back through a
+// pthread key's destructor instead (`give_back`), which runs after the
+// thread's C++ and Rust thread-local destructors, so frees from those still
+// find the thread's cache.
 thread_local! {
-    /// The cache of the allocator this thread used last (allocator ids start at 1).
-    static LAST: Cell<(usize, *const ThreadCache)> = const { Cell::new((0, ptr::null())) };
     static HOLDS: [Cell<Held>; HELD] = const { [const { Cell::new(NOT_HELD) }; HELD] };
     /// Set once the caches went back: calls made later on the thread use the shared ones.
     static EXITED: Cell<bool> = const { Cell::new(false) };
@@ -242,7 +245,7 @@ fn exit_key() -> Option<libc::pthread_key_t> {
 
 extern "C" fn give_back(_value: *mut c_void) {
     let _ = EXITED.try_with(|exited| exited.set(true));
-    let _ = LAST.try_with(|last| last.set((0, ptr::null())));
+    thread_slot::set((0, ptr::null()));
     let _ = HOLDS.try_with(|holds| {
         for slot in holds {
             let (_, registry, cache) = slot.replace(NOT_HELD);
@@ -257,18 +260,29 @@ extern "C" fn give_back(_value: *mut c_void) {
     });
 }
 
-/// The calling thread's cache, which it alone may change while it holds this:
-/// its own, or the shared one under the lock.
-pub(crate) struct Local<'a> {
-    cache: &'a ThreadCache,
-    _shared: Option<MutexGuard<'a, ()>>,
-}
+/// A cache that the calling thread alone changes while it holds this.
+#[derive(Clone, Copy)]
+pub(crate) struct Mine<'a>(&'a ThreadCache);
 
-impl std::ops::Deref for Local<'_> {
+impl std::ops::Deref for Mine<'_> {
     type Target = ThreadCache;
     #[inline]
     fn deref(&self) -> &ThreadCache {
-        self.cache
+        self.0
+    }
+}
+
+/// The calling thread's cache: its own, or the shared one under the lock.
+pub(crate) struct Local<'a> {
+    mine: Mine<'a>,
+    _shared: Option<MutexGuard<'a, ()>>,
+}
+
+impl<'a> std::ops::Deref for Local<'a> {
+    type Target = Mine<'a>;
+    #[inline]
+    fn deref(&self) -> &Mine<'a> {
+        &self.mine
     }
 }
 
@@ -287,19 +301,24 @@ impl ThreadCaches {
             peaks: Default::default(),
             baseline_added: Default::default(),
             baseline_removed: Default::default(),
-            baseline_hits: AtomicI64::new(0),
-            peak_epoch: AtomicU64::new(0),
         }
+    }
+
+    /// The calling thread's own cache, if it used this allocator last.
+    #[inline(always)]
+    pub fn mine(&self) -> Option<Mine<'_>> {
+        let (id, cache) = thread_slot::get();
+        // SAFETY: the id is this allocator's, so the cache is in its registry,
+        // which lives as long as `self`; the thread registered it as its own.
+        (id == self.id).then(|| Mine(unsafe { &*cache.cast::<ThreadCache>() }))
     }
 
     /// The calling thread's cache.
     #[inline]
     pub fn local(&self) -> Local<'_> {
-        match LAST.try_with(Cell::get) {
-            // SAFETY: the id is this allocator's, so the cache is in its registry,
-            // which lives as long as `self`; the thread registered it as its own.
-            Ok((id, cache)) if id == self.id => Local { cache: unsafe { &*cache }, _shared: None },
-            _ => self.register(),
+        match self.mine() {
+            Some(mine) => Local { mine, _shared: None },
+            None => self.register(),
         }
     }
 
@@ -307,14 +326,14 @@ impl ThreadCaches {
     fn register(&self) -> Local<'_> {
         match self.hold() {
             Some(cache) => {
-                let _ = LAST.try_with(|last| last.set((self.id, cache)));
+                thread_slot::set((self.id, cache.cast()));
                 // SAFETY: the thread holds the cache (see `hold`), so its registry lives.
-                Local { cache: unsafe { &*cache }, _shared: None }
+                Local { mine: Mine(unsafe { &*cache }), _shared: None }
             }
             None => {
                 let guard = lock(&self.shared_lock);
                 self.shared_used.store(true, Ordering::Release);
-                Local { cache: &self.shared, _shared: Some(guard) }
+                Local { mine: Mine(&self.shared), _shared: Some(guard) }
             }
         }
     }
@@ -390,12 +409,16 @@ impl ThreadCaches {
         }
     }
 
-    pub fn cache_hits(&self) -> i64 {
-        self.sum(|cache| cache.cache_hits.load(Ordering::Relaxed)) - self.baseline_hits.load(Ordering::Relaxed)
-    }
-
+    /// Sets each peak to the gauge's value. The threads' marks start over, so
+    /// that each thread's next addition checks the new peaks (a thread
+    /// raising its mark at that moment may keep its old one: its peaks then
+    /// lag until its next `EVERY`-th allocation).
     pub fn reset_peaks(&self) {
-        self.peak_epoch.fetch_add(1, Ordering::Relaxed);
+        for cache in self.caches() {
+            for mark in &cache.high_water {
+                mark.store(i64::MIN, Ordering::Relaxed);
+            }
+        }
         for gauge in 0..HOT {
             self.peaks[gauge].store(self.sum(|cache| cache.share(gauge)), Ordering::Relaxed);
         }
@@ -410,7 +433,6 @@ impl ThreadCaches {
             self.baseline_added[gauge].store(added, Ordering::Relaxed);
             self.baseline_removed[gauge].store(removed, Ordering::Relaxed);
         }
-        self.baseline_hits.store(self.sum(|cache| cache.cache_hits.load(Ordering::Relaxed)), Ordering::Relaxed);
     }
 
     fn raise_peak(&self, gauge: usize) {
@@ -430,7 +452,7 @@ impl Drop for ThreadCaches {
 
 impl Drop for ThreadCache {
     fn drop(&mut self) {
-        for stack in self.stacks.iter_mut() {
+        for stack in &mut self.stacks {
             let stack = *stack.get_mut();
             if !stack.is_null() {
                 // SAFETY: made by `Box::into_raw` and owned by this cache alone now.
@@ -440,11 +462,11 @@ impl Drop for ThreadCache {
     }
 }
 
-impl Local<'_> {
+impl<'a> Mine<'a> {
     /// The stack of list `class`, made on first use.
     #[inline]
-    fn stack_or_make(&self, class: usize) -> &Stack {
-        if let Some(stack) = self.stack(class) {
+    fn stack_or_make(self, class: usize) -> &'a Stack {
+        if let Some(stack) = self.0.stack(class) {
             return stack;
         }
         let stack = Box::into_raw(Box::new(Stack { len: AtomicUsize::new(0), slots: Default::default() }));
@@ -455,42 +477,38 @@ impl Local<'_> {
     }
 
     /// The most recent entry of list `class`, left in place until popped.
-    #[inline]
-    pub fn top(&self, class: usize) -> Option<Top<'_>> {
-        let stack = self.stack(class)?;
+    #[inline(always)]
+    pub fn top(self, class: usize) -> Option<Top<'a>> {
+        let stack = self.0.stack(class)?;
         let len = stack.len.load(Ordering::Relaxed);
         let slot = stack.slots.get(len.checked_sub(1)?)?;
-        Some(Top { stack, len, entry: Entry::unpack(slot.load(Ordering::Relaxed)) })
+        let entry = Entry::unpack(slot.entry.load(Ordering::Relaxed));
+        // SAFETY: this thread pushed the slot with the `&Block` its entry names;
+        // blocks live in the allocator's arena, which outlives its caches' borrows.
+        let block = unsafe { &*slot.block.load(Ordering::Relaxed) };
+        Some(Top { stack, len, entry, block })
     }
 
     /// Empties every stack of this thread's (their entries are the caller's to deal with).
-    pub fn clear(&self) {
+    pub fn clear(self) {
         for class in 0..CLASS_COUNT {
-            if let Some(stack) = self.stack(class) {
+            if let Some(stack) = self.0.stack(class) {
                 stack.len.store(0, Ordering::Release);
             }
         }
     }
 
-    /// Counts an allocation that could poll; true at every `POLL_EVERY`-th.
-    #[inline]
-    pub fn poll_is_due(&self) -> bool {
-        let next = self.allocations.load(Ordering::Relaxed).wrapping_add(1);
-        self.allocations.store(next, Ordering::Relaxed);
-        next % POLL_EVERY == 0
-    }
-
     /// The most recent entry of list `class` that `offer` takes, dropping the
     /// stale ones it meets.
     #[inline]
-    pub fn take(&self, class: usize, mut offer: impl FnMut(Entry) -> Claim) -> Option<Entry> {
-        let stack = self.stack(class)?;
+    pub fn take(self, class: usize, mut offer: impl FnMut(Entry) -> Claim) -> Option<Entry> {
+        let stack = self.0.stack(class)?;
         let mut len = stack.len.load(Ordering::Relaxed);
         let mut position = len;
         let mut taken = None;
         while position > 0 && taken.is_none() {
             position -= 1;
-            let entry = Entry::unpack(stack.slots[position].load(Ordering::Relaxed));
+            let entry = Entry::unpack(stack.slots[position].entry.load(Ordering::Relaxed));
             match offer(entry) {
                 Claim::Skip => continue,
                 Claim::Taken => taken = Some(entry),
@@ -498,7 +516,7 @@ impl Local<'_> {
             }
             // Close the gap: entries above move down one.
             for above in position + 1..len {
-                stack.slots[above - 1].store(stack.slots[above].load(Ordering::Relaxed), Ordering::Relaxed);
+                stack.slots[above - 1].copy_from(&stack.slots[above]);
             }
             len -= 1;
         }
@@ -506,11 +524,11 @@ impl Local<'_> {
         taken
     }
 
-    /// Pushes an entry onto list `class`. When the list is full of entries
-    /// `is_current` keeps, the oldest makes room and is returned (the caller
-    /// puts it elsewhere), so the stack always holds the most recent.
+    /// Pushes `block`'s entry onto list `class`. When the list is full of
+    /// entries `is_current` keeps, the oldest makes room and is returned (the
+    /// caller puts it elsewhere), so the stack always holds the most recent.
     #[inline(always)]
-    pub fn push(&self, class: usize, entry: Entry, is_current: impl Fn(Entry) -> bool) -> Option<Entry> {
+    pub fn push(self, class: usize, entry: Entry, block: &Block, is_current: impl Fn(Entry) -> bool) -> Option<Entry> {
         let stack = self.stack_or_make(class);
         let mut len = stack.len.load(Ordering::Relaxed);
         let mut evicted = None;
@@ -518,79 +536,99 @@ impl Local<'_> {
             // Entries claimed through other lists since are dead weight: drop them.
             let mut kept = 0;
             for position in 0..len {
-                let word = stack.slots[position].load(Ordering::Relaxed);
-                if is_current(Entry::unpack(word)) {
-                    stack.slots[kept].store(word, Ordering::Relaxed);
+                if is_current(Entry::unpack(stack.slots[position].entry.load(Ordering::Relaxed))) {
+                    stack.slots[kept].copy_from(&stack.slots[position]);
                     kept += 1;
                 }
             }
             len = kept;
             if len == DEPTH {
-                evicted = Some(Entry::unpack(stack.slots[0].load(Ordering::Relaxed)));
+                evicted = Some(Entry::unpack(stack.slots[0].entry.load(Ordering::Relaxed)));
                 for position in 1..DEPTH {
-                    stack.slots[position - 1].store(stack.slots[position].load(Ordering::Relaxed), Ordering::Relaxed);
+                    stack.slots[position - 1].copy_from(&stack.slots[position]);
                 }
                 len -= 1;
             }
         }
-        stack.slots[len].store(entry.pack(), Ordering::Release);
+        let slot = &stack.slots[len];
+        slot.block.store(block as *const Block as *mut Block, Ordering::Relaxed);
+        slot.entry.store(entry.pack(), Ordering::Release);
         stack.len.store(len + 1, Ordering::Release);
         evicted
     }
 
-    /// Adds to gauges, then raises their peaks.
+    /// Whether the thread's next allocation is an `EVERY`-th one.
+    #[inline(always)]
+    pub fn next_is_periodic(self) -> bool {
+        (self.added[Hot::ActiveRequests as usize].load(Ordering::Relaxed) + 1) % EVERY == 0
+    }
+
+    /// Counts a block of `bytes` handed out for `requested` bytes, from the
+    /// cache or not, and raises the peaks (see `add`).
+    #[inline(always)]
+    pub fn handed_out(self, caches: &ThreadCaches, bytes: i64, requested: i64, from_cache: bool) {
+        if from_cache {
+            self.remove(Hot::CachedBytes, bytes);
+        }
+        self.add(caches, Hot::ActiveRequests, 1);
+        self.add(caches, Hot::ActiveBytes, bytes);
+        self.add(caches, Hot::RequestedBytes, requested);
+    }
+
+    /// Counts a block of `bytes` handed out for `requested` bytes as given back.
+    #[inline(always)]
+    pub fn taken_back(self, bytes: i64, requested: i64) {
+        self.remove(Hot::ActiveRequests, 1);
+        self.remove(Hot::ActiveBytes, bytes);
+        self.remove(Hot::RequestedBytes, requested);
+    }
+
+    /// Adds to a gauge, then raises its peak.
     ///
     /// Reading every thread's counters on every allocation would make threads
-    /// share cache lines, so the sum is read only when this thread's share of a
-    /// gauge passes its high-water mark, or at every `PEAK_CHECK_EVERY`-th
-    /// addition. With one thread allocating every new peak is a new high-water
-    /// mark, so peaks are exact; with several, a peak may lag a momentary
-    /// maximum that no thread's own growth reached, by at most that many additions.
+    /// share cache lines, so the sum is read only when this thread's share of
+    /// the gauge passes its high-water mark, and for every gauge at each
+    /// thread's `EVERY`-th allocation (`check_peaks`). With one thread
+    /// allocating every new peak is a new high-water mark, so peaks are exact;
+    /// with several, a peak may lag a momentary maximum that no thread's own
+    /// growth reached, by at most that many allocations of each thread.
     #[inline(always)]
-    pub fn add(&self, caches: &ThreadCaches, changes: &[(Hot, i64)]) {
-        let epoch = caches.peak_epoch.load(Ordering::Relaxed);
-        let rebase = self.peak_epoch.load(Ordering::Relaxed) != epoch;
-        if rebase {
-            // The peaks were reset: marks from before mean nothing now.
-            for gauge in 0..HOT {
-                self.high_water[gauge].store(self.share(gauge), Ordering::Relaxed);
-            }
-            self.peak_epoch.store(epoch, Ordering::Relaxed);
-        }
-        let since_check = self.since_check.load(Ordering::Relaxed) + 1;
-        let due = rebase || since_check >= PEAK_CHECK_EVERY;
-        self.since_check.store(if due { 0 } else { since_check }, Ordering::Relaxed);
-        for &(gauge, amount) in changes {
-            let gauge = gauge as usize;
-            bump(&self.added[gauge], amount);
-            let share = bump(&self.value[gauge], amount);
-            let high_water = &self.high_water[gauge];
-            if share > high_water.load(Ordering::Relaxed) || due {
-                high_water.store(share.max(high_water.load(Ordering::Relaxed)), Ordering::Relaxed);
-                caches.raise_peak(gauge);
-            }
+    pub fn add(self, caches: &ThreadCaches, gauge: Hot, amount: i64) {
+        let gauge = gauge as usize;
+        bump(&self.added[gauge], amount);
+        let share = bump(&self.value[gauge], amount);
+        if share > self.high_water[gauge].load(Ordering::Relaxed) {
+            self.raise(caches, gauge, share);
         }
     }
 
-    #[inline]
-    pub fn remove(&self, changes: &[(Hot, i64)]) {
-        for &(gauge, amount) in changes {
-            bump(&self.value[gauge as usize], -amount);
+    #[cold]
+    #[inline(never)]
+    fn raise(self, caches: &ThreadCaches, gauge: usize, share: i64) {
+        self.high_water[gauge].store(share, Ordering::Relaxed);
+        caches.raise_peak(gauge);
+    }
+
+    /// The `EVERY`-th allocation's check of every peak against the sum.
+    #[cold]
+    #[inline(never)]
+    pub fn check_peaks(self, caches: &ThreadCaches) {
+        for gauge in 0..HOT {
+            caches.raise_peak(gauge);
         }
     }
 
-    #[inline]
-    pub fn hit(&self) {
-        bump(&self.cache_hits, 1);
+    #[inline(always)]
+    pub fn remove(self, gauge: Hot, amount: i64) {
+        bump(&self.value[gauge as usize], -amount);
     }
 }
 
 /// Adds to a counter only its thread writes (no read-modify-write needed);
 /// returns the new value.
-#[inline]
+#[inline(always)]
 fn bump(counter: &AtomicI64, amount: i64) -> i64 {
     let value = counter.load(Ordering::Relaxed) + amount;
     counter.store(value, Ordering::Relaxed);
     value
 }
-
