@@ -103,9 +103,11 @@ fn generation_of(word: u64) -> u32 {
 }
 
 /// One block of host memory. Its fields are atomics because a header is shared
-/// by reference with every thread that may look a context up. A cache line of
-/// its own, so that threads using neighbouring blocks do not share one.
-#[repr(align(64))]
+/// by reference with every thread that may look a context up. A pair of cache
+/// lines of its own, so that threads using neighbouring blocks do not share
+/// one: x86 cores fetch lines in aligned pairs, so a line next to one that
+/// another core writes is contended too.
+#[repr(align(128))]
 pub struct Block {
     pub id: u32,
     /// State and generation in one word, so that one compare-and-swap both

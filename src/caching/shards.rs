@@ -27,7 +27,8 @@ pub(crate) struct Shards {
     shards: Box<[Shard]>,
 }
 
-#[repr(align(64))]
+/// Aligned to a pair of cache lines, as blocks are (block.rs).
+#[repr(align(128))]
 struct Shard {
     lists: Mutex<Box<[Vec<Entry>]>>,
     /// Entries in all lists, written under the lock: a taker skips an empty
