@@ -172,7 +172,8 @@ fn stress(plan: Plan) -> Arc<Counts> {
     let elapsed = started.elapsed();
     // One more block recorded on every stream: once it is reclaimed, every
     // fill queued before it has run, so the drain below frees no memory the
-    // device may still write (this matters in the negative control).
+    // device may still write (this matters in the negative control, whose
+    // cached blocks the device may still be writing until then).
     let (data, context) = allocate(8).unwrap();
     for device in 0..2 {
         for id in 0..plan.streams {
@@ -181,6 +182,13 @@ fn stress(plan: Plan) -> Arc<Counts> {
     }
     assert_eq!(free(context), XPU_HOST_SUCCESS);
     Counts::add(&counts.allocations, 1);
+    // Reclaimed without emptying the cache: allocations poll the events.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stats().pending_blocks.current > 0 && Instant::now() < deadline {
+        let (_, context) = allocate(8).unwrap();
+        assert_eq!(free(context), XPU_HOST_SUCCESS);
+        Counts::add(&counts.allocations, 1);
+    }
     let at_end = drain(Duration::from_secs(30));
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     println!(
