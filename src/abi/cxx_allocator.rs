@@ -8,7 +8,7 @@ use std::sync::Once;
 
 use super::cxx_exception::{lookup, throw_runtime_error};
 use super::error::{catch_panic, set_last_error, Failure};
-use super::instance::allocator;
+use super::instance::{allocator, ready};
 use super::lifecycle;
 
 type Deleter = unsafe extern "C" fn(context: *mut c_void);
@@ -106,14 +106,18 @@ pub(crate) fn cxx_allocator() -> *const CxxAllocator {
 /// The deleter every `DataPtr` from `allocate` carries; PyTorch calls it with the context.
 /// In a forked child or at exit it does nothing: the memory is not ours to give back there.
 pub(crate) unsafe extern "C" fn raw_local_deleter(context: *mut c_void) {
-    if let Err(failure) = catch_panic(|| Ok(allocator()?.free(context as usize)?)) {
-        report_failed_free(failure);
+    // The hot path cannot panic (see `free_cached`): it needs no guard.
+    if ready().is_some_and(|allocator| allocator.free_cached(context as usize)) {
+        return;
     }
+    free_guarded(context);
 }
 
-#[cold]
+/// The deleter beyond its hot path, under the panic guard. `extern "C"`, so
+/// that the compiler knows it cannot unwind and jumps to it from the deleter.
 #[inline(never)]
-fn report_failed_free(failure: Failure) {
+extern "C" fn free_guarded(context: *mut c_void) {
+    let Err(failure) = catch_panic(|| Ok(allocator()?.free(context as usize)?)) else { return };
     if lifecycle::check_usable().is_err() {
         return;
     }
@@ -129,6 +133,22 @@ unsafe extern "C" fn destructor(_this: *mut CxxAllocator) {}
 /// Failure throws `std::runtime_error`; a process without a C++ runtime gets a
 /// null `DataPtr` and the last error message.
 unsafe extern "C-unwind" fn allocate(ret: *mut DataPtr, _this: *const CxxAllocator, n: usize) -> *mut DataPtr {
+    // The hot path cannot panic (see `allocate_cached`): it needs no guard.
+    if let Some(allocation) = ready().and_then(|allocator| allocator.allocate_cached(n)) {
+        // SAFETY: `ret` is the caller's storage for a DataPtr (the Itanium sret slot).
+        unsafe { ret.write(data_ptr(allocation.address, allocation.context)) };
+        return ret;
+    }
+    // SAFETY: as the caller promises; this frame is C-unwind.
+    unsafe { allocate_guarded(ret, n) }
+}
+
+/// `allocate` beyond its hot path, under the panic guard.
+///
+/// # Safety
+/// `ret` is the caller's storage for a DataPtr; the caller is `allocate`.
+#[inline(never)]
+unsafe fn allocate_guarded(ret: *mut DataPtr, n: usize) -> *mut DataPtr {
     let (data, context) = match catch_panic(|| Ok(allocator()?.allocate(n)?)) {
         Ok(allocation) => allocation.map_or((0, 0), |a| (a.address, a.context)),
         // SAFETY: `ret` as below; called from C++ through the vtable, this frame is C-unwind.
@@ -136,7 +156,10 @@ unsafe extern "C-unwind" fn allocate(ret: *mut DataPtr, _this: *const CxxAllocat
     };
     // SAFETY: `ret` is the caller's storage for a DataPtr (the Itanium sret slot).
     unsafe { ret.write(data_ptr(data, context)) };
-    ret
+    // Opaque, so that the compiler cannot see that this returns its argument:
+    // when it does, `allocate` keeps its own copy across the call instead of
+    // jumping here.
+    std::hint::black_box(ret)
 }
 
 fn data_ptr(data: usize, context: usize) -> DataPtr {

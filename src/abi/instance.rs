@@ -37,12 +37,17 @@ static RECLAIMER: Mutex<Option<Reclaimer>> = Mutex::new(None);
 /// A failed start is reported and tried again at the next call.
 #[inline(always)]
 pub(crate) fn allocator() -> Result<&'static Allocator, Failure> {
-    let ready = READY.load(Ordering::Acquire);
-    if ready.is_null() {
-        return start();
+    match ready() {
+        Some(allocator) => Ok(allocator),
+        None => start(),
     }
-    // SAFETY: set from `INSTANCE`, which is never emptied or dropped.
-    Ok(unsafe { &*ready })
+}
+
+/// The allocator if it has started and may be used: one load, for the hot paths.
+#[inline(always)]
+pub(crate) fn ready() -> Option<&'static Allocator> {
+    // SAFETY: null, or set from `INSTANCE`, which is never emptied or dropped.
+    unsafe { READY.load(Ordering::Acquire).as_ref() }
 }
 
 /// Called when the allocator must not be used any more (lifecycle.rs): calls

@@ -234,6 +234,12 @@ impl Block {
         self.state.compare_exchange(cached, taken, Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 
+    /// Gives a block claimed through `entry` back to the cache as it was, so
+    /// that every entry of its stay claims it again; for its claimer only.
+    pub fn unclaim(&self, entry: Entry) {
+        self.state.store(word(BlockState::Cached, entry.generation), Ordering::Release);
+    }
+
     pub fn address(&self) -> usize {
         self.address.load(Ordering::Acquire)
     }
@@ -312,18 +318,15 @@ impl Block {
     /// compare-and-swap, the whole cost of a free on the hot path), or to
     /// `Pending` if it is a part of split memory; one that streams used goes to
     /// `Pending` with their list. `None` if it was not allocated (a double free).
-    #[inline]
     pub fn free(&self) -> Option<Freed<'_>> {
+        if let Some(entry) = self.free_to_cache() {
+            return Some(Freed::Cached(entry));
+        }
         let current = self.state.load(Ordering::Relaxed);
-        if BlockState::from_word(current) == BlockState::Allocated {
-            let (freed, next) = if self.in_segment() {
-                (Freed::Owned, word(BlockState::Pending, generation_of(current)))
-            } else {
-                let generation = generation_of(current).wrapping_add(1);
-                (Freed::Cached(Entry { id: self.id, generation }), word(BlockState::Cached, generation))
-            };
-            if self.state.compare_exchange(current, next, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                return Some(freed);
+        if BlockState::from_word(current) == BlockState::Allocated && self.in_segment() {
+            let pending = word(BlockState::Pending, generation_of(current));
+            if self.state.compare_exchange(current, pending, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                return Some(Freed::Owned);
             }
         }
         let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
@@ -331,6 +334,21 @@ impl Block {
             return None;
         }
         Some(Freed::Pending(UsedStreams(streams)))
+    }
+
+    /// The caller's free of a block no stream used and not a part of split
+    /// memory: `Cached` in one compare-and-swap, with the entry that claims it.
+    /// `None`, changing nothing, for any other block (see `free`).
+    #[inline]
+    pub fn free_to_cache(&self) -> Option<Entry> {
+        let current = self.state.load(Ordering::Relaxed);
+        if BlockState::from_word(current) != BlockState::Allocated || self.in_segment() {
+            return None;
+        }
+        let generation = generation_of(current).wrapping_add(1);
+        let cached = word(BlockState::Cached, generation);
+        self.state.compare_exchange(current, cached, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+        Some(Entry { id: self.id, generation })
     }
 
     /// Marks a block the caller owns `Cached`, as a new stay in the cache, and
@@ -373,7 +391,7 @@ impl Arena {
     }
 
     /// The header a context points at, if it is one of ours.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, context: usize) -> Option<&Block> {
         let stride = std::mem::size_of::<Block>();
         for chunk in self.chunks.iter().map_while(|chunk| chunk.get()) {

@@ -135,19 +135,28 @@ impl<B: Backend> CachingAllocator<B> {
     /// touches nothing (PyTorch returns a null pointer and a null context).
     #[inline]
     pub fn allocate(&self, size: usize) -> Result<Option<Allocation>, Error> {
-        match self.allocate_hot(size) {
+        match self.allocate_cached(size) {
             Some(allocation) => Ok(Some(allocation)),
             None => self.allocate_slow(size),
         }
     }
 
-    /// The hot path: the block on top of the thread's own stack of the
-    /// request's class, if it fits and the thread need not poll first.
+    /// The hot path of `allocate`: the block on top of the thread's own stack
+    /// of the request's class, if it fits and the thread need not poll first;
+    /// `None`, having changed nothing, when the request needs the rest of
+    /// `allocate`.
+    ///
+    /// Nothing on this path can panic (no indexing, unwrapping or arithmetic
+    /// that can fail, and the calls it makes are such too), so the C ABI runs
+    /// it outside its panic guard and keeps the guard's cost for the rest.
     #[inline(always)]
-    fn allocate_hot(&self, size: usize) -> Option<Allocation> {
+    pub fn allocate_cached(&self, size: usize) -> Option<Allocation> {
         let local = self.caches.mine()?;
-        if local.next_is_periodic() && self.periodic(local) {
-            return None;
+        if local.next_is_periodic() {
+            self.caches.raise_peaks();
+            if self.polls_inline() {
+                return None;
+            }
         }
         // Zero and sizes that do not round go the slow way.
         let class = self.rounding.classify_rounded(size)?;
@@ -162,21 +171,13 @@ impl<B: Backend> CachingAllocator<B> {
         if !claimed {
             return None;
         }
-        // See `take_cached`.
+        // See `take_cached`: back as it was, for the rest of `allocate` to skip.
         if !fits(block.size(), size, &class) {
-            // Still counted as cached: listed again as it is.
-            self.list(local, block, block.mark_cached());
+            block.unclaim(top.entry);
+            top.restore();
             return None;
         }
         Some(self.hand_out(local, block, size, true))
-    }
-
-    /// The `EVERY`-th allocation's work: the peaks; true if it should poll pending events.
-    #[cold]
-    #[inline(never)]
-    fn periodic(&self, local: Mine<'_>) -> bool {
-        local.check_peaks(&self.caches);
-        self.polls_inline()
     }
 
     #[inline(never)]
@@ -221,21 +222,41 @@ impl<B: Backend> CachingAllocator<B> {
     /// their events before they can be reused.
     #[inline]
     pub fn free(&self, context: usize) -> Result<(), Error> {
+        if self.free_cached(context) {
+            return Ok(());
+        }
+        self.free_slow(context)
+    }
+
+    /// The hot path of `free`: a block no stream used, not a part of split
+    /// memory, onto the thread's own stack, which has room for it, with no
+    /// cache cap to keep; false, having changed nothing, when the free needs
+    /// the rest of `free` (which also reports bad contexts). Like
+    /// `allocate_cached`, it cannot panic.
+    #[inline(always)]
+    pub fn free_cached(&self, context: usize) -> bool {
+        let Some(block) = self.blocks.lookup(context) else { return false };
+        let Some(local) = self.caches.mine() else { return false };
+        if self.oldest.is_some() {
+            return false;
+        }
+        // Stable while the caller owns the block; if it does not, the free fails.
+        let Some(room) = local.room(block.class()) else { return false };
+        // Read before the free: once cached, the block may be someone else's.
+        let (bytes, requested) = (block.size() as i64, block.requested() as i64);
+        let Some(entry) = block.free_to_cache() else { return false };
+        local.taken_back(bytes, requested);
+        local.add(&self.caches, Hot::CachedBytes, bytes);
+        room.push(entry, block);
+        true
+    }
+
+    #[inline(never)]
+    fn free_slow(&self, context: usize) -> Result<(), Error> {
         let Some(block) = self.blocks.lookup(context) else { return Err(Error::UnknownBlock { context }) };
         // Read before the free: once cached, the block may be someone else's.
         let (bytes, requested) = (block.size() as i64, block.requested() as i64);
         let Some(freed) = block.free() else { return Err(Error::NotAllocated { context }) };
-        // The hot path: a block no stream used, onto the thread's own stack.
-        if let (Freed::Cached(entry), Some(local)) = (&freed, self.caches.mine()) {
-            local.taken_back(bytes, requested);
-            self.cache(local, block, *entry);
-            return Ok(());
-        }
-        self.free_slow(block, freed, bytes, requested)
-    }
-
-    #[inline(never)]
-    fn free_slow(&self, block: &Block, freed: Freed<'_>, bytes: i64, requested: i64) -> Result<(), Error> {
         let held = self.caches.local();
         held.taken_back(bytes, requested);
         match freed {

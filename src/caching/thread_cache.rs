@@ -97,12 +97,35 @@ pub(crate) struct Top<'a> {
     pub block: &'a Block,
 }
 
+/// Room on top of a thread's stack, as `Mine::room` found it.
+pub(crate) struct Room<'a> {
+    stack: &'a Stack,
+    len: usize,
+}
+
+impl Room<'_> {
+    /// Pushes `block`'s entry (only its thread changes the stack, so the room is still there).
+    #[inline(always)]
+    pub fn push(self, entry: Entry, block: &Block) {
+        let Some(slot) = self.stack.slots.get(self.len) else { return };
+        slot.block.store(block as *const Block as *mut Block, Ordering::Relaxed);
+        slot.entry.store(entry.pack(), Ordering::Release);
+        self.stack.len.store(self.len + 1, Ordering::Release);
+    }
+}
+
 impl Top<'_> {
     /// Removes the entry from the stack (only its thread changes the stack, so
     /// the entry is still on top).
     #[inline]
-    pub fn pop(self) {
+    pub fn pop(&self) {
         self.stack.len.store(self.len - 1, Ordering::Release);
+    }
+
+    /// Puts the entry back after `pop` (its block unclaimed, see `Block::unclaim`).
+    #[inline]
+    pub fn restore(&self) {
+        self.stack.len.store(self.len, Ordering::Release);
     }
 }
 
@@ -119,9 +142,9 @@ impl ThreadCache {
 
     #[inline]
     fn stack(&self, class: usize) -> Option<&Stack> {
-        // SAFETY: a stack is made by `Local::stack_or_make` from `Box::into_raw`,
+        // SAFETY: a stack is made by `Mine::stack_or_make` from `Box::into_raw`,
         // published with release, and freed only with the cache.
-        unsafe { self.stacks[class].load(Ordering::Acquire).as_ref() }
+        unsafe { self.stacks.get(class)?.load(Ordering::Acquire).as_ref() }
     }
 
     /// The entries of list `class` as they are now (another thread may be changing them).
@@ -391,8 +414,9 @@ impl ThreadCaches {
         self.caches().flat_map(|cache| (0..CLASS_COUNT).flat_map(move |class| cache.entries(class))).collect()
     }
 
+    /// Wrapping, so that the hot path's peak checks cannot panic.
     fn sum(&self, of: impl Fn(&ThreadCache) -> i64) -> i64 {
-        self.caches().map(of).sum()
+        self.caches().fold(0, |sum, cache| sum.wrapping_add(of(cache)))
     }
 
     pub fn current_value(&self, gauge: Hot) -> i64 {
@@ -439,16 +463,14 @@ impl ThreadCaches {
         }
     }
 
-    fn raise_peak(&self, gauge: usize) {
-        self.raise_peak_to(gauge, self.sum(|cache| cache.share(gauge)));
-    }
-
-    /// Raises every peak to its gauge's sum, reading each cache once.
-    fn raise_peaks(&self) {
-        let mut sums = [0; HOT];
+    /// Raises every peak to its gauge's sum, reading each cache once: at the
+    /// `EVERY`-th allocation, and when a thread's share passes its mark.
+    #[inline(always)]
+    pub fn raise_peaks(&self) {
+        let mut sums = [0i64; HOT];
         for cache in self.caches() {
             for (sum, gauge) in sums.iter_mut().zip(0..HOT) {
-                *sum += cache.share(gauge);
+                *sum = sum.wrapping_add(cache.share(gauge));
             }
         }
         for (gauge, sum) in sums.into_iter().enumerate() {
@@ -456,6 +478,7 @@ impl ThreadCaches {
         }
     }
 
+    #[inline(always)]
     fn raise_peak_to(&self, gauge: usize, now: i64) {
         let peak = &self.peaks[gauge];
         if now > peak.load(Ordering::Relaxed) {
@@ -494,6 +517,14 @@ impl<'a> Mine<'a> {
         self.stacks[class].store(stack, Ordering::Release);
         // SAFETY: just made; freed only with the cache.
         unsafe { &*stack }
+    }
+
+    /// Room for one more entry on list `class`, if its stack exists and is not full.
+    #[inline(always)]
+    pub fn room(self, class: usize) -> Option<Room<'a>> {
+        let stack = self.0.stack(class)?;
+        let len = stack.len.load(Ordering::Relaxed);
+        (len < DEPTH).then_some(Room { stack, len })
     }
 
     /// The most recent entry of list `class`, left in place until popped.
@@ -580,7 +611,7 @@ impl<'a> Mine<'a> {
     /// Whether the thread's next allocation is an `EVERY`-th one.
     #[inline(always)]
     pub fn next_is_periodic(self) -> bool {
-        (self.added[Hot::ActiveRequests as usize].load(Ordering::Relaxed) + 1) % EVERY == 0
+        self.added[Hot::ActiveRequests as usize].load(Ordering::Relaxed).wrapping_add(1) % EVERY == 0
     }
 
     /// Counts a block of `bytes` handed out for `requested` bytes, from the
@@ -590,9 +621,12 @@ impl<'a> Mine<'a> {
         if from_cache {
             self.remove(Hot::CachedBytes, bytes);
         }
-        self.add(caches, Hot::ActiveRequests, 1);
-        self.add(caches, Hot::ActiveBytes, bytes);
-        self.add(caches, Hot::RequestedBytes, requested);
+        let requests = self.count(Hot::ActiveRequests, 1);
+        let active = self.count(Hot::ActiveBytes, bytes);
+        let asked = self.count(Hot::RequestedBytes, requested);
+        if requests | active | asked {
+            self.raise_marks(caches);
+        }
     }
 
     /// Counts a block of `bytes` handed out for `requested` bytes as given back.
@@ -608,45 +642,50 @@ impl<'a> Mine<'a> {
     /// Reading every thread's counters on every allocation would make threads
     /// share cache lines, so the sum is read only when this thread's share of
     /// the gauge passes its high-water mark, and for every gauge at each
-    /// thread's `EVERY`-th allocation (`check_peaks`). With one thread
+    /// thread's `EVERY`-th allocation (`raise_peaks`). With one thread
     /// allocating every new peak is a new high-water mark, so peaks are exact;
     /// with several, a peak may lag a momentary maximum that no thread's own
     /// growth reached, by at most that many allocations of each thread.
     #[inline(always)]
     pub fn add(self, caches: &ThreadCaches, gauge: Hot, amount: i64) {
-        let gauge = gauge as usize;
-        bump(&self.added[gauge], amount);
-        let share = bump(&self.value[gauge], amount);
-        if share > self.high_water[gauge].load(Ordering::Relaxed) {
-            self.raise(caches, gauge, share);
+        if self.count(gauge, amount) {
+            self.raise_marks(caches);
         }
     }
 
-    #[cold]
-    #[inline(never)]
-    fn raise(self, caches: &ThreadCaches, gauge: usize, share: i64) {
-        self.high_water[gauge].store(share, Ordering::Relaxed);
-        caches.raise_peak(gauge);
+    /// Adds to a gauge; true if this thread's share passed its high-water mark.
+    #[inline(always)]
+    fn count(self, gauge: Hot, amount: i64) -> bool {
+        let gauge = gauge as usize;
+        bump(&self.added[gauge], amount);
+        bump(&self.value[gauge], amount) > self.high_water[gauge].load(Ordering::Relaxed)
     }
 
-    /// The `EVERY`-th allocation's check of every peak against the sum.
-    #[cold]
-    #[inline(never)]
-    pub fn check_peaks(self, caches: &ThreadCaches) {
+    /// Raises the marks this thread's shares passed, and every peak to its sum.
+    /// Inlined with the rest of the hot path: it makes no call, so the hot
+    /// path needs no registers saved for one.
+    #[inline(always)]
+    fn raise_marks(self, caches: &ThreadCaches) {
+        for (mark, share) in self.high_water.iter().zip(&self.value) {
+            let share = share.load(Ordering::Relaxed);
+            if share > mark.load(Ordering::Relaxed) {
+                mark.store(share, Ordering::Relaxed);
+            }
+        }
         caches.raise_peaks();
     }
 
     #[inline(always)]
     pub fn remove(self, gauge: Hot, amount: i64) {
-        bump(&self.value[gauge as usize], -amount);
+        bump(&self.value[gauge as usize], amount.wrapping_neg());
     }
 }
 
 /// Adds to a counter only its thread writes (no read-modify-write needed);
-/// returns the new value.
+/// returns the new value. Wrapping, so that the hot path cannot panic.
 #[inline(always)]
 fn bump(counter: &AtomicI64, amount: i64) -> i64 {
-    let value = counter.load(Ordering::Relaxed) + amount;
+    let value = counter.load(Ordering::Relaxed).wrapping_add(amount);
     counter.store(value, Ordering::Relaxed);
     value
 }
