@@ -12,13 +12,13 @@
 
 #[cfg(loom)]
 use loom::sync::{
-    atomic::{AtomicU32, AtomicU64, AtomicUsize},
+    atomic::{AtomicU64, AtomicUsize},
     Mutex, MutexGuard,
 };
 use std::sync::atomic::Ordering;
 #[cfg(not(loom))]
 use std::sync::{
-    atomic::{AtomicU32, AtomicU64, AtomicUsize},
+    atomic::{AtomicU64, AtomicUsize},
     Mutex, MutexGuard,
 };
 use std::sync::OnceLock;
@@ -132,12 +132,13 @@ pub struct Block {
     /// never changes (parts are split off it or merged into it only while it
     /// is cached or being freed), so its free can tell without the lock; which
     /// block is its neighbour may (a cached neighbour split in two).
-    prev: AtomicU32,
-    next: AtomicU32,
+    /// In one word (`prev << 32 | next`), so that a free tells with one load.
+    neighbours: AtomicU64,
 }
 
 /// No neighbour: the end of the backend's memory.
 pub const NO_BLOCK: u32 = u32::MAX;
+const NO_NEIGHBOURS: u64 = u64::MAX;
 
 /// What a successful free did with a block.
 #[derive(Debug)]
@@ -180,8 +181,7 @@ impl Block {
             class: AtomicUsize::new(0),
             streams: Mutex::new(Vec::new()),
             pending_events: AtomicUsize::new(0),
-            prev: AtomicU32::new(NO_BLOCK),
-            next: AtomicU32::new(NO_BLOCK),
+            neighbours: AtomicU64::new(NO_NEIGHBOURS),
         }
     }
 
@@ -273,20 +273,22 @@ impl Block {
     /// Whether the block is a part of the memory the backend gave (it was split).
     #[inline]
     pub fn in_segment(&self) -> bool {
-        self.prev.load(Ordering::Acquire) != NO_BLOCK || self.next.load(Ordering::Acquire) != NO_BLOCK
+        self.neighbours.load(Ordering::Acquire) != NO_NEIGHBOURS
     }
 
     pub fn neighbours(&self) -> (u32, u32) {
-        (self.prev.load(Ordering::Acquire), self.next.load(Ordering::Acquire))
+        let neighbours = self.neighbours.load(Ordering::Acquire);
+        ((neighbours >> 32) as u32, neighbours as u32)
     }
 
     pub fn set_neighbours(&self, prev: u32, next: u32) {
-        self.prev.store(prev, Ordering::Release);
-        self.next.store(next, Ordering::Release);
+        self.neighbours.store((prev as u64) << 32 | next as u64, Ordering::Release);
     }
 
+    /// Changes only the block before it (under the segments lock, as every change).
     pub fn set_prev(&self, prev: u32) {
-        self.prev.store(prev, Ordering::Release);
+        let (_, next) = self.neighbours();
+        self.set_neighbours(prev, next);
     }
 
     /// Gives a block its new extent after a split or a merge; its owner only.
@@ -395,10 +397,10 @@ impl Arena {
     pub fn lookup(&self, context: usize) -> Option<&Block> {
         let stride = std::mem::size_of::<Block>();
         for chunk in self.chunks.iter().map_while(|chunk| chunk.get()) {
-            let start = chunk.as_ptr() as usize;
-            let offset = context.wrapping_sub(start);
-            if offset < chunk.len() * stride {
-                return if offset % stride == 0 { Some(&chunk[offset / stride]) } else { None };
+            // Below the chunk's start the offset wraps to a huge index.
+            let offset = context.wrapping_sub(chunk.as_ptr() as usize);
+            if let Some(block) = chunk.get(offset / stride) {
+                return (offset % stride == 0).then_some(block);
             }
         }
         None

@@ -142,9 +142,10 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     /// The hot path of `allocate`: the block on top of the thread's own stack
-    /// of the request's class, if it fits and the thread need not poll first;
-    /// `None`, having changed nothing, when the request needs the rest of
-    /// `allocate`.
+    /// of the request's class, if it is of the class's size (so it fits; parts
+    /// of split memory and unrounded blocks are for the rest of `allocate`)
+    /// and the thread need not poll first; `None`, having changed nothing,
+    /// when the request needs the rest of `allocate`.
     ///
     /// Nothing on this path can panic (no indexing, unwrapping or arithmetic
     /// that can fail, and the calls it makes are such too), so the C ABI runs
@@ -162,7 +163,7 @@ impl<B: Backend> CachingAllocator<B> {
         let class = self.rounding.classify_rounded(size)?;
         let top = local.top(class.index)?;
         let block = top.block;
-        if !fits(block.size(), size, &class) {
+        if block.size() != class.size {
             return None;
         }
         let claimed = block.claim(top.entry);
@@ -172,7 +173,7 @@ impl<B: Backend> CachingAllocator<B> {
             return None;
         }
         // See `take_cached`: back as it was, for the rest of `allocate` to skip.
-        if !fits(block.size(), size, &class) {
+        if block.size() != class.size {
             block.unclaim(top.entry);
             top.restore();
             return None;
@@ -235,19 +236,20 @@ impl<B: Backend> CachingAllocator<B> {
     /// `allocate_cached`, it cannot panic.
     #[inline(always)]
     pub fn free_cached(&self, context: usize) -> bool {
-        let Some(block) = self.blocks.lookup(context) else { return false };
-        let Some(local) = self.caches.mine() else { return false };
         if self.oldest.is_some() {
             return false;
         }
+        let Some(block) = self.blocks.lookup(context) else { return false };
+        let Some(local) = self.caches.mine() else { return false };
         // Stable while the caller owns the block; if it does not, the free fails.
         let Some(room) = local.room(block.class()) else { return false };
-        // Read before the free: once cached, the block may be someone else's.
-        let (bytes, requested) = (block.size() as i64, block.requested() as i64);
         let Some(entry) = block.free_to_cache() else { return false };
+        // Still ours to read: no entry claims the block before it is pushed
+        // (and a block not in split memory has no neighbour to merge it).
+        let (bytes, requested) = (block.size() as i64, block.requested() as i64);
+        room.push(entry, block);
         local.taken_back(bytes, requested);
         local.add(&self.caches, Hot::CachedBytes, bytes);
-        room.push(entry, block);
         true
     }
 
