@@ -50,7 +50,7 @@ use release::Oldest;
 use segments::SPLIT_MIN;
 use size_class::{fits, Rounding, SizeClass, CLASS_COUNT};
 use stats::Counters;
-use thread_cache::{Hot, Mine, ThreadCaches};
+use thread_cache::{Hot, Mine, ThreadCaches, PEAK_CHECK_EVERY, POLL_EVERY};
 
 /// A block handed to a caller: its memory and the context that names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,8 +153,11 @@ impl<B: Backend> CachingAllocator<B> {
     #[inline(always)]
     pub fn allocate_cached(&self, size: usize) -> Option<Allocation> {
         let local = self.caches.mine()?;
-        if local.next_is_periodic() {
-            self.caches.raise_peaks();
+        let next = local.next_allocation();
+        if next % POLL_EVERY == 0 {
+            if next % PEAK_CHECK_EVERY == 0 {
+                self.caches.raise_peaks();
+            }
             if self.polls_inline() {
                 return None;
             }

@@ -1,7 +1,7 @@
 //! The core against an in-process backend whose streams complete only when a test says so.
 
 use super::*;
-use super::thread_cache::EVERY;
+use super::thread_cache::POLL_EVERY;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -406,10 +406,10 @@ fn a_hit_polls_only_now_and_then() {
     let cached = a.allocate(512).unwrap().unwrap();
     a.free(cached.context).unwrap();
     a.backend().complete_all(S1);
-    // The cached block serves; within EVERY allocations a poll brings the
+    // The cached block serves; within POLL_EVERY allocations a poll brings the
     // completed block back, and it is then the most recently cached.
     let mut polled_after = None;
-    for i in 1..=EVERY {
+    for i in 1..=POLL_EVERY {
         let block = a.allocate(512).unwrap().unwrap();
         a.free(block.context).unwrap();
         if block.address == waiting.address {
@@ -418,7 +418,7 @@ fn a_hit_polls_only_now_and_then() {
         }
         assert_eq!(block, cached);
     }
-    assert!(polled_after.is_some_and(|i| i > 1 || EVERY == 1), "polled on every hit, or never: {polled_after:?}");
+    assert!(polled_after.is_some_and(|i| i > 1 || POLL_EVERY == 1), "polled on every hit, or never: {polled_after:?}");
     assert_eq!(a.stats().pending_blocks.current, 0);
 }
 
