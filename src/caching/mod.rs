@@ -192,6 +192,9 @@ impl<B: Backend> CachingAllocator<B> {
         let Some(class) = self.rounding.classify(size) else { return Err(Error::SizeTooLarge { requested: size }) };
         let held = self.caches.local();
         let local = *held;
+        if local.next_allocation() % PEAK_CHECK_EVERY == 0 {
+            self.caches.raise_peaks();
+        }
         if self.polls_inline() {
             self.poll_pending_with(local);
         }
