@@ -139,11 +139,13 @@ unsafe extern "C-unwind" fn allocate(ret: *mut DataPtr, _this: *const CxxAllocat
         unsafe { ret.write(data_ptr(allocation.address, allocation.context)) };
         return ret;
     }
-    // SAFETY: as the caller promises; this frame is C-unwind.
+    // SAFETY: `ret` as above.
     unsafe { allocate_guarded(ret, n) }
 }
 
-/// `allocate` beyond its hot path, under the panic guard.
+/// `allocate` beyond its hot path, under the panic guard. A failure throws
+/// from here (after the guard), through this Rust function, which may unwind,
+/// and `allocate`, which is C-unwind; neither holds a value with a destructor.
 ///
 /// # Safety
 /// `ret` is the caller's storage for a DataPtr; the caller is `allocate`.
@@ -151,7 +153,7 @@ unsafe extern "C-unwind" fn allocate(ret: *mut DataPtr, _this: *const CxxAllocat
 unsafe fn allocate_guarded(ret: *mut DataPtr, n: usize) -> *mut DataPtr {
     let (data, context) = match catch_panic(|| Ok(allocator()?.allocate(n)?)) {
         Ok(allocation) => allocation.map_or((0, 0), |a| (a.address, a.context)),
-        // SAFETY: `ret` as below; called from C++ through the vtable, this frame is C-unwind.
+        // SAFETY: `ret` as below; the caller is `allocate` (see above).
         Err(failure) => return unsafe { fail_allocation(ret, failure) },
     };
     // SAFETY: `ret` is the caller's storage for a DataPtr (the Itanium sret slot).
@@ -183,8 +185,9 @@ unsafe fn fail_allocation(ret: *mut DataPtr, failure: Failure) -> *mut DataPtr {
     // SAFETY: as the caller promises.
     unsafe { ret.write(data_ptr(0, 0)) };
     set_last_error(&failure.message);
-    // SAFETY: reached from C++ through `allocate`; both frames are C-unwind,
-    // and the message, the only value here with a destructor, is handed over.
+    // SAFETY: reached from C++ through `allocate` and `allocate_guarded`, which
+    // may unwind and hold nothing with a destructor; the message, the only
+    // value here with one, is handed over.
     unsafe { throw_runtime_error(failure.message) };
     ret
 }

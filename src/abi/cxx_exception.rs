@@ -68,9 +68,10 @@ fn runtime_error() -> Option<&'static RuntimeError> {
 /// the C++ caller. Returns only if the process has no C++ runtime.
 ///
 /// # Safety
-/// The caller is an `extern "C-unwind"` function called from C++, with no Rust
-/// value needing a destructor alive in its frame (the message is taken, and
-/// dropped before the throw).
+/// Every frame between here and the C++ caller is of a function that may
+/// unwind (`extern "C-unwind"`, or Rust's own ABI, outside any panic guard),
+/// with no Rust value needing a destructor alive in it (the message is taken,
+/// and dropped before the throw).
 pub(crate) unsafe fn throw_runtime_error(message: String) {
     let Some(runtime) = runtime_error() else { return };
     let message = CString::new(format!("xpu_caching_host_allocator: {message}").replace('\0', " ")).unwrap_or_default();

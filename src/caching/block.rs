@@ -105,8 +105,8 @@ fn generation_of(word: u64) -> u32 {
 /// One block of host memory. Its fields are atomics because a header is shared
 /// by reference with every thread that may look a context up. A pair of cache
 /// lines of its own, so that threads using neighbouring blocks do not share
-/// one: x86 cores fetch lines in aligned pairs, so a line next to one that
-/// another core writes is contended too.
+/// one: the prefetchers of x86 cores fetch a line's neighbour in its aligned
+/// pair, so a line beside one that another core writes is contended too.
 #[repr(align(128))]
 pub struct Block {
     pub id: u32,
