@@ -117,7 +117,7 @@ pub(crate) unsafe extern "C" fn raw_local_deleter(context: *mut c_void) {
 /// that the compiler knows it cannot unwind and jumps to it from the deleter.
 #[inline(never)]
 extern "C" fn free_guarded(context: *mut c_void) {
-    let Err(failure) = catch_panic(|| Ok(allocator()?.free(context as usize)?)) else { return };
+    let Err(failure) = catch_panic(|| Ok(allocator()?.free_slow(context as usize)?)) else { return };
     if lifecycle::check_usable().is_err() {
         return;
     }
@@ -151,7 +151,7 @@ unsafe extern "C-unwind" fn allocate(ret: *mut DataPtr, _this: *const CxxAllocat
 /// `ret` is the caller's storage for a DataPtr; the caller is `allocate`.
 #[inline(never)]
 unsafe fn allocate_guarded(ret: *mut DataPtr, n: usize) -> *mut DataPtr {
-    let (data, context) = match catch_panic(|| Ok(allocator()?.allocate(n)?)) {
+    let (data, context) = match catch_panic(|| Ok(allocator()?.allocate_slow(n)?)) {
         Ok(allocation) => allocation.map_or((0, 0), |a| (a.address, a.context)),
         // SAFETY: `ret` as below; the caller is `allocate` (see above).
         Err(failure) => return unsafe { fail_allocation(ret, failure) },

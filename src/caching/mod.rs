@@ -184,8 +184,10 @@ impl<B: Backend> CachingAllocator<B> {
         Some(self.hand_out(local, block, size, true))
     }
 
+    /// `allocate` without its hot path, for a caller that has just tried
+    /// `allocate_cached` (a miss then makes one try, not two).
     #[inline(never)]
-    fn allocate_slow(&self, size: usize) -> Result<Option<Allocation>, Error> {
+    pub fn allocate_slow(&self, size: usize) -> Result<Option<Allocation>, Error> {
         if size == 0 {
             return Ok(None);
         }
@@ -259,8 +261,9 @@ impl<B: Backend> CachingAllocator<B> {
         true
     }
 
+    /// `free` without its hot path, for a caller that has just tried `free_cached`.
     #[inline(never)]
-    fn free_slow(&self, context: usize) -> Result<(), Error> {
+    pub fn free_slow(&self, context: usize) -> Result<(), Error> {
         let Some(block) = self.blocks.lookup(context) else { return Err(Error::UnknownBlock { context }) };
         // Read before the free: once cached, the block may be someone else's.
         let (bytes, requested) = (block.size() as i64, block.requested() as i64);

@@ -42,6 +42,10 @@ fn shard_count() -> usize {
 }
 
 /// The calling thread's index: threads take indices in turn as they first ask.
+/// Not inlined: inlined, the compiler hoists the thread-local's address (a
+/// call in a shared library) out of the miss path's search, ahead of the
+/// check that usually ends it before any shard is looked at.
+#[inline(never)]
 fn thread_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
