@@ -255,9 +255,14 @@ impl<B: Backend> CachingAllocator<B> {
         // Still ours to read: no entry claims the block before it is pushed
         // (and a block not in split memory has no neighbour to merge it).
         let (bytes, requested) = (block.size() as i64, block.requested() as i64);
-        room.push(entry, block);
         local.taken_back(bytes, requested);
-        local.add(&self.caches, Hot::CachedBytes, bytes);
+        // Counted before it can be taken, as `cache` does; its peak after, so
+        // that the push need not wait for the sums.
+        let passed = local.count(Hot::CachedBytes, bytes);
+        room.push(entry, block);
+        if passed {
+            local.raise_marks(&self.caches);
+        }
         true
     }
 

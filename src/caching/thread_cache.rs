@@ -656,9 +656,10 @@ impl<'a> Mine<'a> {
         }
     }
 
-    /// Adds to a gauge; true if this thread's share passed its high-water mark.
+    /// Adds to a gauge; true if this thread's share passed its high-water
+    /// mark, and `raise_marks` is due (`add` does both).
     #[inline(always)]
-    fn count(self, gauge: Hot, amount: i64) -> bool {
+    pub fn count(self, gauge: Hot, amount: i64) -> bool {
         let gauge = gauge as usize;
         bump(&self.added[gauge], amount);
         bump(&self.value[gauge], amount) > self.high_water[gauge].load(Ordering::Relaxed)
@@ -668,7 +669,7 @@ impl<'a> Mine<'a> {
     /// Inlined with the rest of the hot path: it makes no call, so the hot
     /// path needs no registers saved for one.
     #[inline(always)]
-    fn raise_marks(self, caches: &ThreadCaches) {
+    pub fn raise_marks(self, caches: &ThreadCaches) {
         for (mark, share) in self.high_water.iter().zip(&self.value) {
             let share = share.load(Ordering::Relaxed);
             if share > mark.load(Ordering::Relaxed) {
