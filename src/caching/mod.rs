@@ -155,11 +155,12 @@ impl<B: Backend> CachingAllocator<B> {
         let local = self.caches.mine()?;
         let next = local.next_allocation();
         if next % POLL_EVERY == 0 {
-            if next % PEAK_CHECK_EVERY == 0 {
-                self.caches.raise_peaks();
-            }
+            // The slow path polls, and checks the peaks when they are due.
             if self.polls_inline() {
                 return None;
+            }
+            if next % PEAK_CHECK_EVERY == 0 {
+                self.caches.raise_peaks();
             }
         }
         // Zero and sizes that do not round go the slow way.
