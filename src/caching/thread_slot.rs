@@ -5,7 +5,8 @@
 //! each access is a call to `__tls_get_addr`, about a tenth of a cached
 //! allocate+free. On x86-64 Linux the slot is instead a thread-local of the
 //! initial-exec model, defined here in assembly (stable Rust cannot ask for
-//! that model): each access is two instructions. glibc places such variables
+//! that model): a read is the slot's offset from the GOT and two loads
+//! relative to `fs`. glibc places such variables
 //! of a library loaded with `dlopen` in the surplus it reserves for them
 //! (`glibc.rtld.optional_static_tls`, 512 bytes by default); these 16 bytes fit.
 //! Elsewhere the slot is an ordinary thread-local.
@@ -35,7 +36,8 @@ mod imp {
         ".popsection",
     );
 
-    /// The address of the calling thread's slot.
+    /// The address of the calling thread's slot (for writes; `get` reads
+    /// without it).
     #[inline(always)]
     fn address() -> *mut Slot {
         let address: usize;
@@ -54,11 +56,25 @@ mod imp {
         address as *mut Slot
     }
 
+    /// Reads the slot with two loads relative to `fs`, which depend on no
+    /// other load: the thread pointer is not read first (as `address` does),
+    /// so the rest of the hot path, which waits for the slot, starts sooner.
     #[inline(always)]
     pub fn get() -> Slot {
-        // SAFETY: the calling thread's own slot (see `address`), which no other
-        // thread can reach; zero, as the TLS block starts, is a valid `Slot`.
-        unsafe { address().read() }
+        let (id, cache): (usize, usize);
+        // SAFETY: as in `address`: the GOT entry holds the slot's offset from
+        // the thread pointer, which `fs` segment addressing adds. Only reads.
+        unsafe {
+            std::arch::asm!(
+                "mov {cache}, qword ptr [rip + xpu_host_thread_slot@GOTTPOFF]",
+                "mov {id}, qword ptr fs:[{cache}]",
+                "mov {cache}, qword ptr fs:[{cache} + 8]",
+                id = out(reg) id,
+                cache = out(reg) cache,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        (id, cache as *const ())
     }
 
     #[inline]
