@@ -399,8 +399,11 @@ impl Arena {
         for chunk in self.chunks.iter().map_while(|chunk| chunk.get()) {
             // Below the chunk's start the offset wraps to a huge index.
             let offset = context.wrapping_sub(chunk.as_ptr() as usize);
-            if let Some(block) = chunk.get(offset / stride) {
-                return (offset % stride == 0).then_some(block);
+            if offset / stride < chunk.len() {
+                // SAFETY: a header of the chunk starts at `context` (in range,
+                // on a header's boundary). Made from `context`, not the chunk's
+                // start, so that reading the header waits for no load.
+                return (offset % stride == 0).then(|| unsafe { &*(context as *const Block) });
             }
         }
         None
