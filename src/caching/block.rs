@@ -92,14 +92,16 @@ pub enum Claim {
     Skip,
 }
 
-/// The state word: the state in the low byte, above it the generation, which
-/// counts the block's stays in the cache (wrapping).
+/// The state word: the state in the low byte, the generation, which counts
+/// the block's stays in the cache (wrapping), in the high half, where an
+/// entry keeps it too: so a free makes its next word with one addition and a
+/// claim its expected word from the entry's with a mask.
 fn word(state: BlockState, generation: u32) -> u64 {
-    (generation as u64) << 8 | state as u64
+    (generation as u64) << 32 | state as u64
 }
 
 fn generation_of(word: u64) -> u32 {
-    (word >> 8) as u32
+    (word >> 32) as u32
 }
 
 /// One block of host memory. Its fields are atomics because a header is shared
@@ -347,10 +349,10 @@ impl Block {
         if BlockState::from_word(current) != BlockState::Allocated || self.in_segment() {
             return None;
         }
-        let generation = generation_of(current).wrapping_add(1);
-        let cached = word(BlockState::Cached, generation);
+        // The generation one up (wrapping out of the word), the state `Cached`.
+        let cached = current.wrapping_add(word(BlockState::Cached, 1) - word(BlockState::Allocated, 0));
         self.state.compare_exchange(current, cached, Ordering::AcqRel, Ordering::Relaxed).ok()?;
-        Some(Entry { id: self.id, generation })
+        Some(Entry { id: self.id, generation: generation_of(cached) })
     }
 
     /// Marks a block the caller owns `Cached`, as a new stay in the cache, and
