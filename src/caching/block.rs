@@ -24,6 +24,7 @@ use std::sync::{
 use std::sync::OnceLock;
 
 use super::backend::StreamKey;
+use super::spin_lock::SpinLock;
 
 /// Where a block is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -386,12 +387,12 @@ const FIRST_CHUNK: usize = 64;
 pub struct Arena {
     chunks: [OnceLock<Box<[Block]>>; CHUNKS],
     /// Ids of headers without memory, and the next id never used.
-    unused: Mutex<(Vec<u32>, u32)>,
+    unused: SpinLock<(Vec<u32>, u32)>,
 }
 
 impl Arena {
     pub fn new() -> Arena {
-        Arena { chunks: std::array::from_fn(|_| OnceLock::new()), unused: Mutex::new((Vec::new(), 0)) }
+        Arena { chunks: std::array::from_fn(|_| OnceLock::new()), unused: SpinLock::new((Vec::new(), 0)) }
     }
 
     /// The header a context points at, if it is one of ours.
@@ -433,7 +434,7 @@ impl Arena {
 
     /// A header without memory, growing the arena if every header has some.
     pub fn take_unused(&self) -> &Block {
-        let mut unused = self.unused.lock().unwrap_or_else(|e| e.into_inner());
+        let mut unused = self.unused.lock();
         let id = match unused.0.pop() {
             Some(id) => id,
             None => {
@@ -452,7 +453,7 @@ impl Arena {
     /// Gives back a header whose memory went back to the backend.
     pub fn put_unused(&self, block: &Block) {
         block.set_state(BlockState::Unused);
-        self.unused.lock().unwrap_or_else(|e| e.into_inner()).0.push(block.id);
+        self.unused.lock().0.push(block.id);
     }
 
     fn locate(id: u32) -> (usize, usize) {

@@ -28,6 +28,7 @@ mod release;
 mod segments;
 mod shards;
 pub mod size_class;
+mod spin_lock;
 mod stats;
 mod thread_cache;
 mod thread_slot;

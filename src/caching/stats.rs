@@ -4,10 +4,9 @@
 //! one lock, and the pending blocks are atomics here.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
 
 use super::clock::Clock;
-use super::lock;
+use super::spin_lock::SpinLock;
 use super::thread_cache::{Hot, ThreadCaches};
 
 /// A gauge with its history: what it is now, its highest value since the last
@@ -174,7 +173,7 @@ impl HostCounts {
 
 /// The counters that change off the hot path; the hot ones live in the threads' caches.
 pub(crate) struct Counters {
-    host: Mutex<HostCounts>,
+    host: SpinLock<HostCounts>,
     /// Times the backend calls for `host_alloc_time` and `host_free_time`.
     pub clock: Clock,
     pub pending_blocks: AtomicStat,
@@ -183,7 +182,7 @@ pub(crate) struct Counters {
 impl Counters {
     pub fn new(classes: usize) -> Counters {
         Counters {
-            host: Mutex::new(HostCounts {
+            host: SpinLock::new(HostCounts {
                 allocations: Stat::default(),
                 allocated_bytes: Stat::default(),
                 class_allocations: vec![Stat::default(); classes].into_boxed_slice(),
@@ -201,7 +200,7 @@ impl Counters {
     /// size class `class` (index and size), if it got any.
     pub fn host_allocated(&self, started: u64, first_of_miss: bool, class: Option<(usize, usize)>) {
         let ticks = self.clock.ticks().saturating_sub(started);
-        let mut host = lock(&self.host);
+        let mut host = self.host.lock();
         host.alloc_time.add(ticks);
         host.cache_misses += i64::from(first_of_miss);
         if let Some((index, size)) = class {
@@ -215,7 +214,7 @@ impl Counters {
     /// call that started at `started`, whether or not the call succeeded.
     pub fn host_freed(&self, started: u64, (index, size): (usize, usize)) {
         let ticks = self.clock.ticks().saturating_sub(started);
-        let mut host = lock(&self.host);
+        let mut host = self.host.lock();
         host.free_time.add(ticks);
         host.allocations.decrease(1);
         host.allocated_bytes.decrease(size as i64);
@@ -223,7 +222,7 @@ impl Counters {
     }
 
     pub fn snapshot(&self, hot: &ThreadCaches) -> Stats {
-        let host = lock(&self.host);
+        let host = self.host.lock();
         let micros = self.clock.to_micros();
         let active_requests = hot.stat(Hot::ActiveRequests);
         Stats {
@@ -245,17 +244,17 @@ impl Counters {
     }
 
     pub fn class_snapshot(&self) -> Vec<Stat> {
-        lock(&self.host).class_allocations.to_vec()
+        self.host.lock().class_allocations.to_vec()
     }
 
     pub fn reset_peak(&self, hot: &ThreadCaches) {
-        lock(&self.host).gauges().for_each(Stat::reset_peak);
+        self.host.lock().gauges().for_each(Stat::reset_peak);
         self.pending_blocks.reset_peak();
         hot.reset_peaks();
     }
 
     pub fn reset_accumulated(&self, hot: &ThreadCaches) {
-        let mut host = lock(&self.host);
+        let mut host = self.host.lock();
         host.gauges().for_each(Stat::reset_accumulated);
         host.alloc_time = Durations::default();
         host.free_time = Durations::default();

@@ -1,7 +1,7 @@
 //! The caching core's block, pending-queue and shard modules, compiled here
 //! under `--cfg loom` (their `use` lines then take loom's atomics and locks),
 //! and the loom checks of them. (size_class.rs comes along as shards.rs uses
-//! it.)
+//! it, spin_lock.rs as block.rs does.)
 #![allow(unexpected_cfgs)]
 #![cfg(loom)]
 #![allow(dead_code, unused_imports)]
@@ -18,5 +18,7 @@ mod pending;
 mod shards;
 #[path = "../../../src/caching/size_class.rs"]
 mod size_class;
+#[path = "../../../src/caching/spin_lock.rs"]
+mod spin_lock;
 
 pub mod checks;
