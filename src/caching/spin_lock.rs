@@ -4,8 +4,8 @@
 //! Taking it is one atomic swap and releasing it one store. A
 //! `std::sync::Mutex` makes a read-modify-write each way (its release must
 //! learn whether a thread sleeps on it), and a miss takes both locks around
-//! its driver call: with this lock instead a miss took 114 ns more than raw
-//! `zeMemAllocHost` in the same process, against 147 ns (scenario 6, medians
+//! its driver call: with this lock instead a miss took 123 ns more than raw
+//! `zeMemAllocHost` in the same process, against 143 ns (scenario 6, medians
 //! of 10 alternating processes). The sections are a few dozen instructions
 //! (the arena's rare growth excepted), so a thread that finds the lock taken
 //! spins briefly and then yields until it is free.

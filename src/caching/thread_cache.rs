@@ -67,8 +67,8 @@ pub(crate) struct ThreadCache {
     next: AtomicPtr<ThreadCache>,
     /// One stack per size class, inline, so that the hot path finds a stack
     /// at an address computed from the cache's rather than loaded. That makes
-    /// a cache 144 KiB, zeroed: an allocation that large is fresh pages from
-    /// the system, and a thread touches only those of the few classes it uses.
+    /// a cache 144 KiB of zeroed memory (when the system maps it fresh, a
+    /// thread touches only the pages of the few classes it uses).
     stacks: [Stack; CLASS_COUNT],
 }
 

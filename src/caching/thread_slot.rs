@@ -56,14 +56,16 @@ mod imp {
         address as *mut Slot
     }
 
-    /// Reads the slot with two loads relative to `fs`, which depend on no
-    /// other load: the thread pointer is not read first (as `address` does),
-    /// so the rest of the hot path, which waits for the slot, starts sooner.
+    /// Reads the slot with two loads relative to `fs`, after the load of its
+    /// offset: unlike `address`, it does not load the thread pointer first, so
+    /// the hot path, which waits for the slot, starts one load sooner.
     #[inline(always)]
     pub fn get() -> Slot {
         let (id, cache): (usize, usize);
-        // SAFETY: as in `address`: the GOT entry holds the slot's offset from
-        // the thread pointer, which `fs` segment addressing adds. Only reads.
+        // SAFETY: as in `address`, the GOT entry holds the slot's offset from
+        // the thread pointer, which `fs` segment addressing adds: these are the
+        // calling thread's own two words, which no other thread can reach, and
+        // zero, as the TLS block starts, is a valid `Slot`. Only reads.
         unsafe {
             std::arch::asm!(
                 "mov {cache}, qword ptr [rip + xpu_host_thread_slot@GOTTPOFF]",
