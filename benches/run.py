@@ -354,6 +354,7 @@ def analyse(results):
     threads = results["cycle_threads"]
     a["threads_aggregate"] = {s: median([r["ns_per_cycle_aggregate"] for r in runs]) for s, runs in threads.items()}
     a["threads_scaling"] = {s: median([r["scaling"] for r in runs]) for s, runs in threads.items()}
+    a["threads_scaling_range"] = (min(r["scaling"] for r in threads["ours"]), max(r["scaling"] for r in threads["ours"]))
     a["machine_scaling"] = median([r["machine_scaling"] for runs in threads.values() for r in runs])
     a["stream"] = {v: median([r["ns_per_cycle"] for r in runs]) for v, runs in results["stream"].items()}
     a["stream_misses"] = {v: sum(r["misses"] for r in runs) for v, runs in results["stream"].items()}
@@ -652,8 +653,11 @@ def reading(a, r1, r3, r4, r6):
     elif sc["ours"] >= 0.9 * machine_sc:
         text += "Our threads do not get in each other's way."
     else:
-        text += ("Our threads slow each other down: our hot path reads or writes memory that the other thread "
-                 "writes.")
+        low, high = a["threads_scaling_range"]
+        text += (f"Our rate did not double: over the rounds ours ranged from {fmt(low)}× to {fmt(high)}×. A wide "
+                 "range points at the machine (one of its CPUs slowed by other work for a process's life, which "
+                 "the arithmetic, a chain of dependent multiplications, hardly feels); a narrow low one at our "
+                 "threads writing memory the other reads.")
     out.append(text)
     text = (f"Scenario 3: with events pending, a cycle costs us {fmt(stream['ours'])} ns, {fmt(r3)}× PyTorch "
             f"2.5.1's {fmt(stream['torch-2.5.1'])} ns.")
