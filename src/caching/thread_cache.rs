@@ -91,10 +91,8 @@ impl Stack {
     fn push_at(&self, len: usize, entry: Entry, block: &Block) {
         let Some(slot) = self.slots.get(len) else { return };
         let (entry, block) = (entry.pack(), block as *const Block as *mut Block);
-        for slot in [slot, &self.top] {
-            slot.block.store(block, Ordering::Relaxed);
-            slot.entry.store(entry, Ordering::Release);
-        }
+        slot.set(entry, block);
+        self.top.set(entry, block);
         self.len.store(len + 1, Ordering::Release);
     }
 
@@ -116,9 +114,15 @@ struct Slot {
 }
 
 impl Slot {
+    /// The block first: a reader that sees the entry (acquire) sees its block.
+    #[inline(always)]
+    fn set(&self, entry: u64, block: *mut Block) {
+        self.block.store(block, Ordering::Relaxed);
+        self.entry.store(entry, Ordering::Release);
+    }
+
     fn copy_from(&self, other: &Slot) {
-        self.block.store(other.block.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.entry.store(other.entry.load(Ordering::Relaxed), Ordering::Release);
+        self.set(other.entry.load(Ordering::Relaxed), other.block.load(Ordering::Relaxed));
     }
 }
 

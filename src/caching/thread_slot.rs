@@ -6,8 +6,8 @@
 //! allocate+free. On x86-64 Linux the slot is instead a thread-local of the
 //! initial-exec model, defined here in assembly (stable Rust cannot ask for
 //! that model): a read is the slot's offset from the GOT and two loads
-//! relative to `fs`. glibc places such variables
-//! of a library loaded with `dlopen` in the surplus it reserves for them
+//! relative to `fs`. glibc places such variables of a library loaded with
+//! `dlopen` in the surplus it reserves for them
 //! (`glibc.rtld.optional_static_tls`, 512 bytes by default); these 16 bytes fit.
 //! Elsewhere the slot is an ordinary thread-local.
 //!
