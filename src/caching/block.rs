@@ -433,21 +433,28 @@ impl Arena {
     }
 
     /// A header without memory, growing the arena if every header has some.
+    #[inline(always)]
     pub fn take_unused(&self) -> &Block {
         let mut unused = self.unused.lock();
         let id = match unused.0.pop() {
             Some(id) => id,
-            None => {
-                let id = unused.1;
-                unused.1 += 1;
-                let (chunk, _) = Self::locate(id);
-                let first = (FIRST_CHUNK * ((1 << chunk) - 1)) as u32;
-                self.chunks[chunk]
-                    .get_or_init(|| (0..FIRST_CHUNK << chunk).map(|i| Block::new(first + i as u32)).collect());
-                id
-            }
+            None => self.grow(&mut unused.1),
         };
+        drop(unused);
         self.get(id)
+    }
+
+    /// A new header's id, its chunk made if it is the chunk's first (under the
+    /// lock of the unused headers, whose count of ids given `next` is).
+    #[cold]
+    #[inline(never)]
+    fn grow(&self, next: &mut u32) -> u32 {
+        let id = *next;
+        *next += 1;
+        let (chunk, _) = Self::locate(id);
+        let first = (FIRST_CHUNK * ((1 << chunk) - 1)) as u32;
+        self.chunks[chunk].get_or_init(|| (0..FIRST_CHUNK << chunk).map(|i| Block::new(first + i as u32)).collect());
+        id
     }
 
     /// Gives back a header whose memory went back to the backend.

@@ -198,6 +198,7 @@ impl Counters {
     /// Counts a call for memory that started at `started` (a reading of
     /// `clock`): the first of a miss or its retry, and the memory it got for
     /// size class `class` (index and size), if it got any.
+    #[inline(always)]
     pub fn host_allocated(&self, started: u64, first_of_miss: bool, class: Option<(usize, usize)>) {
         let ticks = self.clock.ticks().saturating_sub(started);
         let mut host = self.host.lock();

@@ -81,6 +81,9 @@ impl LevelZeroBackend {
 }
 
 impl HostMemory for LevelZeroBackend {
+    /// Inlined into the allocator's miss path, which then makes no call but
+    /// the driver's (failures are reported out of line).
+    #[inline(always)]
     fn allocate(&self, size: usize) -> Result<usize, BackendError> {
         let desc = ze::ze_host_mem_alloc_desc_t {
             stype: ze::ZE_STRUCTURE_TYPE_HOST_MEM_ALLOC_DESC,
@@ -94,10 +97,7 @@ impl HostMemory for LevelZeroBackend {
         let result = unsafe { ze::zeMemAllocHost(self.context.handle(), &desc, size, HOST_ALIGNMENT, &mut ptr) };
         match result {
             ze::ZE_RESULT_SUCCESS if !ptr.is_null() => Ok(ptr as usize),
-            ze::ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY | ze::ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY => {
-                Err(BackendError::OutOfMemory(format!("zeMemAllocHost({size} bytes) returned {}", ZeResult(result))))
-            }
-            _ => Err(BackendError::Failed(format!("zeMemAllocHost({size} bytes) returned {}", ZeResult(result)))),
+            _ => Err(allocation_failed(size, result)),
         }
     }
 
@@ -161,6 +161,18 @@ impl StreamEvents for LevelZeroBackend {
             (Event::Own(event), Recorder::Own { .. }) => drop(event),
             _ => unreachable!("an event is released to the recorder that made it"),
         }
+    }
+}
+
+/// The error of a failed `zeMemAllocHost`; out of line, so that the
+/// allocator's miss path, into which `allocate` is inlined, stays short.
+#[cold]
+#[inline(never)]
+fn allocation_failed(size: usize, result: ze::ze_result_t) -> BackendError {
+    let detail = format!("zeMemAllocHost({size} bytes) returned {}", ZeResult(result));
+    match result {
+        ze::ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY | ze::ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY => BackendError::OutOfMemory(detail),
+        _ => BackendError::Failed(detail),
     }
 }
 
