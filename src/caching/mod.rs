@@ -188,7 +188,12 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// `allocate` without its hot path, for a caller that has just tried
     /// `allocate_cached` (a miss then makes one try, not two).
-    #[inline(never)]
+    ///
+    /// Inlined into its callers, the C and C++ entry points, so that no frame
+    /// of ours but theirs is under the backend's call. Inlined, a miss took
+    /// 1.031 times raw `zeMemAllocHost`, against 1.036 with a frame of its own
+    /// (scenario 6, medians of 70 alternating processes).
+    #[inline(always)]
     pub fn allocate_slow(&self, size: usize) -> Result<Option<Allocation>, Error> {
         if size == 0 {
             return Ok(None);
