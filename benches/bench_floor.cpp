@@ -1,10 +1,12 @@
-// Subject "floor": what scenario 1's cycle costs around any allocator, so that
-// a target for that cycle can be read against what is left for the allocator
-// itself. `c10::Allocator::allocate` through the vtable (the torch 2.5.1
-// headers, as for "ours"), a DataPtr with a deleter, and its destruction; the
-// allocator does next to nothing: variant `none` hands out one fixed buffer,
-// `cas` also makes one atomic compare-and-swap on allocate and one on free, the
-// least a block handed between threads needs. Scenario 1 only.
+// Subject "floor": what scenarios 1 and 6 cost around any allocator, so that
+// their targets can be read against what is left for the allocator itself.
+// `c10::Allocator::allocate` through the vtable (the torch 2.5.1 headers, as
+// for "ours"), a DataPtr with a deleter, and its destruction. For scenario 1's
+// cycle the allocator does next to nothing: variant `none` hands out one fixed
+// buffer, `cas` also makes one atomic compare-and-swap on allocate and one on
+// free, the least a block handed between threads needs. For scenario 6's miss
+// path, variant `raw` is raw zeMemAllocHost and zeMemFree behind that interface,
+// with no cache.
 #include <c10/core/Allocator.h>
 
 #include <atomic>
@@ -41,8 +43,21 @@ struct OneCas final : c10::Allocator {
   void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
 };
 
+void free_raw(void* ptr) { bench::raw_free(ptr); }
+
+struct Raw final : c10::Allocator {
+  c10::DataPtr allocate(std::size_t n) override {
+    void* ptr = bench::raw_allocate(n);
+    return {ptr, ptr, &free_raw, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &free_raw; }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
+};
+
 struct Floor {
   using Block = c10::DataPtr;
+  // Nothing is cached: each block went back to the driver when its DataPtr was destroyed.
+  void empty_cache() {}
   Block allocate(std::size_t n) { return allocator->allocate(n); }
   static void* data(const Block& b) { return b.get(); }
   c10::Allocator* allocator;
@@ -51,19 +66,29 @@ struct Floor {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "cycle") != 0) {
-    std::fprintf(stderr, "usage: %s cycle [variant=none|cas] [key=value...]\n", argv[0]);
+  std::string scenario = argc < 2 ? "" : argv[1];
+  if (scenario != "cycle" && scenario != "miss") {
+    std::fprintf(stderr, "usage: %s cycle [variant=none|cas] [key=value...]\n       %s miss [variant=raw] [key=value...]\n",
+                 argv[0], argv[0]);
     return 2;
   }
   bench::Args args(argc, argv, 2);
   static Nothing nothing;
   static OneCas one_cas;
-  std::string variant = args.text("variant", "none");
-  if (variant != "none" && variant != "cas") bench::die("unknown variant `%s`", variant.c_str());
-  Floor floor{variant == "cas" ? static_cast<c10::Allocator*>(&one_cas) : &nothing};
+  static Raw raw;
+  std::string variant = args.text("variant", scenario == "cycle" ? "none" : "raw");
+  c10::Allocator* allocator = nullptr;
+  if (scenario == "cycle" && variant == "none") allocator = &nothing;
+  if (scenario == "cycle" && variant == "cas") allocator = &one_cas;
+  if (scenario == "miss" && variant == "raw") allocator = &raw;
+  if (!allocator) bench::die("unknown variant `%s` for %s", variant.c_str(), scenario.c_str());
+  Floor floor{allocator};
   bench::Json out;
-  out.add("subject", "floor-" + variant).add("scenario", "cycle");
-  bench::cycle(floor, args, out);
+  out.add("subject", "floor-" + variant).add("scenario", scenario);
+  if (scenario == "cycle")
+    bench::cycle(floor, args, out);
+  else
+    bench::miss_path(floor, args, out);
   out.print();
   std::fflush(nullptr);
   _exit(0);

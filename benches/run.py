@@ -31,9 +31,11 @@ PROGRAMS = {
     "torch-2.15.0": "bench_torch_2_15",
     "umf-1.2.0": "bench_umf",
 }
-# Scenario 1's cycle around allocators that do next to nothing (bench_floor.cpp).
+# Scenario 1's cycle around allocators that do next to nothing, and scenario 6's
+# misses through an allocator that only calls the driver (bench_floor.cpp).
 FLOOR_PROGRAM = "bench_floor"
 FLOOR_VARIANTS = ["none", "cas"]
+MISS_FLOOR_VARIANT = "raw"
 REFERENCES = ["torch-2.5.1", "torch-2.15.0", "umf-1.2.0"]
 STREAM_REFERENCES = ["torch-2.5.1", "torch-2.15.0"]
 LABEL = {
@@ -196,10 +198,13 @@ def measure(runner, plan):
     print("== 6. miss path against raw zeMemAllocHost (same process)", flush=True)
     results["miss"] = {s: [] for s in PROGRAMS}
     results["miss_control"] = []
+    results["miss_floor"] = []
     for _ in range(rounds["miss"]):
         for subject in PROGRAMS:
             results["miss"][subject].append(runner.run(subject, "miss", plan["miss"]))
         results["miss_control"].append(runner.run("ours", "miss", {**plan["miss"], "control": 1}))
+        results["miss_floor"].append(runner.run(f"floor-{MISS_FLOOR_VARIANT}", "miss",
+                                                {**plan["miss"], "variant": MISS_FLOOR_VARIANT}, program=FLOOR_PROGRAM))
 
     print("== 7. instructions per cycle (callgrind)", flush=True)
     results["callgrind"] = {}
@@ -365,6 +370,7 @@ def analyse(results):
     a["miss_ns"] = {s: median([r["ns_per_allocation"] for r in runs]) for s, runs in results["miss"].items()}
     a["miss_raw_ns"] = {s: median([r["raw_ns_per_allocation"] for r in runs]) for s, runs in results["miss"].items()}
     a["miss_control"] = median([r["ratio_to_raw"] for r in results["miss_control"]])
+    a["miss_floor"] = median([r["ratio_to_raw"] for r in results["miss_floor"]])
     a["callgrind"] = results["callgrind"]
     return a
 
@@ -412,10 +418,11 @@ def report(a, plan, quick, seconds, command_line):
       "host USM) over its Level Zero provider of host memory, `umfPoolAlignedMalloc(…, 512)`; no streams, so "
       "only the scenarios without streams.")
     w("- **raw**: `zeMemAllocHost`/`zeMemFree`, timed in the same process as each subject (scenario 6).")
-    w("- **floor** (scenario 1 only): the same cycle around a `c10::Allocator` that does next to nothing "
-      "(torch 2.5.1 headers, a `DataPtr` with a deleter): one that hands out a fixed buffer, and one that also "
-      "makes one atomic compare-and-swap on allocate and one on free, the least a block handed between threads "
-      "needs. What is left of a target's time after it is what an allocator may spend.")
+    w("- **floor**: the same work through a `c10::Allocator` (torch 2.5.1 headers, a `DataPtr` with a deleter) "
+      "that adds next to nothing. Scenario 1: one that hands out a fixed buffer, and one that also makes one "
+      "atomic compare-and-swap on allocate and one on free, the least a block handed between threads needs. "
+      "Scenario 6: one that calls `zeMemAllocHost` for each allocate and `zeMemFree` for each free, with no "
+      "cache. What is left of a target after it is what an allocator may spend.")
     w("")
     rounds = plan["rounds"]
     w(f"Timed scenarios run {rounds['cycle']} (1), {rounds['cycle_threads']} (2), {rounds['stream']} (3) and "
@@ -482,6 +489,8 @@ def report(a, plan, quick, seconds, command_line):
         a["miss"])
     w(f"| 6, control: raw `zeMemAllocHost` timed as the subject | the same ratio (what the harness adds) | "
       f"{a['miss_control']:.3f} | | | | | | |")
+    w(f"| 6, floor: raw `zeMemAllocHost` behind `c10::Allocator::allocate` | the same ratio (what the interface "
+      f"adds) | {a['miss_floor']:.3f} | | | | | | |")
     cg = a["callgrind"]
     if cg:
         row("7. callgrind, scenario 1", "instructions per cycle", cg[("cycle", "ours")]["instructions_per_cycle"],
@@ -720,7 +729,9 @@ def reading(a, r1, r3, r4, r6):
             f"alongside (PyTorch 2.5.1: {fmt(a['miss']['torch-2.5.1'])}×, 2.15.0: "
             f"{fmt(a['miss']['torch-2.15.0'])}×, UMF: {fmt(a['miss']['umf-1.2.0'])}×). Raw zeMemAllocHost "
             f"timed as the subject against itself gives {a['miss_control']:.3f}×: that much of these ratios is the "
-            "harness and the machine, the rest is the allocator's.")
+            "harness and the machine, the rest is the allocator's. Raw zeMemAllocHost behind "
+            f"`c10::Allocator::allocate` and a `DataPtr` gives {a['miss_floor']:.3f}×: that much any allocator "
+            "behind PyTorch's interface pays.")
     if cg:
         o, p = cg[("miss", "ours")], cg[("miss", "torch-2.5.1")]
         hot = ", ".join(f"`{f}` ({c:.0f})" for f, _, c in o["hot"][:4])
