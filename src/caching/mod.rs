@@ -189,10 +189,10 @@ impl<B: Backend> CachingAllocator<B> {
     /// `allocate` without its hot path, for a caller that has just tried
     /// `allocate_cached` (a miss then makes one try, not two).
     ///
-    /// Inlined into its callers, the C and C++ entry points, so that no frame
-    /// of ours but theirs is under the backend's call. Inlined, a miss took
-    /// 1.031 times raw `zeMemAllocHost`, against 1.036 with a frame of its own
-    /// (scenario 6, medians of 70 alternating processes).
+    /// Inlined into its callers, the library's entry points, so that no frame
+    /// but theirs is under the backend's call. Inlined, a miss took 1.031 times
+    /// the backend's own allocation, against 1.036 with a frame of its own
+    /// (BENCHMARKS.md scenario 6, medians of 70 alternating processes).
     #[inline(always)]
     pub fn allocate_slow(&self, size: usize) -> Result<Option<Allocation>, Error> {
         if size == 0 {
@@ -206,9 +206,9 @@ impl<B: Backend> CachingAllocator<B> {
         // memory, with no call but the backend's. Calls, branches and code on
         // this path cost more than their instructions say, in the cold caches
         // and predictors a backend call leaves behind: with the reuse work and
-        // the counting in calls of their own, a miss took 1.046 times raw
-        // `zeMemAllocHost`, and 1.035 times as it is (scenario 6, medians of 80
-        // alternating processes).
+        // the counting in calls of their own, a miss took 1.046 times the
+        // backend's own allocation, and 1.035 times as it is (BENCHMARKS.md
+        // scenario 6, medians of 80 alternating processes).
         if local.next_allocation() % PEAK_CHECK_EVERY == 0
             || self.polls_inline()
             || self.caches.current_value(Hot::CachedBytes) > 0
