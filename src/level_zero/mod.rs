@@ -169,11 +169,7 @@ impl StreamEvents for LevelZeroBackend {
 #[cold]
 #[inline(never)]
 fn allocation_failed(size: usize, result: ze::ze_result_t) -> BackendError {
-    let detail = format!("zeMemAllocHost({size} bytes) returned {}", ZeResult(result));
-    match result {
-        ze::ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY | ze::ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY => BackendError::OutOfMemory(detail),
-        _ => BackendError::Failed(detail),
-    }
+    LevelZeroError::call(&format!("zeMemAllocHost({size} bytes)"), result).into()
 }
 
 fn exiting() -> LevelZeroError {
