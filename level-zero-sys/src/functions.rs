@@ -5,6 +5,11 @@ use crate::types::*;
 unsafe extern "C" {
     pub fn zeInit(flags: ze_init_flags_t) -> ze_result_t;
     pub fn zeDriverGet(pCount: *mut u32, phDrivers: *mut ze_driver_handle_t) -> ze_result_t;
+    pub fn zeInitDrivers(
+        pCount: *mut u32,
+        phDrivers: *mut ze_driver_handle_t,
+        desc: *mut ze_init_driver_type_desc_t,
+    ) -> ze_result_t;
     pub fn zeDriverGetApiVersion(
         hDriver: ze_driver_handle_t,
         version: *mut ze_api_version_t,
@@ -27,10 +32,18 @@ unsafe extern "C" {
         name: *const core::ffi::c_char,
         ppFunctionAddress: *mut *mut core::ffi::c_void,
     ) -> ze_result_t;
+    pub fn zeDriverGetLastErrorDescription(
+        hDriver: ze_driver_handle_t,
+        ppString: *mut *const core::ffi::c_char,
+    ) -> ze_result_t;
     pub fn zeDeviceGet(
         hDriver: ze_driver_handle_t,
         pCount: *mut u32,
         phDevices: *mut ze_device_handle_t,
+    ) -> ze_result_t;
+    pub fn zeDeviceGetRootDevice(
+        hDevice: ze_device_handle_t,
+        phRootDevice: *mut ze_device_handle_t,
     ) -> ze_result_t;
     pub fn zeDeviceGetSubDevices(
         hDevice: ze_device_handle_t,
@@ -123,6 +136,14 @@ unsafe extern "C" {
         hCommandQueue: ze_command_queue_handle_t,
         timeout: u64,
     ) -> ze_result_t;
+    pub fn zeCommandQueueGetOrdinal(
+        hCommandQueue: ze_command_queue_handle_t,
+        pOrdinal: *mut u32,
+    ) -> ze_result_t;
+    pub fn zeCommandQueueGetIndex(
+        hCommandQueue: ze_command_queue_handle_t,
+        pIndex: *mut u32,
+    ) -> ze_result_t;
     pub fn zeCommandListCreate(
         hContext: ze_context_handle_t,
         hDevice: ze_device_handle_t,
@@ -144,6 +165,30 @@ unsafe extern "C" {
         hSignalEvent: ze_event_handle_t,
         numWaitEvents: u32,
         phWaitEvents: *mut ze_event_handle_t,
+    ) -> ze_result_t;
+    pub fn zeCommandListHostSynchronize(
+        hCommandList: ze_command_list_handle_t,
+        timeout: u64,
+    ) -> ze_result_t;
+    pub fn zeCommandListGetDeviceHandle(
+        hCommandList: ze_command_list_handle_t,
+        phDevice: *mut ze_device_handle_t,
+    ) -> ze_result_t;
+    pub fn zeCommandListGetContextHandle(
+        hCommandList: ze_command_list_handle_t,
+        phContext: *mut ze_context_handle_t,
+    ) -> ze_result_t;
+    pub fn zeCommandListGetOrdinal(
+        hCommandList: ze_command_list_handle_t,
+        pOrdinal: *mut u32,
+    ) -> ze_result_t;
+    pub fn zeCommandListImmediateGetIndex(
+        hCommandListImmediate: ze_command_list_handle_t,
+        pIndex: *mut u32,
+    ) -> ze_result_t;
+    pub fn zeCommandListIsImmediate(
+        hCommandList: ze_command_list_handle_t,
+        pIsImmediate: *mut ze_bool_t,
     ) -> ze_result_t;
     pub fn zeCommandListAppendBarrier(
         hCommandList: ze_command_list_handle_t,
@@ -273,6 +318,10 @@ unsafe extern "C" {
         hEventPool: ze_event_pool_handle_t,
         phIpc: *mut ze_ipc_event_pool_handle_t,
     ) -> ze_result_t;
+    pub fn zeEventPoolPutIpcHandle(
+        hContext: ze_context_handle_t,
+        hIpc: ze_ipc_event_pool_handle_t,
+    ) -> ze_result_t;
     pub fn zeEventPoolOpenIpcHandle(
         hContext: ze_context_handle_t,
         hIpc: ze_ipc_event_pool_handle_t,
@@ -309,6 +358,26 @@ unsafe extern "C" {
         hSignalEvent: ze_event_handle_t,
         numWaitEvents: u32,
         phWaitEvents: *mut ze_event_handle_t,
+    ) -> ze_result_t;
+    pub fn zeEventGetEventPool(
+        hEvent: ze_event_handle_t,
+        phEventPool: *mut ze_event_pool_handle_t,
+    ) -> ze_result_t;
+    pub fn zeEventGetSignalScope(
+        hEvent: ze_event_handle_t,
+        pSignalScope: *mut ze_event_scope_flags_t,
+    ) -> ze_result_t;
+    pub fn zeEventGetWaitScope(
+        hEvent: ze_event_handle_t,
+        pWaitScope: *mut ze_event_scope_flags_t,
+    ) -> ze_result_t;
+    pub fn zeEventPoolGetContextHandle(
+        hEventPool: ze_event_pool_handle_t,
+        phContext: *mut ze_context_handle_t,
+    ) -> ze_result_t;
+    pub fn zeEventPoolGetFlags(
+        hEventPool: ze_event_pool_handle_t,
+        pFlags: *mut ze_event_pool_flags_t,
     ) -> ze_result_t;
     pub fn zeFenceCreate(
         hCommandQueue: ze_command_queue_handle_t,
@@ -373,6 +442,20 @@ unsafe extern "C" {
         ptr: *const core::ffi::c_void,
         pIpcHandle: *mut ze_ipc_mem_handle_t,
     ) -> ze_result_t;
+    pub fn zeMemGetIpcHandleFromFileDescriptorExp(
+        hContext: ze_context_handle_t,
+        handle: u64,
+        pIpcHandle: *mut ze_ipc_mem_handle_t,
+    ) -> ze_result_t;
+    pub fn zeMemGetFileDescriptorFromIpcHandleExp(
+        hContext: ze_context_handle_t,
+        ipcHandle: ze_ipc_mem_handle_t,
+        pHandle: *mut u64,
+    ) -> ze_result_t;
+    pub fn zeMemPutIpcHandle(
+        hContext: ze_context_handle_t,
+        handle: ze_ipc_mem_handle_t,
+    ) -> ze_result_t;
     pub fn zeMemOpenIpcHandle(
         hContext: ze_context_handle_t,
         hDevice: ze_device_handle_t,
@@ -383,6 +466,20 @@ unsafe extern "C" {
     pub fn zeMemCloseIpcHandle(
         hContext: ze_context_handle_t,
         ptr: *const core::ffi::c_void,
+    ) -> ze_result_t;
+    pub fn zeMemSetAtomicAccessAttributeExp(
+        hContext: ze_context_handle_t,
+        hDevice: ze_device_handle_t,
+        ptr: *const core::ffi::c_void,
+        size: usize,
+        attr: ze_memory_atomic_attr_exp_flags_t,
+    ) -> ze_result_t;
+    pub fn zeMemGetAtomicAccessAttributeExp(
+        hContext: ze_context_handle_t,
+        hDevice: ze_device_handle_t,
+        ptr: *const core::ffi::c_void,
+        size: usize,
+        pAttr: *mut ze_memory_atomic_attr_exp_flags_t,
     ) -> ze_result_t;
     pub fn zeModuleCreate(
         hContext: ze_context_handle_t,
@@ -607,6 +704,37 @@ unsafe extern "C" {
         offsetY: u32,
         offsetZ: u32,
     ) -> ze_result_t;
+    pub fn zeKernelGetBinaryExp(
+        hKernel: ze_kernel_handle_t,
+        pSize: *mut usize,
+        pKernelBinary: *mut u8,
+    ) -> ze_result_t;
+    pub fn zeDeviceImportExternalSemaphoreExt(
+        hDevice: ze_device_handle_t,
+        desc: *const ze_external_semaphore_ext_desc_t,
+        phSemaphore: *mut ze_external_semaphore_ext_handle_t,
+    ) -> ze_result_t;
+    pub fn zeDeviceReleaseExternalSemaphoreExt(
+        hSemaphore: ze_external_semaphore_ext_handle_t,
+    ) -> ze_result_t;
+    pub fn zeCommandListAppendSignalExternalSemaphoreExt(
+        hCommandList: ze_command_list_handle_t,
+        numSemaphores: u32,
+        phSemaphores: *mut ze_external_semaphore_ext_handle_t,
+        signalParams: *mut ze_external_semaphore_signal_params_ext_t,
+        hSignalEvent: ze_event_handle_t,
+        numWaitEvents: u32,
+        phWaitEvents: *mut ze_event_handle_t,
+    ) -> ze_result_t;
+    pub fn zeCommandListAppendWaitExternalSemaphoreExt(
+        hCommandList: ze_command_list_handle_t,
+        numSemaphores: u32,
+        phSemaphores: *mut ze_external_semaphore_ext_handle_t,
+        waitParams: *mut ze_external_semaphore_wait_params_ext_t,
+        hSignalEvent: ze_event_handle_t,
+        numWaitEvents: u32,
+        phWaitEvents: *mut ze_event_handle_t,
+    ) -> ze_result_t;
     pub fn zeDeviceReserveCacheExt(
         hDevice: ze_device_handle_t,
         cacheLevel: usize,
@@ -627,6 +755,13 @@ unsafe extern "C" {
     pub fn zeImageGetMemoryPropertiesExp(
         hImage: ze_image_handle_t,
         pMemoryProperties: *mut ze_image_memory_properties_exp_t,
+    ) -> ze_result_t;
+    pub fn zeImageViewCreateExt(
+        hContext: ze_context_handle_t,
+        hDevice: ze_device_handle_t,
+        desc: *const ze_image_desc_t,
+        hImage: ze_image_handle_t,
+        phImageView: *mut ze_image_handle_t,
     ) -> ze_result_t;
     pub fn zeImageViewCreateExp(
         hContext: ze_context_handle_t,
@@ -718,4 +853,121 @@ unsafe extern "C" {
         hEdge: ze_fabric_edge_handle_t,
         pEdgeProperties: *mut ze_fabric_edge_exp_properties_t,
     ) -> ze_result_t;
+    pub fn zeEventQueryKernelTimestampsExt(
+        hEvent: ze_event_handle_t,
+        hDevice: ze_device_handle_t,
+        pCount: *mut u32,
+        pResults: *mut ze_event_query_kernel_timestamps_results_ext_properties_t,
+    ) -> ze_result_t;
+    pub fn zeRTASBuilderCreateExp(
+        hDriver: ze_driver_handle_t,
+        pDescriptor: *const ze_rtas_builder_exp_desc_t,
+        phBuilder: *mut ze_rtas_builder_exp_handle_t,
+    ) -> ze_result_t;
+    pub fn zeRTASBuilderGetBuildPropertiesExp(
+        hBuilder: ze_rtas_builder_exp_handle_t,
+        pBuildOpDescriptor: *const ze_rtas_builder_build_op_exp_desc_t,
+        pProperties: *mut ze_rtas_builder_exp_properties_t,
+    ) -> ze_result_t;
+    pub fn zeDriverRTASFormatCompatibilityCheckExp(
+        hDriver: ze_driver_handle_t,
+        rtasFormatA: ze_rtas_format_exp_t,
+        rtasFormatB: ze_rtas_format_exp_t,
+    ) -> ze_result_t;
+    pub fn zeRTASBuilderBuildExp(
+        hBuilder: ze_rtas_builder_exp_handle_t,
+        pBuildOpDescriptor: *const ze_rtas_builder_build_op_exp_desc_t,
+        pScratchBuffer: *mut core::ffi::c_void,
+        scratchBufferSizeBytes: usize,
+        pRtasBuffer: *mut core::ffi::c_void,
+        rtasBufferSizeBytes: usize,
+        hParallelOperation: ze_rtas_parallel_operation_exp_handle_t,
+        pBuildUserPtr: *mut core::ffi::c_void,
+        pBounds: *mut ze_rtas_aabb_exp_t,
+        pRtasBufferSizeBytes: *mut usize,
+    ) -> ze_result_t;
+    pub fn zeRTASBuilderDestroyExp(hBuilder: ze_rtas_builder_exp_handle_t) -> ze_result_t;
+    pub fn zeRTASParallelOperationCreateExp(
+        hDriver: ze_driver_handle_t,
+        phParallelOperation: *mut ze_rtas_parallel_operation_exp_handle_t,
+    ) -> ze_result_t;
+    pub fn zeRTASParallelOperationGetPropertiesExp(
+        hParallelOperation: ze_rtas_parallel_operation_exp_handle_t,
+        pProperties: *mut ze_rtas_parallel_operation_exp_properties_t,
+    ) -> ze_result_t;
+    pub fn zeRTASParallelOperationJoinExp(
+        hParallelOperation: ze_rtas_parallel_operation_exp_handle_t,
+    ) -> ze_result_t;
+    pub fn zeRTASParallelOperationDestroyExp(
+        hParallelOperation: ze_rtas_parallel_operation_exp_handle_t,
+    ) -> ze_result_t;
+    pub fn zeMemGetPitchFor2dImage(
+        hContext: ze_context_handle_t,
+        hDevice: ze_device_handle_t,
+        imageWidth: usize,
+        imageHeight: usize,
+        elementSizeInBytes: core::ffi::c_uint,
+        rowPitch: *mut usize,
+    ) -> ze_result_t;
+    pub fn zeImageGetDeviceOffsetExp(
+        hImage: ze_image_handle_t,
+        pDeviceOffset: *mut u64,
+    ) -> ze_result_t;
+    pub fn zeCommandListCreateCloneExp(
+        hCommandList: ze_command_list_handle_t,
+        phClonedCommandList: *mut ze_command_list_handle_t,
+    ) -> ze_result_t;
+    pub fn zeCommandListImmediateAppendCommandListsExp(
+        hCommandListImmediate: ze_command_list_handle_t,
+        numCommandLists: u32,
+        phCommandLists: *mut ze_command_list_handle_t,
+        hSignalEvent: ze_event_handle_t,
+        numWaitEvents: u32,
+        phWaitEvents: *mut ze_event_handle_t,
+    ) -> ze_result_t;
+    pub fn zeCommandListGetNextCommandIdExp(
+        hCommandList: ze_command_list_handle_t,
+        desc: *const ze_mutable_command_id_exp_desc_t,
+        pCommandId: *mut u64,
+    ) -> ze_result_t;
+    pub fn zeCommandListGetNextCommandIdWithKernelsExp(
+        hCommandList: ze_command_list_handle_t,
+        desc: *const ze_mutable_command_id_exp_desc_t,
+        numKernels: u32,
+        phKernels: *mut ze_kernel_handle_t,
+        pCommandId: *mut u64,
+    ) -> ze_result_t;
+    pub fn zeCommandListUpdateMutableCommandsExp(
+        hCommandList: ze_command_list_handle_t,
+        desc: *const ze_mutable_commands_exp_desc_t,
+    ) -> ze_result_t;
+    pub fn zeCommandListUpdateMutableCommandSignalEventExp(
+        hCommandList: ze_command_list_handle_t,
+        commandId: u64,
+        hSignalEvent: ze_event_handle_t,
+    ) -> ze_result_t;
+    pub fn zeCommandListUpdateMutableCommandWaitEventsExp(
+        hCommandList: ze_command_list_handle_t,
+        commandId: u64,
+        numWaitEvents: u32,
+        phWaitEvents: *mut ze_event_handle_t,
+    ) -> ze_result_t;
+    pub fn zeCommandListUpdateMutableCommandKernelsExp(
+        hCommandList: ze_command_list_handle_t,
+        numKernels: u32,
+        pCommandId: *mut u64,
+        phKernels: *mut ze_kernel_handle_t,
+    ) -> ze_result_t;
+    pub fn zelLoaderGetVersions(
+        num_elems: *mut usize,
+        versions: *mut zel_component_version_t,
+    ) -> ze_result_t;
+    pub fn zelLoaderTranslateHandle(
+        handleType: zel_handle_type_t,
+        handleIn: *mut core::ffi::c_void,
+        handleOut: *mut *mut core::ffi::c_void,
+    ) -> ze_result_t;
+    pub fn zelSetDriverTeardown() -> ze_result_t;
+    pub fn zelEnableTracingLayer() -> ze_result_t;
+    pub fn zelDisableTracingLayer() -> ze_result_t;
 }

@@ -16,12 +16,17 @@ pub const ZE_FLOAT_ATOMICS_EXT_NAME: &[u8; 27] = b"ZE_extension_float_atomics\0"
 pub const ZE_GLOBAL_OFFSET_EXP_NAME: &[u8; 30] = b"ZE_experimental_global_offset\0";
 pub const ZE_RELAXED_ALLOCATION_LIMITS_EXP_NAME: &[u8; 42] =
     b"ZE_experimental_relaxed_allocation_limits\0";
+pub const ZE_GET_KERNEL_BINARY_EXP_NAME: &[u8; 31] = b"ZE_extension_kernel_binary_exp\0";
+pub const ZE_DRIVER_DDI_HANDLES_EXT_NAME: &[u8; 32] = b"ZE_extension_driver_ddi_handles\0";
+pub const ZE_EXTERNAL_SEMAPHORES_EXTENSION_NAME: &[u8; 33] = b"ZE_extension_external_semaphores\0";
 pub const ZE_CACHE_RESERVATION_EXT_NAME: &[u8; 31] = b"ZE_extension_cache_reservation\0";
 pub const ZE_EVENT_QUERY_TIMESTAMPS_EXP_NAME: &[u8; 39] =
     b"ZE_experimental_event_query_timestamps\0";
 pub const ZE_IMAGE_MEMORY_PROPERTIES_EXP_NAME: &[u8; 40] =
     b"ZE_experimental_image_memory_properties\0";
+pub const ZE_IMAGE_VIEW_EXT_NAME: &[u8; 24] = b"ZE_extension_image_view\0";
 pub const ZE_IMAGE_VIEW_EXP_NAME: &[u8; 27] = b"ZE_experimental_image_view\0";
+pub const ZE_IMAGE_VIEW_PLANAR_EXT_NAME: &[u8; 31] = b"ZE_extension_image_view_planar\0";
 pub const ZE_IMAGE_VIEW_PLANAR_EXP_NAME: &[u8; 34] = b"ZE_experimental_image_view_planar\0";
 pub const ZE_KERNEL_SCHEDULING_HINTS_EXP_NAME: &[u8; 33] = b"ZE_experimental_scheduling_hints\0";
 pub const ZE_LINKONCE_ODR_EXT_NAME: &[u8; 26] = b"ZE_extension_linkonce_odr\0";
@@ -44,6 +49,21 @@ pub const ZE_FABRIC_EXP_NAME: &[u8; 23] = b"ZE_experimental_fabric\0";
 pub const ZE_MAX_FABRIC_EDGE_MODEL_EXP_SIZE: u32 = 256;
 pub const ZE_DEVICE_MEMORY_PROPERTIES_EXT_NAME: &[u8; 38] =
     b"ZE_extension_device_memory_properties\0";
+pub const ZE_BFLOAT16_CONVERSIONS_EXT_NAME: &[u8; 34] = b"ZE_extension_bfloat16_conversions\0";
+pub const ZE_DEVICE_IP_VERSION_EXT_NAME: &[u8; 31] = b"ZE_extension_device_ip_version\0";
+pub const ZE_KERNEL_MAX_GROUP_SIZE_PROPERTIES_EXT_NAME: &[u8; 46] =
+    b"ZE_extension_kernel_max_group_size_properties\0";
+pub const ZE_SUB_ALLOCATIONS_EXP_NAME: &[u8; 32] = b"ZE_experimental_sub_allocations\0";
+pub const ZE_EVENT_QUERY_KERNEL_TIMESTAMPS_EXT_NAME: &[u8; 43] =
+    b"ZE_extension_event_query_kernel_timestamps\0";
+pub const ZE_RTAS_BUILDER_EXP_NAME: &[u8; 29] = b"ZE_experimental_rtas_builder\0";
+pub const ZE_EVENT_POOL_COUNTER_BASED_EXP_NAME: &[u8; 41] =
+    b"ZE_experimental_event_pool_counter_based\0";
+pub const ZE_BINDLESS_IMAGE_EXP_NAME: &[u8; 31] = b"ZE_experimental_bindless_image\0";
+pub const ZE_COMMAND_LIST_CLONE_EXP_NAME: &[u8; 35] = b"ZE_experimental_command_list_clone\0";
+pub const ZE_IMMEDIATE_COMMAND_LIST_APPEND_EXP_NAME: &[u8; 46] =
+    b"ZE_experimental_immediate_command_list_append\0";
+pub const ZE_MUTABLE_COMMAND_LIST_EXP_NAME: &[u8; 37] = b"ZE_experimental_mutable_command_list\0";
 pub const ZET_MAX_METRIC_GROUP_NAME: u32 = 256;
 pub const ZET_MAX_METRIC_GROUP_DESCRIPTION: u32 = 256;
 pub const ZET_MAX_METRIC_NAME: u32 = 256;
@@ -51,8 +71,28 @@ pub const ZET_MAX_METRIC_DESCRIPTION: u32 = 256;
 pub const ZET_MAX_METRIC_COMPONENT: u32 = 256;
 pub const ZET_MAX_METRIC_RESULT_UNITS: u32 = 256;
 pub const ZET_API_TRACING_EXP_NAME: &[u8; 29] = b"ZET_experimental_api_tracing\0";
+pub const ZET_CONCURRENT_METRIC_GROUPS_EXP_NAME: &[u8; 42] =
+    b"ZET_experimental_concurrent_metric_groups\0";
+pub const ZET_METRICS_TRACER_EXP_NAME: &[u8; 31] = b"ZET_experimental_metric_tracer\0";
 pub const ZET_MULTI_METRICS_EXP_NAME: &[u8; 44] = b"ZET_experimental_calculate_multiple_metrics\0";
+pub const ZET_GLOBAL_METRICS_TIMESTAMPS_EXP_NAME: &[u8; 42] =
+    b"ZET_experimental_global_metric_timestamps\0";
+pub const ZET_EXPORT_METRICS_DATA_EXP_NAME: &[u8; 36] = b"ZET_experimental_metric_export_data\0";
+pub const ZET_MAX_METRIC_EXPORT_DATA_ELEMENT_NAME_EXP: u32 = 256;
+pub const ZET_MAX_METRIC_EXPORT_DATA_ELEMENT_DESCRIPTION_EXP: u32 = 256;
+pub const ZET_PROGRAMMABLE_METRICS_EXP_NAME: &[u8; 38] = b"ZET_experimental_programmable_metrics\0";
+pub const ZET_MAX_PROGRAMMABLE_METRICS_ELEMENT_NAME_EXP: u32 = 256;
+pub const ZET_MAX_PROGRAMMABLE_METRICS_ELEMENT_DESCRIPTION_EXP: u32 = 256;
+pub const ZET_MAX_METRIC_GROUP_NAME_PREFIX_EXP: u32 = 64;
+pub const ZET_MAX_METRIC_PROGRAMMABLE_NAME_EXP: u32 = 128;
+pub const ZET_MAX_METRIC_PROGRAMMABLE_DESCRIPTION_EXP: u32 = 128;
+pub const ZET_MAX_METRIC_PROGRAMMABLE_COMPONENT_EXP: u32 = 128;
+pub const ZET_MAX_METRIC_PROGRAMMABLE_PARAMETER_NAME_EXP: u32 = 128;
+pub const ZET_MAX_METRIC_PROGRAMMABLE_VALUE_DESCRIPTION_EXP: u32 = 128;
+pub const ZE_MAX_METRIC_GROUP_NAME_PREFIX: u32 = 64;
+pub const ZES_MAX_EXTENSION_NAME: u32 = 256;
 pub const ZES_STRING_PROPERTY_SIZE: u32 = 64;
+pub const ZES_MAX_UUID_SIZE: u32 = 16;
 pub const ZES_DIAG_FIRST_TEST_INDEX: u32 = 0;
 pub const ZES_DIAG_LAST_TEST_INDEX: u32 = 4294967295;
 pub const ZES_MAX_FABRIC_PORT_MODEL_SIZE: u32 = 256;
@@ -61,6 +101,20 @@ pub const ZES_FAN_TEMP_SPEED_PAIR_COUNT: u32 = 32;
 pub const ZES_MAX_RAS_ERROR_CATEGORY_COUNT: u32 = 7;
 pub const ZES_SCHED_WATCHDOG_DISABLE: i32 = -1;
 pub const ZES_POWER_LIMITS_EXT_NAME: &[u8; 27] = b"ZES_extension_power_limits\0";
+pub const ZES_ENGINE_ACTIVITY_EXT_NAME: &[u8; 30] = b"ZES_extension_engine_activity\0";
+pub const ZES_RAS_GET_STATE_EXP_NAME: &[u8; 24] = b"ZES_extension_ras_state\0";
+pub const ZES_MEM_PAGE_OFFLINE_STATE_EXP_NAME: &[u8; 24] = b"ZES_extension_mem_state\0";
+pub const ZES_MEMORY_BANDWIDTH_COUNTER_BITS_EXP_PROPERTIES_NAME: &[u8; 52] =
+    b"ZES_extension_mem_bandwidth_counter_bits_properties\0";
+pub const ZES_POWER_DOMAIN_PROPERTIES_EXP_NAME: &[u8; 38] =
+    b"ZES_extension_power_domain_properties\0";
+pub const ZES_FIRMWARE_SECURITY_VERSION_EXP_NAME: &[u8; 43] =
+    b"ZES_experimental_firmware_security_version\0";
+pub const ZES_SYSMAN_DEVICE_MAPPING_EXP_NAME: &[u8; 39] =
+    b"ZES_experimental_sysman_device_mapping\0";
+pub const ZES_VIRTUAL_FUNCTION_MANAGEMENT_EXP_NAME: &[u8; 45] =
+    b"ZES_experimental_virtual_function_management\0";
+pub const ZEL_COMPONENT_STRING_SIZE: u32 = 64;
 pub type ze_bool_t = u8;
 #[repr(C)]
 #[derive(Debug)]
@@ -200,6 +254,9 @@ pub const ZE_RESULT_ERROR_DEVICE_IN_LOW_POWER_STATE: _ze_result_t = 1879048199;
 pub const ZE_RESULT_EXP_ERROR_DEVICE_IS_NOT_VERTEX: _ze_result_t = 2146435073;
 pub const ZE_RESULT_EXP_ERROR_VERTEX_IS_NOT_DEVICE: _ze_result_t = 2146435074;
 pub const ZE_RESULT_EXP_ERROR_REMOTE_DEVICE: _ze_result_t = 2146435075;
+pub const ZE_RESULT_EXP_ERROR_OPERANDS_INCOMPATIBLE: _ze_result_t = 2146435076;
+pub const ZE_RESULT_EXP_RTAS_BUILD_RETRY: _ze_result_t = 2146435077;
+pub const ZE_RESULT_EXP_RTAS_BUILD_DEFERRED: _ze_result_t = 2146435078;
 pub const ZE_RESULT_ERROR_INSUFFICIENT_PERMISSIONS: _ze_result_t = 1879113728;
 pub const ZE_RESULT_ERROR_NOT_AVAILABLE: _ze_result_t = 1879113729;
 pub const ZE_RESULT_ERROR_DEPENDENCY_UNAVAILABLE: _ze_result_t = 1879179264;
@@ -231,6 +288,7 @@ pub const ZE_RESULT_ERROR_INVALID_MODULE_UNLINKED: _ze_result_t = 2013265944;
 pub const ZE_RESULT_ERROR_INVALID_COMMAND_LIST_TYPE: _ze_result_t = 2013265945;
 pub const ZE_RESULT_ERROR_OVERLAPPING_REGIONS: _ze_result_t = 2013265946;
 pub const ZE_RESULT_WARNING_ACTION_REQUIRED: _ze_result_t = 2013265947;
+pub const ZE_RESULT_ERROR_INVALID_KERNEL_HANDLE: _ze_result_t = 2013265948;
 pub const ZE_RESULT_ERROR_UNKNOWN: _ze_result_t = 2147483646;
 pub const ZE_RESULT_FORCE_UINT32: _ze_result_t = 2147483647;
 pub type _ze_result_t = core::ffi::c_uint;
@@ -284,6 +342,13 @@ pub const ZE_STRUCTURE_TYPE_MEMORY_COMPRESSION_HINTS_EXT_DESC: _ze_structure_typ
 pub const ZE_STRUCTURE_TYPE_IMAGE_ALLOCATION_EXT_PROPERTIES: _ze_structure_type_t = 65548;
 pub const ZE_STRUCTURE_TYPE_DEVICE_LUID_EXT_PROPERTIES: _ze_structure_type_t = 65549;
 pub const ZE_STRUCTURE_TYPE_DEVICE_MEMORY_EXT_PROPERTIES: _ze_structure_type_t = 65550;
+pub const ZE_STRUCTURE_TYPE_DEVICE_IP_VERSION_EXT: _ze_structure_type_t = 65551;
+pub const ZE_STRUCTURE_TYPE_IMAGE_VIEW_PLANAR_EXT_DESC: _ze_structure_type_t = 65552;
+pub const ZE_STRUCTURE_TYPE_EVENT_QUERY_KERNEL_TIMESTAMPS_EXT_PROPERTIES: _ze_structure_type_t =
+    65553;
+pub const ZE_STRUCTURE_TYPE_EVENT_QUERY_KERNEL_TIMESTAMPS_RESULTS_EXT_PROPERTIES:
+    _ze_structure_type_t = 65554;
+pub const ZE_STRUCTURE_TYPE_KERNEL_MAX_GROUP_SIZE_EXT_PROPERTIES: _ze_structure_type_t = 65555;
 pub const ZE_STRUCTURE_TYPE_RELAXED_ALLOCATION_LIMITS_EXP_DESC: _ze_structure_type_t = 131073;
 pub const ZE_STRUCTURE_TYPE_MODULE_PROGRAM_EXP_DESC: _ze_structure_type_t = 131074;
 pub const ZE_STRUCTURE_TYPE_SCHEDULING_HINT_EXP_PROPERTIES: _ze_structure_type_t = 131075;
@@ -296,6 +361,33 @@ pub const ZE_STRUCTURE_TYPE_COPY_BANDWIDTH_EXP_PROPERTIES: _ze_structure_type_t 
 pub const ZE_STRUCTURE_TYPE_DEVICE_P2P_BANDWIDTH_EXP_PROPERTIES: _ze_structure_type_t = 131082;
 pub const ZE_STRUCTURE_TYPE_FABRIC_VERTEX_EXP_PROPERTIES: _ze_structure_type_t = 131083;
 pub const ZE_STRUCTURE_TYPE_FABRIC_EDGE_EXP_PROPERTIES: _ze_structure_type_t = 131084;
+pub const ZE_STRUCTURE_TYPE_MEMORY_SUB_ALLOCATIONS_EXP_PROPERTIES: _ze_structure_type_t = 131085;
+pub const ZE_STRUCTURE_TYPE_RTAS_BUILDER_EXP_DESC: _ze_structure_type_t = 131086;
+pub const ZE_STRUCTURE_TYPE_RTAS_BUILDER_BUILD_OP_EXP_DESC: _ze_structure_type_t = 131087;
+pub const ZE_STRUCTURE_TYPE_RTAS_BUILDER_EXP_PROPERTIES: _ze_structure_type_t = 131088;
+pub const ZE_STRUCTURE_TYPE_RTAS_PARALLEL_OPERATION_EXP_PROPERTIES: _ze_structure_type_t = 131089;
+pub const ZE_STRUCTURE_TYPE_RTAS_DEVICE_EXP_PROPERTIES: _ze_structure_type_t = 131090;
+pub const ZE_STRUCTURE_TYPE_RTAS_GEOMETRY_AABBS_EXP_CB_PARAMS: _ze_structure_type_t = 131091;
+pub const ZE_STRUCTURE_TYPE_COUNTER_BASED_EVENT_POOL_EXP_DESC: _ze_structure_type_t = 131092;
+pub const ZE_STRUCTURE_TYPE_MUTABLE_COMMAND_LIST_EXP_PROPERTIES: _ze_structure_type_t = 131093;
+pub const ZE_STRUCTURE_TYPE_MUTABLE_COMMAND_LIST_EXP_DESC: _ze_structure_type_t = 131094;
+pub const ZE_STRUCTURE_TYPE_MUTABLE_COMMAND_ID_EXP_DESC: _ze_structure_type_t = 131095;
+pub const ZE_STRUCTURE_TYPE_MUTABLE_COMMANDS_EXP_DESC: _ze_structure_type_t = 131096;
+pub const ZE_STRUCTURE_TYPE_MUTABLE_KERNEL_ARGUMENT_EXP_DESC: _ze_structure_type_t = 131097;
+pub const ZE_STRUCTURE_TYPE_MUTABLE_GROUP_COUNT_EXP_DESC: _ze_structure_type_t = 131098;
+pub const ZE_STRUCTURE_TYPE_MUTABLE_GROUP_SIZE_EXP_DESC: _ze_structure_type_t = 131099;
+pub const ZE_STRUCTURE_TYPE_MUTABLE_GLOBAL_OFFSET_EXP_DESC: _ze_structure_type_t = 131100;
+pub const ZE_STRUCTURE_TYPE_PITCHED_ALLOC_DEVICE_EXP_PROPERTIES: _ze_structure_type_t = 131101;
+pub const ZE_STRUCTURE_TYPE_BINDLESS_IMAGE_EXP_DESC: _ze_structure_type_t = 131102;
+pub const ZE_STRUCTURE_TYPE_PITCHED_IMAGE_EXP_DESC: _ze_structure_type_t = 131103;
+pub const ZE_STRUCTURE_TYPE_MUTABLE_GRAPH_ARGUMENT_EXP_DESC: _ze_structure_type_t = 131104;
+pub const ZE_STRUCTURE_TYPE_INIT_DRIVER_TYPE_DESC: _ze_structure_type_t = 131105;
+pub const ZE_STRUCTURE_TYPE_EXTERNAL_SEMAPHORE_EXT_DESC: _ze_structure_type_t = 131106;
+pub const ZE_STRUCTURE_TYPE_EXTERNAL_SEMAPHORE_WIN32_EXT_DESC: _ze_structure_type_t = 131107;
+pub const ZE_STRUCTURE_TYPE_EXTERNAL_SEMAPHORE_FD_EXT_DESC: _ze_structure_type_t = 131108;
+pub const ZE_STRUCTURE_TYPE_EXTERNAL_SEMAPHORE_SIGNAL_PARAMS_EXT: _ze_structure_type_t = 131109;
+pub const ZE_STRUCTURE_TYPE_EXTERNAL_SEMAPHORE_WAIT_PARAMS_EXT: _ze_structure_type_t = 131110;
+pub const ZE_STRUCTURE_TYPE_DRIVER_DDI_HANDLES_EXT_PROPERTIES: _ze_structure_type_t = 131111;
 pub const ZE_STRUCTURE_TYPE_FORCE_UINT32: _ze_structure_type_t = 2147483647;
 pub type _ze_structure_type_t = core::ffi::c_uint;
 pub use self::_ze_structure_type_t as ze_structure_type_t;
@@ -332,6 +424,22 @@ pub struct _ze_uuid_t {
 pub type ze_uuid_t = _ze_uuid_t;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct _ze_base_cb_params_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+}
+impl Default for _ze_base_cb_params_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_base_cb_params_t = _ze_base_cb_params_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct _ze_base_properties_t {
     pub stype: ze_structure_type_t,
     pub pNext: *mut core::ffi::c_void,
@@ -362,6 +470,7 @@ impl Default for _ze_base_desc_t {
     }
 }
 pub type ze_base_desc_t = _ze_base_desc_t;
+pub type ze_init_driver_type_desc_t = _ze_init_driver_type_desc_t;
 pub type ze_driver_uuid_t = _ze_driver_uuid_t;
 pub type ze_driver_properties_t = _ze_driver_properties_t;
 pub type ze_driver_ipc_properties_t = _ze_driver_ipc_properties_t;
@@ -415,8 +524,15 @@ pub type ze_sampler_desc_t = _ze_sampler_desc_t;
 pub type ze_physical_mem_desc_t = _ze_physical_mem_desc_t;
 pub type ze_float_atomic_ext_properties_t = _ze_float_atomic_ext_properties_t;
 pub type ze_relaxed_allocation_limits_exp_desc_t = _ze_relaxed_allocation_limits_exp_desc_t;
+pub type ze_driver_ddi_handles_ext_properties_t = _ze_driver_ddi_handles_ext_properties_t;
+pub type ze_external_semaphore_ext_desc_t = _ze_external_semaphore_ext_desc_t;
+pub type ze_external_semaphore_win32_ext_desc_t = _ze_external_semaphore_win32_ext_desc_t;
+pub type ze_external_semaphore_fd_ext_desc_t = _ze_external_semaphore_fd_ext_desc_t;
+pub type ze_external_semaphore_signal_params_ext_t = _ze_external_semaphore_signal_params_ext_t;
+pub type ze_external_semaphore_wait_params_ext_t = _ze_external_semaphore_wait_params_ext_t;
 pub type ze_cache_reservation_ext_desc_t = _ze_cache_reservation_ext_desc_t;
 pub type ze_image_memory_properties_exp_t = _ze_image_memory_properties_exp_t;
+pub type ze_image_view_planar_ext_desc_t = _ze_image_view_planar_ext_desc_t;
 pub type ze_image_view_planar_exp_desc_t = _ze_image_view_planar_exp_desc_t;
 pub type ze_scheduling_hint_exp_properties_t = _ze_scheduling_hint_exp_properties_t;
 pub type ze_scheduling_hint_exp_desc_t = _ze_scheduling_hint_exp_desc_t;
@@ -439,18 +555,94 @@ pub type ze_fabric_vertex_pci_exp_address_t = _ze_fabric_vertex_pci_exp_address_
 pub type ze_fabric_vertex_exp_properties_t = _ze_fabric_vertex_exp_properties_t;
 pub type ze_fabric_edge_exp_properties_t = _ze_fabric_edge_exp_properties_t;
 pub type ze_device_memory_ext_properties_t = _ze_device_memory_ext_properties_t;
+pub type ze_device_ip_version_ext_t = _ze_device_ip_version_ext_t;
+pub type ze_kernel_max_group_size_properties_ext_t = _ze_kernel_max_group_size_properties_ext_t;
+pub type ze_sub_allocation_t = _ze_sub_allocation_t;
+pub type ze_memory_sub_allocations_exp_properties_t = _ze_memory_sub_allocations_exp_properties_t;
+pub type ze_event_query_kernel_timestamps_ext_properties_t =
+    _ze_event_query_kernel_timestamps_ext_properties_t;
+pub type ze_synchronized_timestamp_data_ext_t = _ze_synchronized_timestamp_data_ext_t;
+pub type ze_synchronized_timestamp_result_ext_t = _ze_synchronized_timestamp_result_ext_t;
+pub type ze_event_query_kernel_timestamps_results_ext_properties_t =
+    _ze_event_query_kernel_timestamps_results_ext_properties_t;
+pub type ze_rtas_builder_exp_desc_t = _ze_rtas_builder_exp_desc_t;
+pub type ze_rtas_builder_exp_properties_t = _ze_rtas_builder_exp_properties_t;
+pub type ze_rtas_parallel_operation_exp_properties_t = _ze_rtas_parallel_operation_exp_properties_t;
+pub type ze_rtas_device_exp_properties_t = _ze_rtas_device_exp_properties_t;
+pub type ze_rtas_float3_exp_t = _ze_rtas_float3_exp_t;
+pub type ze_rtas_transform_float3x4_column_major_exp_t =
+    _ze_rtas_transform_float3x4_column_major_exp_t;
+pub type ze_rtas_transform_float3x4_aligned_column_major_exp_t =
+    _ze_rtas_transform_float3x4_aligned_column_major_exp_t;
+pub type ze_rtas_transform_float3x4_row_major_exp_t = _ze_rtas_transform_float3x4_row_major_exp_t;
+pub type ze_rtas_aabb_exp_t = _ze_rtas_aabb_exp_t;
+pub type ze_rtas_triangle_indices_uint32_exp_t = _ze_rtas_triangle_indices_uint32_exp_t;
+pub type ze_rtas_quad_indices_uint32_exp_t = _ze_rtas_quad_indices_uint32_exp_t;
+pub type ze_rtas_builder_geometry_info_exp_t = _ze_rtas_builder_geometry_info_exp_t;
+pub type ze_rtas_builder_triangles_geometry_info_exp_t =
+    _ze_rtas_builder_triangles_geometry_info_exp_t;
+pub type ze_rtas_builder_quads_geometry_info_exp_t = _ze_rtas_builder_quads_geometry_info_exp_t;
+pub type ze_rtas_geometry_aabbs_exp_cb_params_t = _ze_rtas_geometry_aabbs_exp_cb_params_t;
+pub type ze_rtas_builder_procedural_geometry_info_exp_t =
+    _ze_rtas_builder_procedural_geometry_info_exp_t;
+pub type ze_rtas_builder_instance_geometry_info_exp_t =
+    _ze_rtas_builder_instance_geometry_info_exp_t;
+pub type ze_rtas_builder_build_op_exp_desc_t = _ze_rtas_builder_build_op_exp_desc_t;
+pub type ze_event_pool_counter_based_exp_desc_t = _ze_event_pool_counter_based_exp_desc_t;
+pub type ze_image_bindless_exp_desc_t = _ze_image_bindless_exp_desc_t;
+pub type ze_image_pitched_exp_desc_t = _ze_image_pitched_exp_desc_t;
+pub type ze_device_pitched_alloc_exp_properties_t = _ze_device_pitched_alloc_exp_properties_t;
+pub type ze_mutable_command_id_exp_desc_t = _ze_mutable_command_id_exp_desc_t;
+pub type ze_mutable_command_list_exp_properties_t = _ze_mutable_command_list_exp_properties_t;
+pub type ze_mutable_command_list_exp_desc_t = _ze_mutable_command_list_exp_desc_t;
+pub type ze_mutable_commands_exp_desc_t = _ze_mutable_commands_exp_desc_t;
+pub type ze_mutable_kernel_argument_exp_desc_t = _ze_mutable_kernel_argument_exp_desc_t;
+pub type ze_mutable_group_count_exp_desc_t = _ze_mutable_group_count_exp_desc_t;
+pub type ze_mutable_group_size_exp_desc_t = _ze_mutable_group_size_exp_desc_t;
+pub type ze_mutable_global_offset_exp_desc_t = _ze_mutable_global_offset_exp_desc_t;
+pub type ze_mutable_graph_argument_exp_desc_t = _ze_mutable_graph_argument_exp_desc_t;
 pub type ze_init_flags_t = u32;
 pub const ZE_INIT_FLAG_GPU_ONLY: _ze_init_flag_t = 1;
 pub const ZE_INIT_FLAG_VPU_ONLY: _ze_init_flag_t = 2;
 pub const ZE_INIT_FLAG_FORCE_UINT32: _ze_init_flag_t = 2147483647;
 pub type _ze_init_flag_t = core::ffi::c_uint;
 pub use self::_ze_init_flag_t as ze_init_flag_t;
+pub type ze_init_driver_type_flags_t = u32;
+pub const ZE_INIT_DRIVER_TYPE_FLAG_GPU: _ze_init_driver_type_flag_t = 1;
+pub const ZE_INIT_DRIVER_TYPE_FLAG_NPU: _ze_init_driver_type_flag_t = 2;
+pub const ZE_INIT_DRIVER_TYPE_FLAG_FORCE_UINT32: _ze_init_driver_type_flag_t = 2147483647;
+pub type _ze_init_driver_type_flag_t = core::ffi::c_uint;
+pub use self::_ze_init_driver_type_flag_t as ze_init_driver_type_flag_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_init_driver_type_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub flags: ze_init_driver_type_flags_t,
+}
+impl Default for _ze_init_driver_type_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub const ZE_API_VERSION_1_0: _ze_api_version_t = 65536;
 pub const ZE_API_VERSION_1_1: _ze_api_version_t = 65537;
 pub const ZE_API_VERSION_1_2: _ze_api_version_t = 65538;
 pub const ZE_API_VERSION_1_3: _ze_api_version_t = 65539;
 pub const ZE_API_VERSION_1_4: _ze_api_version_t = 65540;
-pub const ZE_API_VERSION_CURRENT: _ze_api_version_t = 65540;
+pub const ZE_API_VERSION_1_5: _ze_api_version_t = 65541;
+pub const ZE_API_VERSION_1_6: _ze_api_version_t = 65542;
+pub const ZE_API_VERSION_1_7: _ze_api_version_t = 65543;
+pub const ZE_API_VERSION_1_8: _ze_api_version_t = 65544;
+pub const ZE_API_VERSION_1_9: _ze_api_version_t = 65545;
+pub const ZE_API_VERSION_1_10: _ze_api_version_t = 65546;
+pub const ZE_API_VERSION_1_11: _ze_api_version_t = 65547;
+pub const ZE_API_VERSION_1_12: _ze_api_version_t = 65548;
+pub const ZE_API_VERSION_CURRENT: _ze_api_version_t = 65548;
 pub const ZE_API_VERSION_FORCE_UINT32: _ze_api_version_t = 2147483647;
 pub type _ze_api_version_t = core::ffi::c_uint;
 pub use self::_ze_api_version_t as ze_api_version_t;
@@ -840,6 +1032,7 @@ impl Default for _ze_context_desc_t {
 }
 pub type ze_command_queue_flags_t = u32;
 pub const ZE_COMMAND_QUEUE_FLAG_EXPLICIT_ONLY: _ze_command_queue_flag_t = 1;
+pub const ZE_COMMAND_QUEUE_FLAG_IN_ORDER: _ze_command_queue_flag_t = 2;
 pub const ZE_COMMAND_QUEUE_FLAG_FORCE_UINT32: _ze_command_queue_flag_t = 2147483647;
 pub type _ze_command_queue_flag_t = core::ffi::c_uint;
 pub use self::_ze_command_queue_flag_t as ze_command_queue_flag_t;
@@ -879,6 +1072,8 @@ pub type ze_command_list_flags_t = u32;
 pub const ZE_COMMAND_LIST_FLAG_RELAXED_ORDERING: _ze_command_list_flag_t = 1;
 pub const ZE_COMMAND_LIST_FLAG_MAXIMIZE_THROUGHPUT: _ze_command_list_flag_t = 2;
 pub const ZE_COMMAND_LIST_FLAG_EXPLICIT_ONLY: _ze_command_list_flag_t = 4;
+pub const ZE_COMMAND_LIST_FLAG_IN_ORDER: _ze_command_list_flag_t = 8;
+pub const ZE_COMMAND_LIST_FLAG_EXP_CLONEABLE: _ze_command_list_flag_t = 16;
 pub const ZE_COMMAND_LIST_FLAG_FORCE_UINT32: _ze_command_list_flag_t = 2147483647;
 pub type _ze_command_list_flag_t = core::ffi::c_uint;
 pub use self::_ze_command_list_flag_t as ze_command_list_flag_t;
@@ -927,6 +1122,8 @@ pub const ZE_MEMORY_ADVICE_SET_NON_ATOMIC_MOSTLY: _ze_memory_advice_t = 4;
 pub const ZE_MEMORY_ADVICE_CLEAR_NON_ATOMIC_MOSTLY: _ze_memory_advice_t = 5;
 pub const ZE_MEMORY_ADVICE_BIAS_CACHED: _ze_memory_advice_t = 6;
 pub const ZE_MEMORY_ADVICE_BIAS_UNCACHED: _ze_memory_advice_t = 7;
+pub const ZE_MEMORY_ADVICE_SET_SYSTEM_MEMORY_PREFERRED_LOCATION: _ze_memory_advice_t = 8;
+pub const ZE_MEMORY_ADVICE_CLEAR_SYSTEM_MEMORY_PREFERRED_LOCATION: _ze_memory_advice_t = 9;
 pub const ZE_MEMORY_ADVICE_FORCE_UINT32: _ze_memory_advice_t = 2147483647;
 pub type _ze_memory_advice_t = core::ffi::c_uint;
 pub use self::_ze_memory_advice_t as ze_memory_advice_t;
@@ -934,6 +1131,7 @@ pub type ze_event_pool_flags_t = u32;
 pub const ZE_EVENT_POOL_FLAG_HOST_VISIBLE: _ze_event_pool_flag_t = 1;
 pub const ZE_EVENT_POOL_FLAG_IPC: _ze_event_pool_flag_t = 2;
 pub const ZE_EVENT_POOL_FLAG_KERNEL_TIMESTAMP: _ze_event_pool_flag_t = 4;
+pub const ZE_EVENT_POOL_FLAG_KERNEL_MAPPED_TIMESTAMP: _ze_event_pool_flag_t = 8;
 pub const ZE_EVENT_POOL_FLAG_FORCE_UINT32: _ze_event_pool_flag_t = 2147483647;
 pub type _ze_event_pool_flag_t = core::ffi::c_uint;
 pub use self::_ze_event_pool_flag_t as ze_event_pool_flag_t;
@@ -1070,6 +1268,9 @@ pub const ZE_IMAGE_FORMAT_LAYOUT_422V: _ze_image_format_layout_t = 39;
 pub const ZE_IMAGE_FORMAT_LAYOUT_444P: _ze_image_format_layout_t = 40;
 pub const ZE_IMAGE_FORMAT_LAYOUT_RGBP: _ze_image_format_layout_t = 41;
 pub const ZE_IMAGE_FORMAT_LAYOUT_BRGP: _ze_image_format_layout_t = 42;
+pub const ZE_IMAGE_FORMAT_LAYOUT_8_8_8: _ze_image_format_layout_t = 43;
+pub const ZE_IMAGE_FORMAT_LAYOUT_16_16_16: _ze_image_format_layout_t = 44;
+pub const ZE_IMAGE_FORMAT_LAYOUT_32_32_32: _ze_image_format_layout_t = 45;
 pub const ZE_IMAGE_FORMAT_LAYOUT_FORCE_UINT32: _ze_image_format_layout_t = 2147483647;
 pub type _ze_image_format_layout_t = core::ffi::c_uint;
 pub use self::_ze_image_format_layout_t as ze_image_format_layout_t;
@@ -1319,6 +1520,18 @@ impl Default for _ze_external_memory_export_win32_handle_t {
         }
     }
 }
+pub type ze_memory_atomic_attr_exp_flags_t = u32;
+pub const ZE_MEMORY_ATOMIC_ATTR_EXP_FLAG_NO_ATOMICS: _ze_memory_atomic_attr_exp_flag_t = 1;
+pub const ZE_MEMORY_ATOMIC_ATTR_EXP_FLAG_NO_HOST_ATOMICS: _ze_memory_atomic_attr_exp_flag_t = 2;
+pub const ZE_MEMORY_ATOMIC_ATTR_EXP_FLAG_HOST_ATOMICS: _ze_memory_atomic_attr_exp_flag_t = 4;
+pub const ZE_MEMORY_ATOMIC_ATTR_EXP_FLAG_NO_DEVICE_ATOMICS: _ze_memory_atomic_attr_exp_flag_t = 8;
+pub const ZE_MEMORY_ATOMIC_ATTR_EXP_FLAG_DEVICE_ATOMICS: _ze_memory_atomic_attr_exp_flag_t = 16;
+pub const ZE_MEMORY_ATOMIC_ATTR_EXP_FLAG_NO_SYSTEM_ATOMICS: _ze_memory_atomic_attr_exp_flag_t = 32;
+pub const ZE_MEMORY_ATOMIC_ATTR_EXP_FLAG_SYSTEM_ATOMICS: _ze_memory_atomic_attr_exp_flag_t = 64;
+pub const ZE_MEMORY_ATOMIC_ATTR_EXP_FLAG_FORCE_UINT32: _ze_memory_atomic_attr_exp_flag_t =
+    2147483647;
+pub type _ze_memory_atomic_attr_exp_flag_t = core::ffi::c_uint;
+pub use self::_ze_memory_atomic_attr_exp_flag_t as ze_memory_atomic_attr_exp_flag_t;
 pub const ZE_MODULE_FORMAT_IL_SPIRV: _ze_module_format_t = 0;
 pub const ZE_MODULE_FORMAT_NATIVE: _ze_module_format_t = 1;
 pub const ZE_MODULE_FORMAT_FORCE_UINT32: _ze_module_format_t = 2147483647;
@@ -1586,7 +1799,8 @@ pub const ZE_MEMORY_ACCESS_ATTRIBUTE_FORCE_UINT32: _ze_memory_access_attribute_t
 pub type _ze_memory_access_attribute_t = core::ffi::c_uint;
 pub use self::_ze_memory_access_attribute_t as ze_memory_access_attribute_t;
 pub type ze_physical_mem_flags_t = u32;
-pub const ZE_PHYSICAL_MEM_FLAG_TBD: _ze_physical_mem_flag_t = 1;
+pub const ZE_PHYSICAL_MEM_FLAG_ALLOCATE_ON_DEVICE: _ze_physical_mem_flag_t = 1;
+pub const ZE_PHYSICAL_MEM_FLAG_ALLOCATE_ON_HOST: _ze_physical_mem_flag_t = 2;
 pub const ZE_PHYSICAL_MEM_FLAG_FORCE_UINT32: _ze_physical_mem_flag_t = 2147483647;
 pub type _ze_physical_mem_flag_t = core::ffi::c_uint;
 pub use self::_ze_physical_mem_flag_t as ze_physical_mem_flag_t;
@@ -1676,6 +1890,149 @@ impl Default for _ze_relaxed_allocation_limits_exp_desc_t {
         }
     }
 }
+pub const ZE_KERNEL_GET_BINARY_EXP_VERSION_1_0: _ze_kernel_get_binary_exp_version_t = 65536;
+pub const ZE_KERNEL_GET_BINARY_EXP_VERSION_CURRENT: _ze_kernel_get_binary_exp_version_t = 65536;
+pub const ZE_KERNEL_GET_BINARY_EXP_VERSION_FORCE_UINT32: _ze_kernel_get_binary_exp_version_t =
+    2147483647;
+pub type _ze_kernel_get_binary_exp_version_t = core::ffi::c_uint;
+pub use self::_ze_kernel_get_binary_exp_version_t as ze_kernel_get_binary_exp_version_t;
+pub const ZE_DRIVER_DDI_HANDLES_EXT_VERSION_1_0: _ze_driver_ddi_handles_ext_version_t = 65536;
+pub const ZE_DRIVER_DDI_HANDLES_EXT_VERSION_CURRENT: _ze_driver_ddi_handles_ext_version_t = 65536;
+pub const ZE_DRIVER_DDI_HANDLES_EXT_VERSION_FORCE_UINT32: _ze_driver_ddi_handles_ext_version_t =
+    2147483647;
+pub type _ze_driver_ddi_handles_ext_version_t = core::ffi::c_uint;
+pub use self::_ze_driver_ddi_handles_ext_version_t as ze_driver_ddi_handles_ext_version_t;
+pub type ze_driver_ddi_handle_ext_flags_t = u32;
+pub const ZE_DRIVER_DDI_HANDLE_EXT_FLAG_DDI_HANDLE_EXT_SUPPORTED: _ze_driver_ddi_handle_ext_flag_t =
+    1;
+pub const ZE_DRIVER_DDI_HANDLE_EXT_FLAG_FORCE_UINT32: _ze_driver_ddi_handle_ext_flag_t = 2147483647;
+pub type _ze_driver_ddi_handle_ext_flag_t = core::ffi::c_uint;
+pub use self::_ze_driver_ddi_handle_ext_flag_t as ze_driver_ddi_handle_ext_flag_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_driver_ddi_handles_ext_properties_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub flags: ze_driver_ddi_handle_ext_flags_t,
+}
+impl Default for _ze_driver_ddi_handles_ext_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_VERSION_1_0: _ze_external_semaphore_ext_version_t = 65536;
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_VERSION_CURRENT: _ze_external_semaphore_ext_version_t = 65536;
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_VERSION_FORCE_UINT32: _ze_external_semaphore_ext_version_t =
+    2147483647;
+pub type _ze_external_semaphore_ext_version_t = core::ffi::c_uint;
+pub use self::_ze_external_semaphore_ext_version_t as ze_external_semaphore_ext_version_t;
+#[repr(C)]
+#[derive(Debug)]
+pub struct _ze_external_semaphore_ext_handle_t {
+    _unused: [u8; 0],
+}
+pub type ze_external_semaphore_ext_handle_t = *mut _ze_external_semaphore_ext_handle_t;
+pub type ze_external_semaphore_ext_flags_t = u32;
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_FLAG_OPAQUE_FD: _ze_external_semaphore_ext_flag_t = 1;
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_FLAG_OPAQUE_WIN32: _ze_external_semaphore_ext_flag_t = 2;
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_FLAG_OPAQUE_WIN32_KMT: _ze_external_semaphore_ext_flag_t = 4;
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_FLAG_D3D12_FENCE: _ze_external_semaphore_ext_flag_t = 8;
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_FLAG_D3D11_FENCE: _ze_external_semaphore_ext_flag_t = 16;
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_FLAG_KEYED_MUTEX: _ze_external_semaphore_ext_flag_t = 32;
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_FLAG_KEYED_MUTEX_KMT: _ze_external_semaphore_ext_flag_t = 64;
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_FLAG_VK_TIMELINE_SEMAPHORE_FD:
+    _ze_external_semaphore_ext_flag_t = 128;
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_FLAG_VK_TIMELINE_SEMAPHORE_WIN32:
+    _ze_external_semaphore_ext_flag_t = 256;
+pub const ZE_EXTERNAL_SEMAPHORE_EXT_FLAG_FORCE_UINT32: _ze_external_semaphore_ext_flag_t =
+    2147483647;
+pub type _ze_external_semaphore_ext_flag_t = core::ffi::c_uint;
+pub use self::_ze_external_semaphore_ext_flag_t as ze_external_semaphore_ext_flag_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_external_semaphore_ext_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub flags: ze_external_semaphore_ext_flags_t,
+}
+impl Default for _ze_external_semaphore_ext_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_external_semaphore_win32_ext_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub handle: *mut core::ffi::c_void,
+    pub name: *const core::ffi::c_char,
+}
+impl Default for _ze_external_semaphore_win32_ext_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_external_semaphore_fd_ext_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub fd: core::ffi::c_int,
+}
+impl Default for _ze_external_semaphore_fd_ext_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_external_semaphore_signal_params_ext_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub value: u64,
+}
+impl Default for _ze_external_semaphore_signal_params_ext_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_external_semaphore_wait_params_ext_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub value: u64,
+}
+impl Default for _ze_external_semaphore_wait_params_ext_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub const ZE_CACHE_RESERVATION_EXT_VERSION_1_0: _ze_cache_reservation_ext_version_t = 65536;
 pub const ZE_CACHE_RESERVATION_EXT_VERSION_CURRENT: _ze_cache_reservation_ext_version_t = 65536;
 pub const ZE_CACHE_RESERVATION_EXT_VERSION_FORCE_UINT32: _ze_cache_reservation_ext_version_t =
@@ -1685,6 +2042,9 @@ pub use self::_ze_cache_reservation_ext_version_t as ze_cache_reservation_ext_ve
 pub const ZE_CACHE_EXT_REGION_ZE_CACHE_REGION_DEFAULT: _ze_cache_ext_region_t = 0;
 pub const ZE_CACHE_EXT_REGION_ZE_CACHE_RESERVE_REGION: _ze_cache_ext_region_t = 1;
 pub const ZE_CACHE_EXT_REGION_ZE_CACHE_NON_RESERVED_REGION: _ze_cache_ext_region_t = 2;
+pub const ZE_CACHE_EXT_REGION_DEFAULT: _ze_cache_ext_region_t = 0;
+pub const ZE_CACHE_EXT_REGION_RESERVED: _ze_cache_ext_region_t = 1;
+pub const ZE_CACHE_EXT_REGION_NON_RESERVED: _ze_cache_ext_region_t = 2;
 pub const ZE_CACHE_EXT_REGION_FORCE_UINT32: _ze_cache_ext_region_t = 2147483647;
 pub type _ze_cache_ext_region_t = core::ffi::c_uint;
 pub use self::_ze_cache_ext_region_t as ze_cache_ext_region_t;
@@ -1738,11 +2098,38 @@ impl Default for _ze_image_memory_properties_exp_t {
         }
     }
 }
+pub const ZE_IMAGE_VIEW_EXT_VERSION_1_0: _ze_image_view_ext_version_t = 65536;
+pub const ZE_IMAGE_VIEW_EXT_VERSION_CURRENT: _ze_image_view_ext_version_t = 65536;
+pub const ZE_IMAGE_VIEW_EXT_VERSION_FORCE_UINT32: _ze_image_view_ext_version_t = 2147483647;
+pub type _ze_image_view_ext_version_t = core::ffi::c_uint;
+pub use self::_ze_image_view_ext_version_t as ze_image_view_ext_version_t;
 pub const ZE_IMAGE_VIEW_EXP_VERSION_1_0: _ze_image_view_exp_version_t = 65536;
 pub const ZE_IMAGE_VIEW_EXP_VERSION_CURRENT: _ze_image_view_exp_version_t = 65536;
 pub const ZE_IMAGE_VIEW_EXP_VERSION_FORCE_UINT32: _ze_image_view_exp_version_t = 2147483647;
 pub type _ze_image_view_exp_version_t = core::ffi::c_uint;
 pub use self::_ze_image_view_exp_version_t as ze_image_view_exp_version_t;
+pub const ZE_IMAGE_VIEW_PLANAR_EXT_VERSION_1_0: _ze_image_view_planar_ext_version_t = 65536;
+pub const ZE_IMAGE_VIEW_PLANAR_EXT_VERSION_CURRENT: _ze_image_view_planar_ext_version_t = 65536;
+pub const ZE_IMAGE_VIEW_PLANAR_EXT_VERSION_FORCE_UINT32: _ze_image_view_planar_ext_version_t =
+    2147483647;
+pub type _ze_image_view_planar_ext_version_t = core::ffi::c_uint;
+pub use self::_ze_image_view_planar_ext_version_t as ze_image_view_planar_ext_version_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_image_view_planar_ext_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub planeIndex: u32,
+}
+impl Default for _ze_image_view_planar_ext_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub const ZE_IMAGE_VIEW_PLANAR_EXP_VERSION_1_0: _ze_image_view_planar_exp_version_t = 65536;
 pub const ZE_IMAGE_VIEW_PLANAR_EXP_VERSION_CURRENT: _ze_image_view_planar_exp_version_t = 65536;
 pub const ZE_IMAGE_VIEW_PLANAR_EXP_VERSION_FORCE_UINT32: _ze_image_view_planar_exp_version_t =
@@ -2134,7 +2521,7 @@ impl Default for _ze_device_luid_ext_properties_t {
 }
 pub const ZE_FABRIC_VERTEX_EXP_TYPE_UNKNOWN: _ze_fabric_vertex_exp_type_t = 0;
 pub const ZE_FABRIC_VERTEX_EXP_TYPE_DEVICE: _ze_fabric_vertex_exp_type_t = 1;
-pub const ZE_FABRIC_VERTEX_EXP_TYPE_SUBEVICE: _ze_fabric_vertex_exp_type_t = 2;
+pub const ZE_FABRIC_VERTEX_EXP_TYPE_SUBDEVICE: _ze_fabric_vertex_exp_type_t = 2;
 pub const ZE_FABRIC_VERTEX_EXP_TYPE_SWITCH: _ze_fabric_vertex_exp_type_t = 3;
 pub const ZE_FABRIC_VERTEX_EXP_TYPE_FORCE_UINT32: _ze_fabric_vertex_exp_type_t = 2147483647;
 pub type _ze_fabric_vertex_exp_type_t = core::ffi::c_uint;
@@ -2239,6 +2626,838 @@ pub struct _ze_device_memory_ext_properties_t {
     pub bandwidthUnit: ze_bandwidth_unit_t,
 }
 impl Default for _ze_device_memory_ext_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZE_BFLOAT16_CONVERSIONS_EXT_VERSION_1_0: _ze_bfloat16_conversions_ext_version_t = 65536;
+pub const ZE_BFLOAT16_CONVERSIONS_EXT_VERSION_CURRENT: _ze_bfloat16_conversions_ext_version_t =
+    65536;
+pub const ZE_BFLOAT16_CONVERSIONS_EXT_VERSION_FORCE_UINT32: _ze_bfloat16_conversions_ext_version_t =
+    2147483647;
+pub type _ze_bfloat16_conversions_ext_version_t = core::ffi::c_uint;
+pub use self::_ze_bfloat16_conversions_ext_version_t as ze_bfloat16_conversions_ext_version_t;
+pub const ZE_DEVICE_IP_VERSION_VERSION_1_0: _ze_device_ip_version_version_t = 65536;
+pub const ZE_DEVICE_IP_VERSION_VERSION_CURRENT: _ze_device_ip_version_version_t = 65536;
+pub const ZE_DEVICE_IP_VERSION_VERSION_FORCE_UINT32: _ze_device_ip_version_version_t = 2147483647;
+pub type _ze_device_ip_version_version_t = core::ffi::c_uint;
+pub use self::_ze_device_ip_version_version_t as ze_device_ip_version_version_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_device_ip_version_ext_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub ipVersion: u32,
+}
+impl Default for _ze_device_ip_version_ext_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZE_KERNEL_MAX_GROUP_SIZE_PROPERTIES_EXT_VERSION_1_0:
+    _ze_kernel_max_group_size_properties_ext_version_t = 65536;
+pub const ZE_KERNEL_MAX_GROUP_SIZE_PROPERTIES_EXT_VERSION_CURRENT:
+    _ze_kernel_max_group_size_properties_ext_version_t = 65536;
+pub const ZE_KERNEL_MAX_GROUP_SIZE_PROPERTIES_EXT_VERSION_FORCE_UINT32:
+    _ze_kernel_max_group_size_properties_ext_version_t = 2147483647;
+pub type _ze_kernel_max_group_size_properties_ext_version_t = core::ffi::c_uint;
+pub use self::_ze_kernel_max_group_size_properties_ext_version_t as ze_kernel_max_group_size_properties_ext_version_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_kernel_max_group_size_properties_ext_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub maxGroupSize: u32,
+}
+impl Default for _ze_kernel_max_group_size_properties_ext_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_kernel_max_group_size_ext_properties_t = ze_kernel_max_group_size_properties_ext_t;
+pub const ZE_SUB_ALLOCATIONS_EXP_VERSION_1_0: _ze_sub_allocations_exp_version_t = 65536;
+pub const ZE_SUB_ALLOCATIONS_EXP_VERSION_CURRENT: _ze_sub_allocations_exp_version_t = 65536;
+pub const ZE_SUB_ALLOCATIONS_EXP_VERSION_FORCE_UINT32: _ze_sub_allocations_exp_version_t =
+    2147483647;
+pub type _ze_sub_allocations_exp_version_t = core::ffi::c_uint;
+pub use self::_ze_sub_allocations_exp_version_t as ze_sub_allocations_exp_version_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_sub_allocation_t {
+    pub base: *mut core::ffi::c_void,
+    pub size: usize,
+}
+impl Default for _ze_sub_allocation_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_memory_sub_allocations_exp_properties_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub pCount: *mut u32,
+    pub pSubAllocations: *mut ze_sub_allocation_t,
+}
+impl Default for _ze_memory_sub_allocations_exp_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZE_EVENT_QUERY_KERNEL_TIMESTAMPS_EXT_VERSION_1_0:
+    _ze_event_query_kernel_timestamps_ext_version_t = 65536;
+pub const ZE_EVENT_QUERY_KERNEL_TIMESTAMPS_EXT_VERSION_CURRENT:
+    _ze_event_query_kernel_timestamps_ext_version_t = 65536;
+pub const ZE_EVENT_QUERY_KERNEL_TIMESTAMPS_EXT_VERSION_FORCE_UINT32:
+    _ze_event_query_kernel_timestamps_ext_version_t = 2147483647;
+pub type _ze_event_query_kernel_timestamps_ext_version_t = core::ffi::c_uint;
+pub use self::_ze_event_query_kernel_timestamps_ext_version_t as ze_event_query_kernel_timestamps_ext_version_t;
+pub type ze_event_query_kernel_timestamps_ext_flags_t = u32;
+pub const ZE_EVENT_QUERY_KERNEL_TIMESTAMPS_EXT_FLAG_KERNEL:
+    _ze_event_query_kernel_timestamps_ext_flag_t = 1;
+pub const ZE_EVENT_QUERY_KERNEL_TIMESTAMPS_EXT_FLAG_SYNCHRONIZED:
+    _ze_event_query_kernel_timestamps_ext_flag_t = 2;
+pub const ZE_EVENT_QUERY_KERNEL_TIMESTAMPS_EXT_FLAG_FORCE_UINT32:
+    _ze_event_query_kernel_timestamps_ext_flag_t = 2147483647;
+pub type _ze_event_query_kernel_timestamps_ext_flag_t = core::ffi::c_uint;
+pub use self::_ze_event_query_kernel_timestamps_ext_flag_t as ze_event_query_kernel_timestamps_ext_flag_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_event_query_kernel_timestamps_ext_properties_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub flags: ze_event_query_kernel_timestamps_ext_flags_t,
+}
+impl Default for _ze_event_query_kernel_timestamps_ext_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_synchronized_timestamp_data_ext_t {
+    pub kernelStart: u64,
+    pub kernelEnd: u64,
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_synchronized_timestamp_result_ext_t {
+    pub global: ze_synchronized_timestamp_data_ext_t,
+    pub context: ze_synchronized_timestamp_data_ext_t,
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_event_query_kernel_timestamps_results_ext_properties_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub pKernelTimestampsBuffer: *mut ze_kernel_timestamp_result_t,
+    pub pSynchronizedTimestampsBuffer: *mut ze_synchronized_timestamp_result_ext_t,
+}
+impl Default for _ze_event_query_kernel_timestamps_results_ext_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZE_RTAS_BUILDER_EXP_VERSION_1_0: _ze_rtas_builder_exp_version_t = 65536;
+pub const ZE_RTAS_BUILDER_EXP_VERSION_CURRENT: _ze_rtas_builder_exp_version_t = 65536;
+pub const ZE_RTAS_BUILDER_EXP_VERSION_FORCE_UINT32: _ze_rtas_builder_exp_version_t = 2147483647;
+pub type _ze_rtas_builder_exp_version_t = core::ffi::c_uint;
+pub use self::_ze_rtas_builder_exp_version_t as ze_rtas_builder_exp_version_t;
+pub type ze_rtas_device_exp_flags_t = u32;
+pub const ZE_RTAS_DEVICE_EXP_FLAG_RESERVED: _ze_rtas_device_exp_flag_t = 1;
+pub const ZE_RTAS_DEVICE_EXP_FLAG_FORCE_UINT32: _ze_rtas_device_exp_flag_t = 2147483647;
+pub type _ze_rtas_device_exp_flag_t = core::ffi::c_uint;
+pub use self::_ze_rtas_device_exp_flag_t as ze_rtas_device_exp_flag_t;
+pub const ZE_RTAS_FORMAT_EXP_INVALID: _ze_rtas_format_exp_t = 0;
+pub const ZE_RTAS_FORMAT_EXP_FORCE_UINT32: _ze_rtas_format_exp_t = 2147483647;
+pub type _ze_rtas_format_exp_t = core::ffi::c_uint;
+pub use self::_ze_rtas_format_exp_t as ze_rtas_format_exp_t;
+pub type ze_rtas_builder_exp_flags_t = u32;
+pub const ZE_RTAS_BUILDER_EXP_FLAG_RESERVED: _ze_rtas_builder_exp_flag_t = 1;
+pub const ZE_RTAS_BUILDER_EXP_FLAG_FORCE_UINT32: _ze_rtas_builder_exp_flag_t = 2147483647;
+pub type _ze_rtas_builder_exp_flag_t = core::ffi::c_uint;
+pub use self::_ze_rtas_builder_exp_flag_t as ze_rtas_builder_exp_flag_t;
+pub type ze_rtas_parallel_operation_exp_flags_t = u32;
+pub const ZE_RTAS_PARALLEL_OPERATION_EXP_FLAG_RESERVED: _ze_rtas_parallel_operation_exp_flag_t = 1;
+pub const ZE_RTAS_PARALLEL_OPERATION_EXP_FLAG_FORCE_UINT32: _ze_rtas_parallel_operation_exp_flag_t =
+    2147483647;
+pub type _ze_rtas_parallel_operation_exp_flag_t = core::ffi::c_uint;
+pub use self::_ze_rtas_parallel_operation_exp_flag_t as ze_rtas_parallel_operation_exp_flag_t;
+pub type ze_rtas_builder_geometry_exp_flags_t = u32;
+pub const ZE_RTAS_BUILDER_GEOMETRY_EXP_FLAG_NON_OPAQUE: _ze_rtas_builder_geometry_exp_flag_t = 1;
+pub const ZE_RTAS_BUILDER_GEOMETRY_EXP_FLAG_FORCE_UINT32: _ze_rtas_builder_geometry_exp_flag_t =
+    2147483647;
+pub type _ze_rtas_builder_geometry_exp_flag_t = core::ffi::c_uint;
+pub use self::_ze_rtas_builder_geometry_exp_flag_t as ze_rtas_builder_geometry_exp_flag_t;
+pub type ze_rtas_builder_packed_geometry_exp_flags_t = u8;
+pub type ze_rtas_builder_instance_exp_flags_t = u32;
+pub const ZE_RTAS_BUILDER_INSTANCE_EXP_FLAG_TRIANGLE_CULL_DISABLE:
+    _ze_rtas_builder_instance_exp_flag_t = 1;
+pub const ZE_RTAS_BUILDER_INSTANCE_EXP_FLAG_TRIANGLE_FRONT_COUNTERCLOCKWISE:
+    _ze_rtas_builder_instance_exp_flag_t = 2;
+pub const ZE_RTAS_BUILDER_INSTANCE_EXP_FLAG_TRIANGLE_FORCE_OPAQUE:
+    _ze_rtas_builder_instance_exp_flag_t = 4;
+pub const ZE_RTAS_BUILDER_INSTANCE_EXP_FLAG_TRIANGLE_FORCE_NON_OPAQUE:
+    _ze_rtas_builder_instance_exp_flag_t = 8;
+pub const ZE_RTAS_BUILDER_INSTANCE_EXP_FLAG_FORCE_UINT32: _ze_rtas_builder_instance_exp_flag_t =
+    2147483647;
+pub type _ze_rtas_builder_instance_exp_flag_t = core::ffi::c_uint;
+pub use self::_ze_rtas_builder_instance_exp_flag_t as ze_rtas_builder_instance_exp_flag_t;
+pub type ze_rtas_builder_packed_instance_exp_flags_t = u8;
+pub type ze_rtas_builder_build_op_exp_flags_t = u32;
+pub const ZE_RTAS_BUILDER_BUILD_OP_EXP_FLAG_COMPACT: _ze_rtas_builder_build_op_exp_flag_t = 1;
+pub const ZE_RTAS_BUILDER_BUILD_OP_EXP_FLAG_NO_DUPLICATE_ANYHIT_INVOCATION:
+    _ze_rtas_builder_build_op_exp_flag_t = 2;
+pub const ZE_RTAS_BUILDER_BUILD_OP_EXP_FLAG_FORCE_UINT32: _ze_rtas_builder_build_op_exp_flag_t =
+    2147483647;
+pub type _ze_rtas_builder_build_op_exp_flag_t = core::ffi::c_uint;
+pub use self::_ze_rtas_builder_build_op_exp_flag_t as ze_rtas_builder_build_op_exp_flag_t;
+pub const ZE_RTAS_BUILDER_BUILD_QUALITY_HINT_EXP_LOW: _ze_rtas_builder_build_quality_hint_exp_t = 0;
+pub const ZE_RTAS_BUILDER_BUILD_QUALITY_HINT_EXP_MEDIUM: _ze_rtas_builder_build_quality_hint_exp_t =
+    1;
+pub const ZE_RTAS_BUILDER_BUILD_QUALITY_HINT_EXP_HIGH: _ze_rtas_builder_build_quality_hint_exp_t =
+    2;
+pub const ZE_RTAS_BUILDER_BUILD_QUALITY_HINT_EXP_FORCE_UINT32:
+    _ze_rtas_builder_build_quality_hint_exp_t = 2147483647;
+pub type _ze_rtas_builder_build_quality_hint_exp_t = core::ffi::c_uint;
+pub use self::_ze_rtas_builder_build_quality_hint_exp_t as ze_rtas_builder_build_quality_hint_exp_t;
+pub const ZE_RTAS_BUILDER_GEOMETRY_TYPE_EXP_TRIANGLES: _ze_rtas_builder_geometry_type_exp_t = 0;
+pub const ZE_RTAS_BUILDER_GEOMETRY_TYPE_EXP_QUADS: _ze_rtas_builder_geometry_type_exp_t = 1;
+pub const ZE_RTAS_BUILDER_GEOMETRY_TYPE_EXP_PROCEDURAL: _ze_rtas_builder_geometry_type_exp_t = 2;
+pub const ZE_RTAS_BUILDER_GEOMETRY_TYPE_EXP_INSTANCE: _ze_rtas_builder_geometry_type_exp_t = 3;
+pub const ZE_RTAS_BUILDER_GEOMETRY_TYPE_EXP_FORCE_UINT32: _ze_rtas_builder_geometry_type_exp_t =
+    2147483647;
+pub type _ze_rtas_builder_geometry_type_exp_t = core::ffi::c_uint;
+pub use self::_ze_rtas_builder_geometry_type_exp_t as ze_rtas_builder_geometry_type_exp_t;
+pub type ze_rtas_builder_packed_geometry_type_exp_t = u8;
+pub const ZE_RTAS_BUILDER_INPUT_DATA_FORMAT_EXP_FLOAT3: _ze_rtas_builder_input_data_format_exp_t =
+    0;
+pub const ZE_RTAS_BUILDER_INPUT_DATA_FORMAT_EXP_FLOAT3X4_COLUMN_MAJOR:
+    _ze_rtas_builder_input_data_format_exp_t = 1;
+pub const ZE_RTAS_BUILDER_INPUT_DATA_FORMAT_EXP_FLOAT3X4_ALIGNED_COLUMN_MAJOR:
+    _ze_rtas_builder_input_data_format_exp_t = 2;
+pub const ZE_RTAS_BUILDER_INPUT_DATA_FORMAT_EXP_FLOAT3X4_ROW_MAJOR:
+    _ze_rtas_builder_input_data_format_exp_t = 3;
+pub const ZE_RTAS_BUILDER_INPUT_DATA_FORMAT_EXP_AABB: _ze_rtas_builder_input_data_format_exp_t = 4;
+pub const ZE_RTAS_BUILDER_INPUT_DATA_FORMAT_EXP_TRIANGLE_INDICES_UINT32:
+    _ze_rtas_builder_input_data_format_exp_t = 5;
+pub const ZE_RTAS_BUILDER_INPUT_DATA_FORMAT_EXP_QUAD_INDICES_UINT32:
+    _ze_rtas_builder_input_data_format_exp_t = 6;
+pub const ZE_RTAS_BUILDER_INPUT_DATA_FORMAT_EXP_FORCE_UINT32:
+    _ze_rtas_builder_input_data_format_exp_t = 2147483647;
+pub type _ze_rtas_builder_input_data_format_exp_t = core::ffi::c_uint;
+pub use self::_ze_rtas_builder_input_data_format_exp_t as ze_rtas_builder_input_data_format_exp_t;
+pub type ze_rtas_builder_packed_input_data_format_exp_t = u8;
+#[repr(C)]
+#[derive(Debug)]
+pub struct _ze_rtas_builder_exp_handle_t {
+    _unused: [u8; 0],
+}
+pub type ze_rtas_builder_exp_handle_t = *mut _ze_rtas_builder_exp_handle_t;
+#[repr(C)]
+#[derive(Debug)]
+pub struct _ze_rtas_parallel_operation_exp_handle_t {
+    _unused: [u8; 0],
+}
+pub type ze_rtas_parallel_operation_exp_handle_t = *mut _ze_rtas_parallel_operation_exp_handle_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_rtas_builder_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub builderVersion: ze_rtas_builder_exp_version_t,
+}
+impl Default for _ze_rtas_builder_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_rtas_builder_exp_properties_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub flags: ze_rtas_builder_exp_flags_t,
+    pub rtasBufferSizeBytesExpected: usize,
+    pub rtasBufferSizeBytesMaxRequired: usize,
+    pub scratchBufferSizeBytes: usize,
+}
+impl Default for _ze_rtas_builder_exp_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_rtas_parallel_operation_exp_properties_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub flags: ze_rtas_parallel_operation_exp_flags_t,
+    pub maxConcurrency: u32,
+}
+impl Default for _ze_rtas_parallel_operation_exp_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_rtas_device_exp_properties_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub flags: ze_rtas_device_exp_flags_t,
+    pub rtasFormat: ze_rtas_format_exp_t,
+    pub rtasBufferAlignment: u32,
+}
+impl Default for _ze_rtas_device_exp_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_rtas_float3_exp_t {
+    pub x: f32,
+    pub y: f32,
+    pub z: f32,
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_rtas_transform_float3x4_column_major_exp_t {
+    pub vx_x: f32,
+    pub vx_y: f32,
+    pub vx_z: f32,
+    pub vy_x: f32,
+    pub vy_y: f32,
+    pub vy_z: f32,
+    pub vz_x: f32,
+    pub vz_y: f32,
+    pub vz_z: f32,
+    pub p_x: f32,
+    pub p_y: f32,
+    pub p_z: f32,
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_rtas_transform_float3x4_aligned_column_major_exp_t {
+    pub vx_x: f32,
+    pub vx_y: f32,
+    pub vx_z: f32,
+    pub pad0: f32,
+    pub vy_x: f32,
+    pub vy_y: f32,
+    pub vy_z: f32,
+    pub pad1: f32,
+    pub vz_x: f32,
+    pub vz_y: f32,
+    pub vz_z: f32,
+    pub pad2: f32,
+    pub p_x: f32,
+    pub p_y: f32,
+    pub p_z: f32,
+    pub pad3: f32,
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_rtas_transform_float3x4_row_major_exp_t {
+    pub vx_x: f32,
+    pub vy_x: f32,
+    pub vz_x: f32,
+    pub p_x: f32,
+    pub vx_y: f32,
+    pub vy_y: f32,
+    pub vz_y: f32,
+    pub p_y: f32,
+    pub vx_z: f32,
+    pub vy_z: f32,
+    pub vz_z: f32,
+    pub p_z: f32,
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_rtas_aabb_exp_t {
+    pub lower: ze_rtas_float3_exp_t,
+    pub upper: ze_rtas_float3_exp_t,
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_rtas_triangle_indices_uint32_exp_t {
+    pub v0: u32,
+    pub v1: u32,
+    pub v2: u32,
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_rtas_quad_indices_uint32_exp_t {
+    pub v0: u32,
+    pub v1: u32,
+    pub v2: u32,
+    pub v3: u32,
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_rtas_builder_geometry_info_exp_t {
+    pub geometryType: ze_rtas_builder_packed_geometry_type_exp_t,
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_rtas_builder_triangles_geometry_info_exp_t {
+    pub geometryType: ze_rtas_builder_packed_geometry_type_exp_t,
+    pub geometryFlags: ze_rtas_builder_packed_geometry_exp_flags_t,
+    pub geometryMask: u8,
+    pub triangleFormat: ze_rtas_builder_packed_input_data_format_exp_t,
+    pub vertexFormat: ze_rtas_builder_packed_input_data_format_exp_t,
+    pub triangleCount: u32,
+    pub vertexCount: u32,
+    pub triangleStride: u32,
+    pub vertexStride: u32,
+    pub pTriangleBuffer: *mut core::ffi::c_void,
+    pub pVertexBuffer: *mut core::ffi::c_void,
+}
+impl Default for _ze_rtas_builder_triangles_geometry_info_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_rtas_builder_quads_geometry_info_exp_t {
+    pub geometryType: ze_rtas_builder_packed_geometry_type_exp_t,
+    pub geometryFlags: ze_rtas_builder_packed_geometry_exp_flags_t,
+    pub geometryMask: u8,
+    pub quadFormat: ze_rtas_builder_packed_input_data_format_exp_t,
+    pub vertexFormat: ze_rtas_builder_packed_input_data_format_exp_t,
+    pub quadCount: u32,
+    pub vertexCount: u32,
+    pub quadStride: u32,
+    pub vertexStride: u32,
+    pub pQuadBuffer: *mut core::ffi::c_void,
+    pub pVertexBuffer: *mut core::ffi::c_void,
+}
+impl Default for _ze_rtas_builder_quads_geometry_info_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_rtas_geometry_aabbs_exp_cb_params_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub primID: u32,
+    pub primIDCount: u32,
+    pub pGeomUserPtr: *mut core::ffi::c_void,
+    pub pBuildUserPtr: *mut core::ffi::c_void,
+    pub pBoundsOut: *mut ze_rtas_aabb_exp_t,
+}
+impl Default for _ze_rtas_geometry_aabbs_exp_cb_params_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_rtas_geometry_aabbs_cb_exp_t = ::core::option::Option<
+    unsafe extern "C" fn(params: *mut ze_rtas_geometry_aabbs_exp_cb_params_t),
+>;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_rtas_builder_procedural_geometry_info_exp_t {
+    pub geometryType: ze_rtas_builder_packed_geometry_type_exp_t,
+    pub geometryFlags: ze_rtas_builder_packed_geometry_exp_flags_t,
+    pub geometryMask: u8,
+    pub reserved: u8,
+    pub primCount: u32,
+    pub pfnGetBoundsCb: ze_rtas_geometry_aabbs_cb_exp_t,
+    pub pGeomUserPtr: *mut core::ffi::c_void,
+}
+impl Default for _ze_rtas_builder_procedural_geometry_info_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_rtas_builder_instance_geometry_info_exp_t {
+    pub geometryType: ze_rtas_builder_packed_geometry_type_exp_t,
+    pub instanceFlags: ze_rtas_builder_packed_instance_exp_flags_t,
+    pub geometryMask: u8,
+    pub transformFormat: ze_rtas_builder_packed_input_data_format_exp_t,
+    pub instanceUserID: u32,
+    pub pTransform: *mut core::ffi::c_void,
+    pub pBounds: *mut ze_rtas_aabb_exp_t,
+    pub pAccelerationStructure: *mut core::ffi::c_void,
+}
+impl Default for _ze_rtas_builder_instance_geometry_info_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_rtas_builder_build_op_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub rtasFormat: ze_rtas_format_exp_t,
+    pub buildQuality: ze_rtas_builder_build_quality_hint_exp_t,
+    pub buildFlags: ze_rtas_builder_build_op_exp_flags_t,
+    pub ppGeometries: *mut *const ze_rtas_builder_geometry_info_exp_t,
+    pub numGeometries: u32,
+}
+impl Default for _ze_rtas_builder_build_op_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZE_EVENT_POOL_COUNTER_BASED_EXP_VERSION_1_0: _ze_event_pool_counter_based_exp_version_t =
+    65536;
+pub const ZE_EVENT_POOL_COUNTER_BASED_EXP_VERSION_CURRENT:
+    _ze_event_pool_counter_based_exp_version_t = 65536;
+pub const ZE_EVENT_POOL_COUNTER_BASED_EXP_VERSION_FORCE_UINT32:
+    _ze_event_pool_counter_based_exp_version_t = 2147483647;
+pub type _ze_event_pool_counter_based_exp_version_t = core::ffi::c_uint;
+pub use self::_ze_event_pool_counter_based_exp_version_t as ze_event_pool_counter_based_exp_version_t;
+pub type ze_event_pool_counter_based_exp_flags_t = u32;
+pub const ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_IMMEDIATE: _ze_event_pool_counter_based_exp_flag_t =
+    1;
+pub const ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_NON_IMMEDIATE:
+    _ze_event_pool_counter_based_exp_flag_t = 2;
+pub const ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_FORCE_UINT32:
+    _ze_event_pool_counter_based_exp_flag_t = 2147483647;
+pub type _ze_event_pool_counter_based_exp_flag_t = core::ffi::c_uint;
+pub use self::_ze_event_pool_counter_based_exp_flag_t as ze_event_pool_counter_based_exp_flag_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_event_pool_counter_based_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub flags: ze_event_pool_counter_based_exp_flags_t,
+}
+impl Default for _ze_event_pool_counter_based_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZE_BINDLESS_IMAGE_EXP_VERSION_1_0: _ze_bindless_image_exp_version_t = 65536;
+pub const ZE_BINDLESS_IMAGE_EXP_VERSION_CURRENT: _ze_bindless_image_exp_version_t = 65536;
+pub const ZE_BINDLESS_IMAGE_EXP_VERSION_FORCE_UINT32: _ze_bindless_image_exp_version_t = 2147483647;
+pub type _ze_bindless_image_exp_version_t = core::ffi::c_uint;
+pub use self::_ze_bindless_image_exp_version_t as ze_bindless_image_exp_version_t;
+pub type ze_image_bindless_exp_flags_t = u32;
+pub const ZE_IMAGE_BINDLESS_EXP_FLAG_BINDLESS: _ze_image_bindless_exp_flag_t = 1;
+pub const ZE_IMAGE_BINDLESS_EXP_FLAG_SAMPLED_IMAGE: _ze_image_bindless_exp_flag_t = 2;
+pub const ZE_IMAGE_BINDLESS_EXP_FLAG_FORCE_UINT32: _ze_image_bindless_exp_flag_t = 2147483647;
+pub type _ze_image_bindless_exp_flag_t = core::ffi::c_uint;
+pub use self::_ze_image_bindless_exp_flag_t as ze_image_bindless_exp_flag_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_image_bindless_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub flags: ze_image_bindless_exp_flags_t,
+}
+impl Default for _ze_image_bindless_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_image_pitched_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub ptr: *mut core::ffi::c_void,
+}
+impl Default for _ze_image_pitched_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_device_pitched_alloc_exp_properties_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub maxImageLinearWidth: usize,
+    pub maxImageLinearHeight: usize,
+}
+impl Default for _ze_device_pitched_alloc_exp_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZE_COMMAND_LIST_CLONE_EXP_VERSION_1_0: _ze_command_list_clone_exp_version_t = 65536;
+pub const ZE_COMMAND_LIST_CLONE_EXP_VERSION_CURRENT: _ze_command_list_clone_exp_version_t = 65536;
+pub const ZE_COMMAND_LIST_CLONE_EXP_VERSION_FORCE_UINT32: _ze_command_list_clone_exp_version_t =
+    2147483647;
+pub type _ze_command_list_clone_exp_version_t = core::ffi::c_uint;
+pub use self::_ze_command_list_clone_exp_version_t as ze_command_list_clone_exp_version_t;
+pub const ZE_IMMEDIATE_COMMAND_LIST_APPEND_EXP_VERSION_1_0:
+    _ze_immediate_command_list_append_exp_version_t = 65536;
+pub const ZE_IMMEDIATE_COMMAND_LIST_APPEND_EXP_VERSION_CURRENT:
+    _ze_immediate_command_list_append_exp_version_t = 65536;
+pub const ZE_IMMEDIATE_COMMAND_LIST_APPEND_EXP_VERSION_FORCE_UINT32:
+    _ze_immediate_command_list_append_exp_version_t = 2147483647;
+pub type _ze_immediate_command_list_append_exp_version_t = core::ffi::c_uint;
+pub use self::_ze_immediate_command_list_append_exp_version_t as ze_immediate_command_list_append_exp_version_t;
+pub const ZE_MUTABLE_COMMAND_LIST_EXP_VERSION_1_0: _ze_mutable_command_list_exp_version_t = 65536;
+pub const ZE_MUTABLE_COMMAND_LIST_EXP_VERSION_1_1: _ze_mutable_command_list_exp_version_t = 65537;
+pub const ZE_MUTABLE_COMMAND_LIST_EXP_VERSION_CURRENT: _ze_mutable_command_list_exp_version_t =
+    65537;
+pub const ZE_MUTABLE_COMMAND_LIST_EXP_VERSION_FORCE_UINT32: _ze_mutable_command_list_exp_version_t =
+    2147483647;
+pub type _ze_mutable_command_list_exp_version_t = core::ffi::c_uint;
+pub use self::_ze_mutable_command_list_exp_version_t as ze_mutable_command_list_exp_version_t;
+pub type ze_mutable_command_exp_flags_t = u32;
+pub const ZE_MUTABLE_COMMAND_EXP_FLAG_KERNEL_ARGUMENTS: _ze_mutable_command_exp_flag_t = 1;
+pub const ZE_MUTABLE_COMMAND_EXP_FLAG_GROUP_COUNT: _ze_mutable_command_exp_flag_t = 2;
+pub const ZE_MUTABLE_COMMAND_EXP_FLAG_GROUP_SIZE: _ze_mutable_command_exp_flag_t = 4;
+pub const ZE_MUTABLE_COMMAND_EXP_FLAG_GLOBAL_OFFSET: _ze_mutable_command_exp_flag_t = 8;
+pub const ZE_MUTABLE_COMMAND_EXP_FLAG_SIGNAL_EVENT: _ze_mutable_command_exp_flag_t = 16;
+pub const ZE_MUTABLE_COMMAND_EXP_FLAG_WAIT_EVENTS: _ze_mutable_command_exp_flag_t = 32;
+pub const ZE_MUTABLE_COMMAND_EXP_FLAG_KERNEL_INSTRUCTION: _ze_mutable_command_exp_flag_t = 64;
+pub const ZE_MUTABLE_COMMAND_EXP_FLAG_GRAPH_ARGUMENTS: _ze_mutable_command_exp_flag_t = 128;
+pub const ZE_MUTABLE_COMMAND_EXP_FLAG_FORCE_UINT32: _ze_mutable_command_exp_flag_t = 2147483647;
+pub type _ze_mutable_command_exp_flag_t = core::ffi::c_uint;
+pub use self::_ze_mutable_command_exp_flag_t as ze_mutable_command_exp_flag_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mutable_command_id_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub flags: ze_mutable_command_exp_flags_t,
+}
+impl Default for _ze_mutable_command_id_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_mutable_command_list_exp_flags_t = u32;
+pub const ZE_MUTABLE_COMMAND_LIST_EXP_FLAG_RESERVED: _ze_mutable_command_list_exp_flag_t = 1;
+pub const ZE_MUTABLE_COMMAND_LIST_EXP_FLAG_FORCE_UINT32: _ze_mutable_command_list_exp_flag_t =
+    2147483647;
+pub type _ze_mutable_command_list_exp_flag_t = core::ffi::c_uint;
+pub use self::_ze_mutable_command_list_exp_flag_t as ze_mutable_command_list_exp_flag_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mutable_command_list_exp_properties_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub mutableCommandListFlags: ze_mutable_command_list_exp_flags_t,
+    pub mutableCommandFlags: ze_mutable_command_exp_flags_t,
+}
+impl Default for _ze_mutable_command_list_exp_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mutable_command_list_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub flags: ze_mutable_command_list_exp_flags_t,
+}
+impl Default for _ze_mutable_command_list_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mutable_commands_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub flags: u32,
+}
+impl Default for _ze_mutable_commands_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mutable_kernel_argument_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub commandId: u64,
+    pub argIndex: u32,
+    pub argSize: usize,
+    pub pArgValue: *const core::ffi::c_void,
+}
+impl Default for _ze_mutable_kernel_argument_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mutable_group_count_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub commandId: u64,
+    pub pGroupCount: *const ze_group_count_t,
+}
+impl Default for _ze_mutable_group_count_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mutable_group_size_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub commandId: u64,
+    pub groupSizeX: u32,
+    pub groupSizeY: u32,
+    pub groupSizeZ: u32,
+}
+impl Default for _ze_mutable_group_size_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mutable_global_offset_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub commandId: u64,
+    pub offsetX: u32,
+    pub offsetY: u32,
+    pub offsetZ: u32,
+}
+impl Default for _ze_mutable_global_offset_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mutable_graph_argument_exp_desc_t {
+    pub stype: ze_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub commandId: u64,
+    pub argIndex: u32,
+    pub pArgValue: *const core::ffi::c_void,
+}
+impl Default for _ze_mutable_graph_argument_exp_desc_t {
     fn default() -> Self {
         let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
         unsafe {
@@ -3932,6 +5151,256 @@ pub struct _ze_image_callbacks_t {
 pub type ze_image_callbacks_t = _ze_image_callbacks_t;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct _ze_mem_alloc_shared_params_t {
+    pub phContext: *mut ze_context_handle_t,
+    pub pdevice_desc: *mut *const ze_device_mem_alloc_desc_t,
+    pub phost_desc: *mut *const ze_host_mem_alloc_desc_t,
+    pub psize: *mut usize,
+    pub palignment: *mut usize,
+    pub phDevice: *mut ze_device_handle_t,
+    pub ppptr: *mut *mut *mut core::ffi::c_void,
+}
+impl Default for _ze_mem_alloc_shared_params_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_mem_alloc_shared_params_t = _ze_mem_alloc_shared_params_t;
+pub type ze_pfnMemAllocSharedCb_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        params: *mut ze_mem_alloc_shared_params_t,
+        result: ze_result_t,
+        pTracerUserData: *mut core::ffi::c_void,
+        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
+    ),
+>;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mem_alloc_device_params_t {
+    pub phContext: *mut ze_context_handle_t,
+    pub pdevice_desc: *mut *const ze_device_mem_alloc_desc_t,
+    pub psize: *mut usize,
+    pub palignment: *mut usize,
+    pub phDevice: *mut ze_device_handle_t,
+    pub ppptr: *mut *mut *mut core::ffi::c_void,
+}
+impl Default for _ze_mem_alloc_device_params_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_mem_alloc_device_params_t = _ze_mem_alloc_device_params_t;
+pub type ze_pfnMemAllocDeviceCb_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        params: *mut ze_mem_alloc_device_params_t,
+        result: ze_result_t,
+        pTracerUserData: *mut core::ffi::c_void,
+        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
+    ),
+>;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mem_alloc_host_params_t {
+    pub phContext: *mut ze_context_handle_t,
+    pub phost_desc: *mut *const ze_host_mem_alloc_desc_t,
+    pub psize: *mut usize,
+    pub palignment: *mut usize,
+    pub ppptr: *mut *mut *mut core::ffi::c_void,
+}
+impl Default for _ze_mem_alloc_host_params_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_mem_alloc_host_params_t = _ze_mem_alloc_host_params_t;
+pub type ze_pfnMemAllocHostCb_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        params: *mut ze_mem_alloc_host_params_t,
+        result: ze_result_t,
+        pTracerUserData: *mut core::ffi::c_void,
+        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
+    ),
+>;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mem_free_params_t {
+    pub phContext: *mut ze_context_handle_t,
+    pub pptr: *mut *mut core::ffi::c_void,
+}
+impl Default for _ze_mem_free_params_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_mem_free_params_t = _ze_mem_free_params_t;
+pub type ze_pfnMemFreeCb_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        params: *mut ze_mem_free_params_t,
+        result: ze_result_t,
+        pTracerUserData: *mut core::ffi::c_void,
+        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
+    ),
+>;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mem_get_alloc_properties_params_t {
+    pub phContext: *mut ze_context_handle_t,
+    pub pptr: *mut *const core::ffi::c_void,
+    pub ppMemAllocProperties: *mut *mut ze_memory_allocation_properties_t,
+    pub pphDevice: *mut *mut ze_device_handle_t,
+}
+impl Default for _ze_mem_get_alloc_properties_params_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_mem_get_alloc_properties_params_t = _ze_mem_get_alloc_properties_params_t;
+pub type ze_pfnMemGetAllocPropertiesCb_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        params: *mut ze_mem_get_alloc_properties_params_t,
+        result: ze_result_t,
+        pTracerUserData: *mut core::ffi::c_void,
+        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
+    ),
+>;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mem_get_address_range_params_t {
+    pub phContext: *mut ze_context_handle_t,
+    pub pptr: *mut *const core::ffi::c_void,
+    pub ppBase: *mut *mut *mut core::ffi::c_void,
+    pub ppSize: *mut *mut usize,
+}
+impl Default for _ze_mem_get_address_range_params_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_mem_get_address_range_params_t = _ze_mem_get_address_range_params_t;
+pub type ze_pfnMemGetAddressRangeCb_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        params: *mut ze_mem_get_address_range_params_t,
+        result: ze_result_t,
+        pTracerUserData: *mut core::ffi::c_void,
+        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
+    ),
+>;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mem_get_ipc_handle_params_t {
+    pub phContext: *mut ze_context_handle_t,
+    pub pptr: *mut *const core::ffi::c_void,
+    pub ppIpcHandle: *mut *mut ze_ipc_mem_handle_t,
+}
+impl Default for _ze_mem_get_ipc_handle_params_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_mem_get_ipc_handle_params_t = _ze_mem_get_ipc_handle_params_t;
+pub type ze_pfnMemGetIpcHandleCb_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        params: *mut ze_mem_get_ipc_handle_params_t,
+        result: ze_result_t,
+        pTracerUserData: *mut core::ffi::c_void,
+        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
+    ),
+>;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mem_open_ipc_handle_params_t {
+    pub phContext: *mut ze_context_handle_t,
+    pub phDevice: *mut ze_device_handle_t,
+    pub phandle: *mut ze_ipc_mem_handle_t,
+    pub pflags: *mut ze_ipc_memory_flags_t,
+    pub ppptr: *mut *mut *mut core::ffi::c_void,
+}
+impl Default for _ze_mem_open_ipc_handle_params_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_mem_open_ipc_handle_params_t = _ze_mem_open_ipc_handle_params_t;
+pub type ze_pfnMemOpenIpcHandleCb_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        params: *mut ze_mem_open_ipc_handle_params_t,
+        result: ze_result_t,
+        pTracerUserData: *mut core::ffi::c_void,
+        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
+    ),
+>;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_mem_close_ipc_handle_params_t {
+    pub phContext: *mut ze_context_handle_t,
+    pub pptr: *mut *const core::ffi::c_void,
+}
+impl Default for _ze_mem_close_ipc_handle_params_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_mem_close_ipc_handle_params_t = _ze_mem_close_ipc_handle_params_t;
+pub type ze_pfnMemCloseIpcHandleCb_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        params: *mut ze_mem_close_ipc_handle_params_t,
+        result: ze_result_t,
+        pTracerUserData: *mut core::ffi::c_void,
+        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
+    ),
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_mem_callbacks_t {
+    pub pfnAllocSharedCb: ze_pfnMemAllocSharedCb_t,
+    pub pfnAllocDeviceCb: ze_pfnMemAllocDeviceCb_t,
+    pub pfnAllocHostCb: ze_pfnMemAllocHostCb_t,
+    pub pfnFreeCb: ze_pfnMemFreeCb_t,
+    pub pfnGetAllocPropertiesCb: ze_pfnMemGetAllocPropertiesCb_t,
+    pub pfnGetAddressRangeCb: ze_pfnMemGetAddressRangeCb_t,
+    pub pfnGetIpcHandleCb: ze_pfnMemGetIpcHandleCb_t,
+    pub pfnOpenIpcHandleCb: ze_pfnMemOpenIpcHandleCb_t,
+    pub pfnCloseIpcHandleCb: ze_pfnMemCloseIpcHandleCb_t,
+}
+pub type ze_mem_callbacks_t = _ze_mem_callbacks_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct _ze_fence_create_params_t {
     pub phCommandQueue: *mut ze_command_queue_handle_t,
     pub pdesc: *mut *const ze_fence_desc_t,
@@ -5067,256 +6536,6 @@ pub struct _ze_physical_mem_callbacks_t {
 pub type ze_physical_mem_callbacks_t = _ze_physical_mem_callbacks_t;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
-pub struct _ze_mem_alloc_shared_params_t {
-    pub phContext: *mut ze_context_handle_t,
-    pub pdevice_desc: *mut *const ze_device_mem_alloc_desc_t,
-    pub phost_desc: *mut *const ze_host_mem_alloc_desc_t,
-    pub psize: *mut usize,
-    pub palignment: *mut usize,
-    pub phDevice: *mut ze_device_handle_t,
-    pub ppptr: *mut *mut *mut core::ffi::c_void,
-}
-impl Default for _ze_mem_alloc_shared_params_t {
-    fn default() -> Self {
-        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
-        unsafe {
-            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
-            s.assume_init()
-        }
-    }
-}
-pub type ze_mem_alloc_shared_params_t = _ze_mem_alloc_shared_params_t;
-pub type ze_pfnMemAllocSharedCb_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        params: *mut ze_mem_alloc_shared_params_t,
-        result: ze_result_t,
-        pTracerUserData: *mut core::ffi::c_void,
-        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
-    ),
->;
-#[repr(C)]
-#[derive(Debug, Copy, Clone)]
-pub struct _ze_mem_alloc_device_params_t {
-    pub phContext: *mut ze_context_handle_t,
-    pub pdevice_desc: *mut *const ze_device_mem_alloc_desc_t,
-    pub psize: *mut usize,
-    pub palignment: *mut usize,
-    pub phDevice: *mut ze_device_handle_t,
-    pub ppptr: *mut *mut *mut core::ffi::c_void,
-}
-impl Default for _ze_mem_alloc_device_params_t {
-    fn default() -> Self {
-        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
-        unsafe {
-            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
-            s.assume_init()
-        }
-    }
-}
-pub type ze_mem_alloc_device_params_t = _ze_mem_alloc_device_params_t;
-pub type ze_pfnMemAllocDeviceCb_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        params: *mut ze_mem_alloc_device_params_t,
-        result: ze_result_t,
-        pTracerUserData: *mut core::ffi::c_void,
-        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
-    ),
->;
-#[repr(C)]
-#[derive(Debug, Copy, Clone)]
-pub struct _ze_mem_alloc_host_params_t {
-    pub phContext: *mut ze_context_handle_t,
-    pub phost_desc: *mut *const ze_host_mem_alloc_desc_t,
-    pub psize: *mut usize,
-    pub palignment: *mut usize,
-    pub ppptr: *mut *mut *mut core::ffi::c_void,
-}
-impl Default for _ze_mem_alloc_host_params_t {
-    fn default() -> Self {
-        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
-        unsafe {
-            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
-            s.assume_init()
-        }
-    }
-}
-pub type ze_mem_alloc_host_params_t = _ze_mem_alloc_host_params_t;
-pub type ze_pfnMemAllocHostCb_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        params: *mut ze_mem_alloc_host_params_t,
-        result: ze_result_t,
-        pTracerUserData: *mut core::ffi::c_void,
-        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
-    ),
->;
-#[repr(C)]
-#[derive(Debug, Copy, Clone)]
-pub struct _ze_mem_free_params_t {
-    pub phContext: *mut ze_context_handle_t,
-    pub pptr: *mut *mut core::ffi::c_void,
-}
-impl Default for _ze_mem_free_params_t {
-    fn default() -> Self {
-        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
-        unsafe {
-            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
-            s.assume_init()
-        }
-    }
-}
-pub type ze_mem_free_params_t = _ze_mem_free_params_t;
-pub type ze_pfnMemFreeCb_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        params: *mut ze_mem_free_params_t,
-        result: ze_result_t,
-        pTracerUserData: *mut core::ffi::c_void,
-        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
-    ),
->;
-#[repr(C)]
-#[derive(Debug, Copy, Clone)]
-pub struct _ze_mem_get_alloc_properties_params_t {
-    pub phContext: *mut ze_context_handle_t,
-    pub pptr: *mut *const core::ffi::c_void,
-    pub ppMemAllocProperties: *mut *mut ze_memory_allocation_properties_t,
-    pub pphDevice: *mut *mut ze_device_handle_t,
-}
-impl Default for _ze_mem_get_alloc_properties_params_t {
-    fn default() -> Self {
-        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
-        unsafe {
-            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
-            s.assume_init()
-        }
-    }
-}
-pub type ze_mem_get_alloc_properties_params_t = _ze_mem_get_alloc_properties_params_t;
-pub type ze_pfnMemGetAllocPropertiesCb_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        params: *mut ze_mem_get_alloc_properties_params_t,
-        result: ze_result_t,
-        pTracerUserData: *mut core::ffi::c_void,
-        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
-    ),
->;
-#[repr(C)]
-#[derive(Debug, Copy, Clone)]
-pub struct _ze_mem_get_address_range_params_t {
-    pub phContext: *mut ze_context_handle_t,
-    pub pptr: *mut *const core::ffi::c_void,
-    pub ppBase: *mut *mut *mut core::ffi::c_void,
-    pub ppSize: *mut *mut usize,
-}
-impl Default for _ze_mem_get_address_range_params_t {
-    fn default() -> Self {
-        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
-        unsafe {
-            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
-            s.assume_init()
-        }
-    }
-}
-pub type ze_mem_get_address_range_params_t = _ze_mem_get_address_range_params_t;
-pub type ze_pfnMemGetAddressRangeCb_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        params: *mut ze_mem_get_address_range_params_t,
-        result: ze_result_t,
-        pTracerUserData: *mut core::ffi::c_void,
-        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
-    ),
->;
-#[repr(C)]
-#[derive(Debug, Copy, Clone)]
-pub struct _ze_mem_get_ipc_handle_params_t {
-    pub phContext: *mut ze_context_handle_t,
-    pub pptr: *mut *const core::ffi::c_void,
-    pub ppIpcHandle: *mut *mut ze_ipc_mem_handle_t,
-}
-impl Default for _ze_mem_get_ipc_handle_params_t {
-    fn default() -> Self {
-        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
-        unsafe {
-            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
-            s.assume_init()
-        }
-    }
-}
-pub type ze_mem_get_ipc_handle_params_t = _ze_mem_get_ipc_handle_params_t;
-pub type ze_pfnMemGetIpcHandleCb_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        params: *mut ze_mem_get_ipc_handle_params_t,
-        result: ze_result_t,
-        pTracerUserData: *mut core::ffi::c_void,
-        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
-    ),
->;
-#[repr(C)]
-#[derive(Debug, Copy, Clone)]
-pub struct _ze_mem_open_ipc_handle_params_t {
-    pub phContext: *mut ze_context_handle_t,
-    pub phDevice: *mut ze_device_handle_t,
-    pub phandle: *mut ze_ipc_mem_handle_t,
-    pub pflags: *mut ze_ipc_memory_flags_t,
-    pub ppptr: *mut *mut *mut core::ffi::c_void,
-}
-impl Default for _ze_mem_open_ipc_handle_params_t {
-    fn default() -> Self {
-        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
-        unsafe {
-            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
-            s.assume_init()
-        }
-    }
-}
-pub type ze_mem_open_ipc_handle_params_t = _ze_mem_open_ipc_handle_params_t;
-pub type ze_pfnMemOpenIpcHandleCb_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        params: *mut ze_mem_open_ipc_handle_params_t,
-        result: ze_result_t,
-        pTracerUserData: *mut core::ffi::c_void,
-        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
-    ),
->;
-#[repr(C)]
-#[derive(Debug, Copy, Clone)]
-pub struct _ze_mem_close_ipc_handle_params_t {
-    pub phContext: *mut ze_context_handle_t,
-    pub pptr: *mut *const core::ffi::c_void,
-}
-impl Default for _ze_mem_close_ipc_handle_params_t {
-    fn default() -> Self {
-        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
-        unsafe {
-            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
-            s.assume_init()
-        }
-    }
-}
-pub type ze_mem_close_ipc_handle_params_t = _ze_mem_close_ipc_handle_params_t;
-pub type ze_pfnMemCloseIpcHandleCb_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        params: *mut ze_mem_close_ipc_handle_params_t,
-        result: ze_result_t,
-        pTracerUserData: *mut core::ffi::c_void,
-        ppTracerInstanceUserData: *mut *mut core::ffi::c_void,
-    ),
->;
-#[repr(C)]
-#[derive(Debug, Default, Copy, Clone)]
-pub struct _ze_mem_callbacks_t {
-    pub pfnAllocSharedCb: ze_pfnMemAllocSharedCb_t,
-    pub pfnAllocDeviceCb: ze_pfnMemAllocDeviceCb_t,
-    pub pfnAllocHostCb: ze_pfnMemAllocHostCb_t,
-    pub pfnFreeCb: ze_pfnMemFreeCb_t,
-    pub pfnGetAllocPropertiesCb: ze_pfnMemGetAllocPropertiesCb_t,
-    pub pfnGetAddressRangeCb: ze_pfnMemGetAddressRangeCb_t,
-    pub pfnGetIpcHandleCb: ze_pfnMemGetIpcHandleCb_t,
-    pub pfnOpenIpcHandleCb: ze_pfnMemOpenIpcHandleCb_t,
-    pub pfnCloseIpcHandleCb: ze_pfnMemCloseIpcHandleCb_t,
-}
-pub type ze_mem_callbacks_t = _ze_mem_callbacks_t;
-#[repr(C)]
-#[derive(Debug, Copy, Clone)]
 pub struct _ze_virtual_mem_reserve_params_t {
     pub phContext: *mut ze_context_handle_t,
     pub ppStart: *mut *const core::ffi::c_void,
@@ -5534,12 +6753,98 @@ pub struct _ze_callbacks_t {
     pub VirtualMem: ze_virtual_mem_callbacks_t,
 }
 pub type ze_callbacks_t = _ze_callbacks_t;
+pub type ze_pfnRTASBuilderCreateExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_driver_handle_t,
+        arg2: *const ze_rtas_builder_exp_desc_t,
+        arg3: *mut ze_rtas_builder_exp_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnRTASBuilderGetBuildPropertiesExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_rtas_builder_exp_handle_t,
+        arg2: *const ze_rtas_builder_build_op_exp_desc_t,
+        arg3: *mut ze_rtas_builder_exp_properties_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnRTASBuilderBuildExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_rtas_builder_exp_handle_t,
+        arg2: *const ze_rtas_builder_build_op_exp_desc_t,
+        arg3: *mut core::ffi::c_void,
+        arg4: usize,
+        arg5: *mut core::ffi::c_void,
+        arg6: usize,
+        arg7: ze_rtas_parallel_operation_exp_handle_t,
+        arg8: *mut core::ffi::c_void,
+        arg9: *mut ze_rtas_aabb_exp_t,
+        arg10: *mut usize,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnRTASBuilderDestroyExp_t =
+    ::core::option::Option<unsafe extern "C" fn(arg1: ze_rtas_builder_exp_handle_t) -> ze_result_t>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_rtas_builder_exp_dditable_t {
+    pub pfnCreateExp: ze_pfnRTASBuilderCreateExp_t,
+    pub pfnGetBuildPropertiesExp: ze_pfnRTASBuilderGetBuildPropertiesExp_t,
+    pub pfnBuildExp: ze_pfnRTASBuilderBuildExp_t,
+    pub pfnDestroyExp: ze_pfnRTASBuilderDestroyExp_t,
+}
+pub type ze_rtas_builder_exp_dditable_t = _ze_rtas_builder_exp_dditable_t;
+pub type ze_pfnGetRTASBuilderExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut ze_rtas_builder_exp_dditable_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnRTASParallelOperationCreateExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_driver_handle_t,
+        arg2: *mut ze_rtas_parallel_operation_exp_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnRTASParallelOperationGetPropertiesExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_rtas_parallel_operation_exp_handle_t,
+        arg2: *mut ze_rtas_parallel_operation_exp_properties_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnRTASParallelOperationJoinExp_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_rtas_parallel_operation_exp_handle_t) -> ze_result_t,
+>;
+pub type ze_pfnRTASParallelOperationDestroyExp_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_rtas_parallel_operation_exp_handle_t) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_rtas_parallel_operation_exp_dditable_t {
+    pub pfnCreateExp: ze_pfnRTASParallelOperationCreateExp_t,
+    pub pfnGetPropertiesExp: ze_pfnRTASParallelOperationGetPropertiesExp_t,
+    pub pfnJoinExp: ze_pfnRTASParallelOperationJoinExp_t,
+    pub pfnDestroyExp: ze_pfnRTASParallelOperationDestroyExp_t,
+}
+pub type ze_rtas_parallel_operation_exp_dditable_t = _ze_rtas_parallel_operation_exp_dditable_t;
+pub type ze_pfnGetRTASParallelOperationExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut ze_rtas_parallel_operation_exp_dditable_t,
+    ) -> ze_result_t,
+>;
 pub type ze_pfnInit_t =
     ::core::option::Option<unsafe extern "C" fn(arg1: ze_init_flags_t) -> ze_result_t>;
+pub type ze_pfnInitDrivers_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: *mut u32,
+        arg2: *mut ze_driver_handle_t,
+        arg3: *mut ze_init_driver_type_desc_t,
+    ) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _ze_global_dditable_t {
     pub pfnInit: ze_pfnInit_t,
+    pub pfnInitDrivers: ze_pfnInitDrivers_t,
 }
 pub type ze_global_dditable_t = _ze_global_dditable_t;
 pub type ze_pfnGetGlobalProcAddrTable_t = ::core::option::Option<
@@ -5577,6 +6882,12 @@ pub type ze_pfnDriverGetExtensionFunctionAddress_t = ::core::option::Option<
         arg3: *mut *mut core::ffi::c_void,
     ) -> ze_result_t,
 >;
+pub type ze_pfnDriverGetLastErrorDescription_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_driver_handle_t,
+        arg2: *mut *const core::ffi::c_char,
+    ) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _ze_driver_dditable_t {
@@ -5586,10 +6897,30 @@ pub struct _ze_driver_dditable_t {
     pub pfnGetIpcProperties: ze_pfnDriverGetIpcProperties_t,
     pub pfnGetExtensionProperties: ze_pfnDriverGetExtensionProperties_t,
     pub pfnGetExtensionFunctionAddress: ze_pfnDriverGetExtensionFunctionAddress_t,
+    pub pfnGetLastErrorDescription: ze_pfnDriverGetLastErrorDescription_t,
 }
 pub type ze_driver_dditable_t = _ze_driver_dditable_t;
 pub type ze_pfnGetDriverProcAddrTable_t = ::core::option::Option<
     unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut ze_driver_dditable_t) -> ze_result_t,
+>;
+pub type ze_pfnDriverRTASFormatCompatibilityCheckExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_driver_handle_t,
+        arg2: ze_rtas_format_exp_t,
+        arg3: ze_rtas_format_exp_t,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_driver_exp_dditable_t {
+    pub pfnRTASFormatCompatibilityCheckExp: ze_pfnDriverRTASFormatCompatibilityCheckExp_t,
+}
+pub type ze_driver_exp_dditable_t = _ze_driver_exp_dditable_t;
+pub type ze_pfnGetDriverExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut ze_driver_exp_dditable_t,
+    ) -> ze_result_t,
 >;
 pub type ze_pfnDeviceGet_t = ::core::option::Option<
     unsafe extern "C" fn(
@@ -5698,6 +7029,19 @@ pub type ze_pfnDevicePciGetPropertiesExt_t = ::core::option::Option<
         arg2: *mut ze_pci_ext_properties_t,
     ) -> ze_result_t,
 >;
+pub type ze_pfnDeviceGetRootDevice_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_device_handle_t, arg2: *mut ze_device_handle_t) -> ze_result_t,
+>;
+pub type ze_pfnDeviceImportExternalSemaphoreExt_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_device_handle_t,
+        arg2: *const ze_external_semaphore_ext_desc_t,
+        arg3: *mut ze_external_semaphore_ext_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnDeviceReleaseExternalSemaphoreExt_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_external_semaphore_ext_handle_t) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _ze_device_dditable_t {
@@ -5719,6 +7063,9 @@ pub struct _ze_device_dditable_t {
     pub pfnReserveCacheExt: ze_pfnDeviceReserveCacheExt_t,
     pub pfnSetCacheAdviceExt: ze_pfnDeviceSetCacheAdviceExt_t,
     pub pfnPciGetPropertiesExt: ze_pfnDevicePciGetPropertiesExt_t,
+    pub pfnGetRootDevice: ze_pfnDeviceGetRootDevice_t,
+    pub pfnImportExternalSemaphoreExt: ze_pfnDeviceImportExternalSemaphoreExt_t,
+    pub pfnReleaseExternalSemaphoreExt: ze_pfnDeviceReleaseExternalSemaphoreExt_t,
 }
 pub type ze_device_dditable_t = _ze_device_dditable_t;
 pub type ze_pfnGetDeviceProcAddrTable_t = ::core::option::Option<
@@ -5833,6 +7180,12 @@ pub type ze_pfnCommandQueueExecuteCommandLists_t = ::core::option::Option<
 pub type ze_pfnCommandQueueSynchronize_t = ::core::option::Option<
     unsafe extern "C" fn(arg1: ze_command_queue_handle_t, arg2: u64) -> ze_result_t,
 >;
+pub type ze_pfnCommandQueueGetOrdinal_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_command_queue_handle_t, arg2: *mut u32) -> ze_result_t,
+>;
+pub type ze_pfnCommandQueueGetIndex_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_command_queue_handle_t, arg2: *mut u32) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _ze_command_queue_dditable_t {
@@ -5840,6 +7193,8 @@ pub struct _ze_command_queue_dditable_t {
     pub pfnDestroy: ze_pfnCommandQueueDestroy_t,
     pub pfnExecuteCommandLists: ze_pfnCommandQueueExecuteCommandLists_t,
     pub pfnSynchronize: ze_pfnCommandQueueSynchronize_t,
+    pub pfnGetOrdinal: ze_pfnCommandQueueGetOrdinal_t,
+    pub pfnGetIndex: ze_pfnCommandQueueGetIndex_t,
 }
 pub type ze_command_queue_dditable_t = _ze_command_queue_dditable_t;
 pub type ze_pfnGetCommandQueueProcAddrTable_t = ::core::option::Option<
@@ -6102,6 +7457,52 @@ pub type ze_pfnCommandListAppendImageCopyFromMemoryExt_t = ::core::option::Optio
         arg9: *mut ze_event_handle_t,
     ) -> ze_result_t,
 >;
+pub type ze_pfnCommandListHostSynchronize_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_command_list_handle_t, arg2: u64) -> ze_result_t,
+>;
+pub type ze_pfnCommandListGetDeviceHandle_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_command_list_handle_t,
+        arg2: *mut ze_device_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnCommandListGetContextHandle_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_command_list_handle_t,
+        arg2: *mut ze_context_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnCommandListGetOrdinal_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_command_list_handle_t, arg2: *mut u32) -> ze_result_t,
+>;
+pub type ze_pfnCommandListImmediateGetIndex_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_command_list_handle_t, arg2: *mut u32) -> ze_result_t,
+>;
+pub type ze_pfnCommandListIsImmediate_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_command_list_handle_t, arg2: *mut ze_bool_t) -> ze_result_t,
+>;
+pub type ze_pfnCommandListAppendSignalExternalSemaphoreExt_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_command_list_handle_t,
+        arg2: u32,
+        arg3: *mut ze_external_semaphore_ext_handle_t,
+        arg4: *mut ze_external_semaphore_signal_params_ext_t,
+        arg5: ze_event_handle_t,
+        arg6: u32,
+        arg7: *mut ze_event_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnCommandListAppendWaitExternalSemaphoreExt_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_command_list_handle_t,
+        arg2: u32,
+        arg3: *mut ze_external_semaphore_ext_handle_t,
+        arg4: *mut ze_external_semaphore_wait_params_ext_t,
+        arg5: ze_event_handle_t,
+        arg6: u32,
+        arg7: *mut ze_event_handle_t,
+    ) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _ze_command_list_dditable_t {
@@ -6134,12 +7535,101 @@ pub struct _ze_command_list_dditable_t {
         ze_pfnCommandListAppendLaunchMultipleKernelsIndirect_t,
     pub pfnAppendImageCopyToMemoryExt: ze_pfnCommandListAppendImageCopyToMemoryExt_t,
     pub pfnAppendImageCopyFromMemoryExt: ze_pfnCommandListAppendImageCopyFromMemoryExt_t,
+    pub pfnHostSynchronize: ze_pfnCommandListHostSynchronize_t,
+    pub pfnGetDeviceHandle: ze_pfnCommandListGetDeviceHandle_t,
+    pub pfnGetContextHandle: ze_pfnCommandListGetContextHandle_t,
+    pub pfnGetOrdinal: ze_pfnCommandListGetOrdinal_t,
+    pub pfnImmediateGetIndex: ze_pfnCommandListImmediateGetIndex_t,
+    pub pfnIsImmediate: ze_pfnCommandListIsImmediate_t,
+    pub pfnAppendSignalExternalSemaphoreExt: ze_pfnCommandListAppendSignalExternalSemaphoreExt_t,
+    pub pfnAppendWaitExternalSemaphoreExt: ze_pfnCommandListAppendWaitExternalSemaphoreExt_t,
 }
 pub type ze_command_list_dditable_t = _ze_command_list_dditable_t;
 pub type ze_pfnGetCommandListProcAddrTable_t = ::core::option::Option<
     unsafe extern "C" fn(
         arg1: ze_api_version_t,
         arg2: *mut ze_command_list_dditable_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnCommandListCreateCloneExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_command_list_handle_t,
+        arg2: *mut ze_command_list_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnCommandListImmediateAppendCommandListsExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_command_list_handle_t,
+        arg2: u32,
+        arg3: *mut ze_command_list_handle_t,
+        arg4: ze_event_handle_t,
+        arg5: u32,
+        arg6: *mut ze_event_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnCommandListGetNextCommandIdExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_command_list_handle_t,
+        arg2: *const ze_mutable_command_id_exp_desc_t,
+        arg3: *mut u64,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnCommandListUpdateMutableCommandsExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_command_list_handle_t,
+        arg2: *const ze_mutable_commands_exp_desc_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnCommandListUpdateMutableCommandSignalEventExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_command_list_handle_t,
+        arg2: u64,
+        arg3: ze_event_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnCommandListUpdateMutableCommandWaitEventsExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_command_list_handle_t,
+        arg2: u64,
+        arg3: u32,
+        arg4: *mut ze_event_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnCommandListGetNextCommandIdWithKernelsExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_command_list_handle_t,
+        arg2: *const ze_mutable_command_id_exp_desc_t,
+        arg3: u32,
+        arg4: *mut ze_kernel_handle_t,
+        arg5: *mut u64,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnCommandListUpdateMutableCommandKernelsExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_command_list_handle_t,
+        arg2: u32,
+        arg3: *mut u64,
+        arg4: *mut ze_kernel_handle_t,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_command_list_exp_dditable_t {
+    pub pfnCreateCloneExp: ze_pfnCommandListCreateCloneExp_t,
+    pub pfnImmediateAppendCommandListsExp: ze_pfnCommandListImmediateAppendCommandListsExp_t,
+    pub pfnGetNextCommandIdExp: ze_pfnCommandListGetNextCommandIdExp_t,
+    pub pfnUpdateMutableCommandsExp: ze_pfnCommandListUpdateMutableCommandsExp_t,
+    pub pfnUpdateMutableCommandSignalEventExp:
+        ze_pfnCommandListUpdateMutableCommandSignalEventExp_t,
+    pub pfnUpdateMutableCommandWaitEventsExp: ze_pfnCommandListUpdateMutableCommandWaitEventsExp_t,
+    pub pfnGetNextCommandIdWithKernelsExp: ze_pfnCommandListGetNextCommandIdWithKernelsExp_t,
+    pub pfnUpdateMutableCommandKernelsExp: ze_pfnCommandListUpdateMutableCommandKernelsExp_t,
+}
+pub type ze_command_list_exp_dditable_t = _ze_command_list_exp_dditable_t;
+pub type ze_pfnGetCommandListExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut ze_command_list_exp_dditable_t,
     ) -> ze_result_t,
 >;
 pub type ze_pfnImageGetProperties_t = ::core::option::Option<
@@ -6166,6 +7656,15 @@ pub type ze_pfnImageGetAllocPropertiesExt_t = ::core::option::Option<
         arg3: *mut ze_image_allocation_ext_properties_t,
     ) -> ze_result_t,
 >;
+pub type ze_pfnImageViewCreateExt_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: ze_device_handle_t,
+        arg3: *const ze_image_desc_t,
+        arg4: ze_image_handle_t,
+        arg5: *mut ze_image_handle_t,
+    ) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _ze_image_dditable_t {
@@ -6173,6 +7672,7 @@ pub struct _ze_image_dditable_t {
     pub pfnCreate: ze_pfnImageCreate_t,
     pub pfnDestroy: ze_pfnImageDestroy_t,
     pub pfnGetAllocPropertiesExt: ze_pfnImageGetAllocPropertiesExt_t,
+    pub pfnViewCreateExt: ze_pfnImageViewCreateExt_t,
 }
 pub type ze_image_dditable_t = _ze_image_dditable_t;
 pub type ze_pfnGetImageProcAddrTable_t = ::core::option::Option<
@@ -6193,15 +7693,171 @@ pub type ze_pfnImageViewCreateExp_t = ::core::option::Option<
         arg5: *mut ze_image_handle_t,
     ) -> ze_result_t,
 >;
+pub type ze_pfnImageGetDeviceOffsetExp_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_image_handle_t, arg2: *mut u64) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _ze_image_exp_dditable_t {
     pub pfnGetMemoryPropertiesExp: ze_pfnImageGetMemoryPropertiesExp_t,
     pub pfnViewCreateExp: ze_pfnImageViewCreateExp_t,
+    pub pfnGetDeviceOffsetExp: ze_pfnImageGetDeviceOffsetExp_t,
 }
 pub type ze_image_exp_dditable_t = _ze_image_exp_dditable_t;
 pub type ze_pfnGetImageExpProcAddrTable_t = ::core::option::Option<
     unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut ze_image_exp_dditable_t) -> ze_result_t,
+>;
+pub type ze_pfnMemAllocShared_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: *const ze_device_mem_alloc_desc_t,
+        arg3: *const ze_host_mem_alloc_desc_t,
+        arg4: usize,
+        arg5: usize,
+        arg6: ze_device_handle_t,
+        arg7: *mut *mut core::ffi::c_void,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnMemAllocDevice_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: *const ze_device_mem_alloc_desc_t,
+        arg3: usize,
+        arg4: usize,
+        arg5: ze_device_handle_t,
+        arg6: *mut *mut core::ffi::c_void,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnMemAllocHost_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: *const ze_host_mem_alloc_desc_t,
+        arg3: usize,
+        arg4: usize,
+        arg5: *mut *mut core::ffi::c_void,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnMemFree_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_context_handle_t, arg2: *mut core::ffi::c_void) -> ze_result_t,
+>;
+pub type ze_pfnMemGetAllocProperties_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: *const core::ffi::c_void,
+        arg3: *mut ze_memory_allocation_properties_t,
+        arg4: *mut ze_device_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnMemGetAddressRange_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: *const core::ffi::c_void,
+        arg3: *mut *mut core::ffi::c_void,
+        arg4: *mut usize,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnMemGetIpcHandle_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: *const core::ffi::c_void,
+        arg3: *mut ze_ipc_mem_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnMemOpenIpcHandle_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: ze_device_handle_t,
+        arg3: ze_ipc_mem_handle_t,
+        arg4: ze_ipc_memory_flags_t,
+        arg5: *mut *mut core::ffi::c_void,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnMemCloseIpcHandle_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_context_handle_t, arg2: *const core::ffi::c_void) -> ze_result_t,
+>;
+pub type ze_pfnMemFreeExt_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: *const ze_memory_free_ext_desc_t,
+        arg3: *mut core::ffi::c_void,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnMemPutIpcHandle_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_context_handle_t, arg2: ze_ipc_mem_handle_t) -> ze_result_t,
+>;
+pub type ze_pfnMemGetPitchFor2dImage_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: ze_device_handle_t,
+        arg3: usize,
+        arg4: usize,
+        arg5: core::ffi::c_uint,
+        arg6: *mut usize,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_mem_dditable_t {
+    pub pfnAllocShared: ze_pfnMemAllocShared_t,
+    pub pfnAllocDevice: ze_pfnMemAllocDevice_t,
+    pub pfnAllocHost: ze_pfnMemAllocHost_t,
+    pub pfnFree: ze_pfnMemFree_t,
+    pub pfnGetAllocProperties: ze_pfnMemGetAllocProperties_t,
+    pub pfnGetAddressRange: ze_pfnMemGetAddressRange_t,
+    pub pfnGetIpcHandle: ze_pfnMemGetIpcHandle_t,
+    pub pfnOpenIpcHandle: ze_pfnMemOpenIpcHandle_t,
+    pub pfnCloseIpcHandle: ze_pfnMemCloseIpcHandle_t,
+    pub pfnFreeExt: ze_pfnMemFreeExt_t,
+    pub pfnPutIpcHandle: ze_pfnMemPutIpcHandle_t,
+    pub pfnGetPitchFor2dImage: ze_pfnMemGetPitchFor2dImage_t,
+}
+pub type ze_mem_dditable_t = _ze_mem_dditable_t;
+pub type ze_pfnGetMemProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut ze_mem_dditable_t) -> ze_result_t,
+>;
+pub type ze_pfnMemGetIpcHandleFromFileDescriptorExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: u64,
+        arg3: *mut ze_ipc_mem_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnMemGetFileDescriptorFromIpcHandleExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: ze_ipc_mem_handle_t,
+        arg3: *mut u64,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnMemSetAtomicAccessAttributeExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: ze_device_handle_t,
+        arg3: *const core::ffi::c_void,
+        arg4: usize,
+        arg5: ze_memory_atomic_attr_exp_flags_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnMemGetAtomicAccessAttributeExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: ze_device_handle_t,
+        arg3: *const core::ffi::c_void,
+        arg4: usize,
+        arg5: *mut ze_memory_atomic_attr_exp_flags_t,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _ze_mem_exp_dditable_t {
+    pub pfnGetIpcHandleFromFileDescriptorExp: ze_pfnMemGetIpcHandleFromFileDescriptorExp_t,
+    pub pfnGetFileDescriptorFromIpcHandleExp: ze_pfnMemGetFileDescriptorFromIpcHandleExp_t,
+    pub pfnSetAtomicAccessAttributeExp: ze_pfnMemSetAtomicAccessAttributeExp_t,
+    pub pfnGetAtomicAccessAttributeExp: ze_pfnMemGetAtomicAccessAttributeExp_t,
+}
+pub type ze_mem_exp_dditable_t = _ze_mem_exp_dditable_t;
+pub type ze_pfnGetMemExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut ze_mem_exp_dditable_t) -> ze_result_t,
 >;
 pub type ze_pfnFenceCreate_t = ::core::option::Option<
     unsafe extern "C" fn(
@@ -6257,6 +7913,24 @@ pub type ze_pfnEventPoolOpenIpcHandle_t = ::core::option::Option<
 >;
 pub type ze_pfnEventPoolCloseIpcHandle_t =
     ::core::option::Option<unsafe extern "C" fn(arg1: ze_event_pool_handle_t) -> ze_result_t>;
+pub type ze_pfnEventPoolPutIpcHandle_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_context_handle_t,
+        arg2: ze_ipc_event_pool_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnEventPoolGetContextHandle_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_event_pool_handle_t,
+        arg2: *mut ze_context_handle_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnEventPoolGetFlags_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_event_pool_handle_t,
+        arg2: *mut ze_event_pool_flags_t,
+    ) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _ze_event_pool_dditable_t {
@@ -6265,6 +7939,9 @@ pub struct _ze_event_pool_dditable_t {
     pub pfnGetIpcHandle: ze_pfnEventPoolGetIpcHandle_t,
     pub pfnOpenIpcHandle: ze_pfnEventPoolOpenIpcHandle_t,
     pub pfnCloseIpcHandle: ze_pfnEventPoolCloseIpcHandle_t,
+    pub pfnPutIpcHandle: ze_pfnEventPoolPutIpcHandle_t,
+    pub pfnGetContextHandle: ze_pfnEventPoolGetContextHandle_t,
+    pub pfnGetFlags: ze_pfnEventPoolGetFlags_t,
 }
 pub type ze_event_pool_dditable_t = _ze_event_pool_dditable_t;
 pub type ze_pfnGetEventPoolProcAddrTable_t = ::core::option::Option<
@@ -6296,6 +7973,23 @@ pub type ze_pfnEventQueryKernelTimestamp_t = ::core::option::Option<
         arg2: *mut ze_kernel_timestamp_result_t,
     ) -> ze_result_t,
 >;
+pub type ze_pfnEventQueryKernelTimestampsExt_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_event_handle_t,
+        arg2: ze_device_handle_t,
+        arg3: *mut u32,
+        arg4: *mut ze_event_query_kernel_timestamps_results_ext_properties_t,
+    ) -> ze_result_t,
+>;
+pub type ze_pfnEventGetEventPool_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_event_handle_t, arg2: *mut ze_event_pool_handle_t) -> ze_result_t,
+>;
+pub type ze_pfnEventGetSignalScope_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_event_handle_t, arg2: *mut ze_event_scope_flags_t) -> ze_result_t,
+>;
+pub type ze_pfnEventGetWaitScope_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_event_handle_t, arg2: *mut ze_event_scope_flags_t) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _ze_event_dditable_t {
@@ -6306,6 +8000,10 @@ pub struct _ze_event_dditable_t {
     pub pfnQueryStatus: ze_pfnEventQueryStatus_t,
     pub pfnHostReset: ze_pfnEventHostReset_t,
     pub pfnQueryKernelTimestamp: ze_pfnEventQueryKernelTimestamp_t,
+    pub pfnQueryKernelTimestampsExt: ze_pfnEventQueryKernelTimestampsExt_t,
+    pub pfnGetEventPool: ze_pfnEventGetEventPool_t,
+    pub pfnGetSignalScope: ze_pfnEventGetSignalScope_t,
+    pub pfnGetWaitScope: ze_pfnEventGetWaitScope_t,
 }
 pub type ze_event_dditable_t = _ze_event_dditable_t;
 pub type ze_pfnGetEventProcAddrTable_t = ::core::option::Option<
@@ -6522,11 +8220,15 @@ pub type ze_pfnKernelSchedulingHintExp_t = ::core::option::Option<
         arg2: *mut ze_scheduling_hint_exp_desc_t,
     ) -> ze_result_t,
 >;
+pub type ze_pfnKernelGetBinaryExp_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_kernel_handle_t, arg2: *mut usize, arg3: *mut u8) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _ze_kernel_exp_dditable_t {
     pub pfnSetGlobalOffsetExp: ze_pfnKernelSetGlobalOffsetExp_t,
     pub pfnSchedulingHintExp: ze_pfnKernelSchedulingHintExp_t,
+    pub pfnGetBinaryExp: ze_pfnKernelGetBinaryExp_t,
 }
 pub type ze_kernel_exp_dditable_t = _ze_kernel_exp_dditable_t;
 pub type ze_pfnGetKernelExpProcAddrTable_t = ::core::option::Option<
@@ -6578,99 +8280,6 @@ pub type ze_pfnGetPhysicalMemProcAddrTable_t = ::core::option::Option<
         arg1: ze_api_version_t,
         arg2: *mut ze_physical_mem_dditable_t,
     ) -> ze_result_t,
->;
-pub type ze_pfnMemAllocShared_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        arg1: ze_context_handle_t,
-        arg2: *const ze_device_mem_alloc_desc_t,
-        arg3: *const ze_host_mem_alloc_desc_t,
-        arg4: usize,
-        arg5: usize,
-        arg6: ze_device_handle_t,
-        arg7: *mut *mut core::ffi::c_void,
-    ) -> ze_result_t,
->;
-pub type ze_pfnMemAllocDevice_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        arg1: ze_context_handle_t,
-        arg2: *const ze_device_mem_alloc_desc_t,
-        arg3: usize,
-        arg4: usize,
-        arg5: ze_device_handle_t,
-        arg6: *mut *mut core::ffi::c_void,
-    ) -> ze_result_t,
->;
-pub type ze_pfnMemAllocHost_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        arg1: ze_context_handle_t,
-        arg2: *const ze_host_mem_alloc_desc_t,
-        arg3: usize,
-        arg4: usize,
-        arg5: *mut *mut core::ffi::c_void,
-    ) -> ze_result_t,
->;
-pub type ze_pfnMemFree_t = ::core::option::Option<
-    unsafe extern "C" fn(arg1: ze_context_handle_t, arg2: *mut core::ffi::c_void) -> ze_result_t,
->;
-pub type ze_pfnMemGetAllocProperties_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        arg1: ze_context_handle_t,
-        arg2: *const core::ffi::c_void,
-        arg3: *mut ze_memory_allocation_properties_t,
-        arg4: *mut ze_device_handle_t,
-    ) -> ze_result_t,
->;
-pub type ze_pfnMemGetAddressRange_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        arg1: ze_context_handle_t,
-        arg2: *const core::ffi::c_void,
-        arg3: *mut *mut core::ffi::c_void,
-        arg4: *mut usize,
-    ) -> ze_result_t,
->;
-pub type ze_pfnMemGetIpcHandle_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        arg1: ze_context_handle_t,
-        arg2: *const core::ffi::c_void,
-        arg3: *mut ze_ipc_mem_handle_t,
-    ) -> ze_result_t,
->;
-pub type ze_pfnMemOpenIpcHandle_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        arg1: ze_context_handle_t,
-        arg2: ze_device_handle_t,
-        arg3: ze_ipc_mem_handle_t,
-        arg4: ze_ipc_memory_flags_t,
-        arg5: *mut *mut core::ffi::c_void,
-    ) -> ze_result_t,
->;
-pub type ze_pfnMemCloseIpcHandle_t = ::core::option::Option<
-    unsafe extern "C" fn(arg1: ze_context_handle_t, arg2: *const core::ffi::c_void) -> ze_result_t,
->;
-pub type ze_pfnMemFreeExt_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        arg1: ze_context_handle_t,
-        arg2: *const ze_memory_free_ext_desc_t,
-        arg3: *mut core::ffi::c_void,
-    ) -> ze_result_t,
->;
-#[repr(C)]
-#[derive(Debug, Default, Copy, Clone)]
-pub struct _ze_mem_dditable_t {
-    pub pfnAllocShared: ze_pfnMemAllocShared_t,
-    pub pfnAllocDevice: ze_pfnMemAllocDevice_t,
-    pub pfnAllocHost: ze_pfnMemAllocHost_t,
-    pub pfnFree: ze_pfnMemFree_t,
-    pub pfnGetAllocProperties: ze_pfnMemGetAllocProperties_t,
-    pub pfnGetAddressRange: ze_pfnMemGetAddressRange_t,
-    pub pfnGetIpcHandle: ze_pfnMemGetIpcHandle_t,
-    pub pfnOpenIpcHandle: ze_pfnMemOpenIpcHandle_t,
-    pub pfnCloseIpcHandle: ze_pfnMemCloseIpcHandle_t,
-    pub pfnFreeExt: ze_pfnMemFreeExt_t,
-}
-pub type ze_mem_dditable_t = _ze_mem_dditable_t;
-pub type ze_pfnGetMemProcAddrTable_t = ::core::option::Option<
-    unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut ze_mem_dditable_t) -> ze_result_t,
 >;
 pub type ze_pfnVirtualMemReserve_t = ::core::option::Option<
     unsafe extern "C" fn(
@@ -6826,15 +8435,21 @@ pub type ze_pfnGetFabricEdgeExpProcAddrTable_t = ::core::option::Option<
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _ze_dditable_t {
+    pub RTASBuilderExp: ze_rtas_builder_exp_dditable_t,
+    pub RTASParallelOperationExp: ze_rtas_parallel_operation_exp_dditable_t,
     pub Global: ze_global_dditable_t,
     pub Driver: ze_driver_dditable_t,
+    pub DriverExp: ze_driver_exp_dditable_t,
     pub Device: ze_device_dditable_t,
     pub DeviceExp: ze_device_exp_dditable_t,
     pub Context: ze_context_dditable_t,
     pub CommandQueue: ze_command_queue_dditable_t,
     pub CommandList: ze_command_list_dditable_t,
+    pub CommandListExp: ze_command_list_exp_dditable_t,
     pub Image: ze_image_dditable_t,
     pub ImageExp: ze_image_exp_dditable_t,
+    pub Mem: ze_mem_dditable_t,
+    pub MemExp: ze_mem_exp_dditable_t,
     pub Fence: ze_fence_dditable_t,
     pub EventPool: ze_event_pool_dditable_t,
     pub Event: ze_event_dditable_t,
@@ -6845,12 +8460,55 @@ pub struct _ze_dditable_t {
     pub KernelExp: ze_kernel_exp_dditable_t,
     pub Sampler: ze_sampler_dditable_t,
     pub PhysicalMem: ze_physical_mem_dditable_t,
-    pub Mem: ze_mem_dditable_t,
     pub VirtualMem: ze_virtual_mem_dditable_t,
     pub FabricVertexExp: ze_fabric_vertex_exp_dditable_t,
     pub FabricEdgeExp: ze_fabric_edge_exp_dditable_t,
 }
 pub type ze_dditable_t = _ze_dditable_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _ze_dditable_driver_t {
+    pub version: ze_api_version_t,
+    pub isValidFlag: u8,
+    pub RTASBuilderExp: *mut ze_rtas_builder_exp_dditable_t,
+    pub RTASParallelOperationExp: *mut ze_rtas_parallel_operation_exp_dditable_t,
+    pub Global: *mut ze_global_dditable_t,
+    pub Driver: *mut ze_driver_dditable_t,
+    pub DriverExp: *mut ze_driver_exp_dditable_t,
+    pub Device: *mut ze_device_dditable_t,
+    pub DeviceExp: *mut ze_device_exp_dditable_t,
+    pub Context: *mut ze_context_dditable_t,
+    pub CommandQueue: *mut ze_command_queue_dditable_t,
+    pub CommandList: *mut ze_command_list_dditable_t,
+    pub CommandListExp: *mut ze_command_list_exp_dditable_t,
+    pub Image: *mut ze_image_dditable_t,
+    pub ImageExp: *mut ze_image_exp_dditable_t,
+    pub Mem: *mut ze_mem_dditable_t,
+    pub MemExp: *mut ze_mem_exp_dditable_t,
+    pub Fence: *mut ze_fence_dditable_t,
+    pub EventPool: *mut ze_event_pool_dditable_t,
+    pub Event: *mut ze_event_dditable_t,
+    pub EventExp: *mut ze_event_exp_dditable_t,
+    pub Module: *mut ze_module_dditable_t,
+    pub ModuleBuildLog: *mut ze_module_build_log_dditable_t,
+    pub Kernel: *mut ze_kernel_dditable_t,
+    pub KernelExp: *mut ze_kernel_exp_dditable_t,
+    pub Sampler: *mut ze_sampler_dditable_t,
+    pub PhysicalMem: *mut ze_physical_mem_dditable_t,
+    pub VirtualMem: *mut ze_virtual_mem_dditable_t,
+    pub FabricVertexExp: *mut ze_fabric_vertex_exp_dditable_t,
+    pub FabricEdgeExp: *mut ze_fabric_edge_exp_dditable_t,
+}
+impl Default for _ze_dditable_driver_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ze_dditable_driver_t = _ze_dditable_driver_t;
 pub type zet_driver_handle_t = ze_driver_handle_t;
 pub type zet_device_handle_t = ze_device_handle_t;
 pub type zet_context_handle_t = ze_context_handle_t;
@@ -6907,7 +8565,18 @@ pub const ZET_STRUCTURE_TYPE_PROFILE_PROPERTIES: _zet_structure_type_t = 5;
 pub const ZET_STRUCTURE_TYPE_DEVICE_DEBUG_PROPERTIES: _zet_structure_type_t = 6;
 pub const ZET_STRUCTURE_TYPE_DEBUG_MEMORY_SPACE_DESC: _zet_structure_type_t = 7;
 pub const ZET_STRUCTURE_TYPE_DEBUG_REGSET_PROPERTIES: _zet_structure_type_t = 8;
+pub const ZET_STRUCTURE_TYPE_GLOBAL_METRICS_TIMESTAMPS_EXP_PROPERTIES: _zet_structure_type_t = 9;
+pub const ZET_STRUCTURE_TYPE_METRIC_GLOBAL_TIMESTAMPS_RESOLUTION_EXP: _zet_structure_type_t = 9;
 pub const ZET_STRUCTURE_TYPE_TRACER_EXP_DESC: _zet_structure_type_t = 65537;
+pub const ZET_STRUCTURE_TYPE_METRICS_CALCULATE_EXP_DESC: _zet_structure_type_t = 65538;
+pub const ZET_STRUCTURE_TYPE_METRIC_CALCULATE_EXP_DESC: _zet_structure_type_t = 65538;
+pub const ZET_STRUCTURE_TYPE_METRIC_PROGRAMMABLE_EXP_PROPERTIES: _zet_structure_type_t = 65539;
+pub const ZET_STRUCTURE_TYPE_METRIC_PROGRAMMABLE_PARAM_INFO_EXP: _zet_structure_type_t = 65540;
+pub const ZET_STRUCTURE_TYPE_METRIC_PROGRAMMABLE_PARAM_VALUE_INFO_EXP: _zet_structure_type_t =
+    65541;
+pub const ZET_STRUCTURE_TYPE_METRIC_GROUP_TYPE_EXP: _zet_structure_type_t = 65542;
+pub const ZET_STRUCTURE_TYPE_EXPORT_DMA_EXP_PROPERTIES: _zet_structure_type_t = 65543;
+pub const ZET_STRUCTURE_TYPE_METRIC_TRACER_EXP_DESC: _zet_structure_type_t = 65544;
 pub const ZET_STRUCTURE_TYPE_FORCE_UINT32: _zet_structure_type_t = 2147483647;
 pub type _zet_structure_type_t = core::ffi::c_uint;
 pub use self::_zet_structure_type_t as zet_structure_type_t;
@@ -6948,6 +8617,9 @@ pub const ZET_VALUE_TYPE_UINT64: _zet_value_type_t = 1;
 pub const ZET_VALUE_TYPE_FLOAT32: _zet_value_type_t = 2;
 pub const ZET_VALUE_TYPE_FLOAT64: _zet_value_type_t = 3;
 pub const ZET_VALUE_TYPE_BOOL8: _zet_value_type_t = 4;
+pub const ZET_VALUE_TYPE_STRING: _zet_value_type_t = 5;
+pub const ZET_VALUE_TYPE_UINT8: _zet_value_type_t = 6;
+pub const ZET_VALUE_TYPE_UINT16: _zet_value_type_t = 7;
 pub const ZET_VALUE_TYPE_FORCE_UINT32: _zet_value_type_t = 2147483647;
 pub type _zet_value_type_t = core::ffi::c_uint;
 pub use self::_zet_value_type_t as zet_value_type_t;
@@ -7003,6 +8675,20 @@ pub type zet_profile_properties_t = _zet_profile_properties_t;
 pub type zet_profile_free_register_token_t = _zet_profile_free_register_token_t;
 pub type zet_profile_register_sequence_t = _zet_profile_register_sequence_t;
 pub type zet_tracer_exp_desc_t = _zet_tracer_exp_desc_t;
+pub type zet_metric_tracer_exp_desc_t = _zet_metric_tracer_exp_desc_t;
+pub type zet_metric_entry_exp_t = _zet_metric_entry_exp_t;
+pub type zet_metric_group_type_exp_t = _zet_metric_group_type_exp_t;
+pub type zet_export_dma_buf_exp_properties_t = _zet_export_dma_buf_exp_properties_t;
+pub type zet_metric_global_timestamps_resolution_exp_t =
+    _zet_metric_global_timestamps_resolution_exp_t;
+pub type zet_metric_calculate_exp_desc_t = _zet_metric_calculate_exp_desc_t;
+pub type zet_metric_programmable_exp_properties_t = _zet_metric_programmable_exp_properties_t;
+pub type zet_value_uint64_range_exp_t = _zet_value_uint64_range_exp_t;
+pub type zet_value_fp64_range_exp_t = _zet_value_fp64_range_exp_t;
+pub type zet_metric_programmable_param_info_exp_t = _zet_metric_programmable_param_info_exp_t;
+pub type zet_metric_programmable_param_value_info_exp_t =
+    _zet_metric_programmable_param_value_info_exp_t;
+pub type zet_metric_programmable_param_value_exp_t = _zet_metric_programmable_param_value_exp_t;
 pub const ZET_MODULE_DEBUG_INFO_FORMAT_ELF_DWARF: _zet_module_debug_info_format_t = 0;
 pub const ZET_MODULE_DEBUG_INFO_FORMAT_FORCE_UINT32: _zet_module_debug_info_format_t = 2147483647;
 pub type _zet_module_debug_info_format_t = core::ffi::c_uint;
@@ -7150,6 +8836,7 @@ impl Default for _zet_debug_event_t {
 }
 pub const ZET_DEBUG_MEMORY_SPACE_TYPE_DEFAULT: _zet_debug_memory_space_type_t = 0;
 pub const ZET_DEBUG_MEMORY_SPACE_TYPE_SLM: _zet_debug_memory_space_type_t = 1;
+pub const ZET_DEBUG_MEMORY_SPACE_TYPE_ELF: _zet_debug_memory_space_type_t = 2;
 pub const ZET_DEBUG_MEMORY_SPACE_TYPE_FORCE_UINT32: _zet_debug_memory_space_type_t = 2147483647;
 pub type _zet_debug_memory_space_type_t = core::ffi::c_uint;
 pub use self::_zet_debug_memory_space_type_t as zet_debug_memory_space_type_t;
@@ -7203,6 +8890,8 @@ pub const ZET_METRIC_GROUP_SAMPLING_TYPE_FLAG_EVENT_BASED: _zet_metric_group_sam
     1;
 pub const ZET_METRIC_GROUP_SAMPLING_TYPE_FLAG_TIME_BASED: _zet_metric_group_sampling_type_flag_t =
     2;
+pub const ZET_METRIC_GROUP_SAMPLING_TYPE_FLAG_EXP_TRACER_BASED:
+    _zet_metric_group_sampling_type_flag_t = 4;
 pub const ZET_METRIC_GROUP_SAMPLING_TYPE_FLAG_FORCE_UINT32: _zet_metric_group_sampling_type_flag_t =
     2147483647;
 pub type _zet_metric_group_sampling_type_flag_t = core::ffi::c_uint;
@@ -7235,7 +8924,13 @@ pub const ZET_METRIC_TYPE_TIMESTAMP: _zet_metric_type_t = 4;
 pub const ZET_METRIC_TYPE_FLAG: _zet_metric_type_t = 5;
 pub const ZET_METRIC_TYPE_RATIO: _zet_metric_type_t = 6;
 pub const ZET_METRIC_TYPE_RAW: _zet_metric_type_t = 7;
+pub const ZET_METRIC_TYPE_EVENT_EXP_TIMESTAMP: _zet_metric_type_t = 2147483641;
+pub const ZET_METRIC_TYPE_EVENT_EXP_START: _zet_metric_type_t = 2147483642;
+pub const ZET_METRIC_TYPE_EVENT_EXP_END: _zet_metric_type_t = 2147483643;
+pub const ZET_METRIC_TYPE_EVENT_EXP_MONOTONIC_WRAPS_VALUE: _zet_metric_type_t = 2147483644;
+pub const ZET_METRIC_TYPE_EXP_EXPORT_DMA_BUF: _zet_metric_type_t = 2147483645;
 pub const ZET_METRIC_TYPE_IP_EXP: _zet_metric_type_t = 2147483646;
+pub const ZET_METRIC_TYPE_IP: _zet_metric_type_t = 2147483646;
 pub const ZET_METRIC_TYPE_FORCE_UINT32: _zet_metric_type_t = 2147483647;
 pub type _zet_metric_type_t = core::ffi::c_uint;
 pub use self::_zet_metric_type_t as zet_metric_type_t;
@@ -7378,6 +9073,106 @@ impl Default for _zet_tracer_exp_desc_t {
         }
     }
 }
+pub const ZET_CONCURRENT_METRIC_GROUPS_EXP_VERSION_1_0:
+    _zet_concurrent_metric_groups_exp_version_t = 65536;
+pub const ZET_CONCURRENT_METRIC_GROUPS_EXP_VERSION_CURRENT:
+    _zet_concurrent_metric_groups_exp_version_t = 65536;
+pub const ZET_CONCURRENT_METRIC_GROUPS_EXP_VERSION_FORCE_UINT32:
+    _zet_concurrent_metric_groups_exp_version_t = 2147483647;
+pub type _zet_concurrent_metric_groups_exp_version_t = core::ffi::c_uint;
+pub use self::_zet_concurrent_metric_groups_exp_version_t as zet_concurrent_metric_groups_exp_version_t;
+pub const ZET_METRIC_TRACER_EXP_VERSION_1_0: _zet_metric_tracer_exp_version_t = 65536;
+pub const ZET_METRIC_TRACER_EXP_VERSION_CURRENT: _zet_metric_tracer_exp_version_t = 65536;
+pub const ZET_METRIC_TRACER_EXP_VERSION_FORCE_UINT32: _zet_metric_tracer_exp_version_t = 2147483647;
+pub type _zet_metric_tracer_exp_version_t = core::ffi::c_uint;
+pub use self::_zet_metric_tracer_exp_version_t as zet_metric_tracer_exp_version_t;
+#[repr(C)]
+#[derive(Debug)]
+pub struct _zet_metric_tracer_exp_handle_t {
+    _unused: [u8; 0],
+}
+pub type zet_metric_tracer_exp_handle_t = *mut _zet_metric_tracer_exp_handle_t;
+#[repr(C)]
+#[derive(Debug)]
+pub struct _zet_metric_decoder_exp_handle_t {
+    _unused: [u8; 0],
+}
+pub type zet_metric_decoder_exp_handle_t = *mut _zet_metric_decoder_exp_handle_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zet_metric_tracer_exp_desc_t {
+    pub stype: zet_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub notifyEveryNBytes: u32,
+}
+impl Default for _zet_metric_tracer_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _zet_metric_entry_exp_t {
+    pub value: zet_value_t,
+    pub timeStamp: u64,
+    pub metricIndex: u32,
+    pub onSubdevice: ze_bool_t,
+    pub subdeviceId: u32,
+}
+impl Default for _zet_metric_entry_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type zet_metric_group_type_exp_flags_t = u32;
+pub const ZET_METRIC_GROUP_TYPE_EXP_FLAG_EXPORT_DMA_BUF: _zet_metric_group_type_exp_flag_t = 1;
+pub const ZET_METRIC_GROUP_TYPE_EXP_FLAG_USER_CREATED: _zet_metric_group_type_exp_flag_t = 2;
+pub const ZET_METRIC_GROUP_TYPE_EXP_FLAG_OTHER: _zet_metric_group_type_exp_flag_t = 4;
+pub const ZET_METRIC_GROUP_TYPE_EXP_FLAG_FORCE_UINT32: _zet_metric_group_type_exp_flag_t =
+    2147483647;
+pub type _zet_metric_group_type_exp_flag_t = core::ffi::c_uint;
+pub use self::_zet_metric_group_type_exp_flag_t as zet_metric_group_type_exp_flag_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zet_metric_group_type_exp_t {
+    pub stype: zet_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub type_: zet_metric_group_type_exp_flags_t,
+}
+impl Default for _zet_metric_group_type_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zet_export_dma_buf_exp_properties_t {
+    pub stype: zet_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub fd: core::ffi::c_int,
+    pub size: usize,
+}
+impl Default for _zet_export_dma_buf_exp_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub const ZE_CALCULATE_MULTIPLE_METRICS_EXP_VERSION_1_0:
     _ze_calculate_multiple_metrics_exp_version_t = 65536;
 pub const ZE_CALCULATE_MULTIPLE_METRICS_EXP_VERSION_CURRENT:
@@ -7386,6 +9181,335 @@ pub const ZE_CALCULATE_MULTIPLE_METRICS_EXP_VERSION_FORCE_UINT32:
     _ze_calculate_multiple_metrics_exp_version_t = 2147483647;
 pub type _ze_calculate_multiple_metrics_exp_version_t = core::ffi::c_uint;
 pub use self::_ze_calculate_multiple_metrics_exp_version_t as ze_calculate_multiple_metrics_exp_version_t;
+pub const ZE_METRIC_GLOBAL_TIMESTAMPS_EXP_VERSION_1_0: _ze_metric_global_timestamps_exp_version_t =
+    65536;
+pub const ZE_METRIC_GLOBAL_TIMESTAMPS_EXP_VERSION_CURRENT:
+    _ze_metric_global_timestamps_exp_version_t = 65536;
+pub const ZE_METRIC_GLOBAL_TIMESTAMPS_EXP_VERSION_FORCE_UINT32:
+    _ze_metric_global_timestamps_exp_version_t = 2147483647;
+pub type _ze_metric_global_timestamps_exp_version_t = core::ffi::c_uint;
+pub use self::_ze_metric_global_timestamps_exp_version_t as ze_metric_global_timestamps_exp_version_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zet_metric_global_timestamps_resolution_exp_t {
+    pub stype: zet_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub timerResolution: u64,
+    pub timestampValidBits: u64,
+}
+impl Default for _zet_metric_global_timestamps_resolution_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZET_EXPORT_METRIC_DATA_EXP_VERSION_1_0: _zet_export_metric_data_exp_version_t = 65536;
+pub const ZET_EXPORT_METRIC_DATA_EXP_VERSION_CURRENT: _zet_export_metric_data_exp_version_t = 65536;
+pub const ZET_EXPORT_METRIC_DATA_EXP_VERSION_FORCE_UINT32: _zet_export_metric_data_exp_version_t =
+    2147483647;
+pub type _zet_export_metric_data_exp_version_t = core::ffi::c_uint;
+pub use self::_zet_export_metric_data_exp_version_t as zet_export_metric_data_exp_version_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zet_metric_calculate_exp_desc_t {
+    pub stype: zet_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub rawReportSkipCount: u32,
+}
+impl Default for _zet_metric_calculate_exp_desc_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZET_METRIC_PROGRAMMABLE_EXP_VERSION_1_1: _zet_metric_programmable_exp_version_t = 65537;
+pub const ZET_METRIC_PROGRAMMABLE_EXP_VERSION_CURRENT: _zet_metric_programmable_exp_version_t =
+    65537;
+pub const ZET_METRIC_PROGRAMMABLE_EXP_VERSION_FORCE_UINT32: _zet_metric_programmable_exp_version_t =
+    2147483647;
+pub type _zet_metric_programmable_exp_version_t = core::ffi::c_uint;
+pub use self::_zet_metric_programmable_exp_version_t as zet_metric_programmable_exp_version_t;
+#[repr(C)]
+#[derive(Debug)]
+pub struct _zet_metric_programmable_exp_handle_t {
+    _unused: [u8; 0],
+}
+pub type zet_metric_programmable_exp_handle_t = *mut _zet_metric_programmable_exp_handle_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zet_metric_programmable_exp_properties_t {
+    pub stype: zet_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub name: [core::ffi::c_char; 128usize],
+    pub description: [core::ffi::c_char; 128usize],
+    pub component: [core::ffi::c_char; 128usize],
+    pub tierNumber: u32,
+    pub domain: u32,
+    pub parameterCount: u32,
+    pub samplingType: zet_metric_group_sampling_type_flags_t,
+    pub sourceId: u32,
+}
+impl Default for _zet_metric_programmable_exp_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZET_METRIC_PROGRAMMABLE_PARAM_TYPE_EXP_DISAGGREGATION:
+    _zet_metric_programmable_param_type_exp_t = 0;
+pub const ZET_METRIC_PROGRAMMABLE_PARAM_TYPE_EXP_LATENCY:
+    _zet_metric_programmable_param_type_exp_t = 1;
+pub const ZET_METRIC_PROGRAMMABLE_PARAM_TYPE_EXP_NORMALIZATION_UTILIZATION:
+    _zet_metric_programmable_param_type_exp_t = 2;
+pub const ZET_METRIC_PROGRAMMABLE_PARAM_TYPE_EXP_NORMALIZATION_AVERAGE:
+    _zet_metric_programmable_param_type_exp_t = 3;
+pub const ZET_METRIC_PROGRAMMABLE_PARAM_TYPE_EXP_NORMALIZATION_RATE:
+    _zet_metric_programmable_param_type_exp_t = 4;
+pub const ZET_METRIC_PROGRAMMABLE_PARAM_TYPE_EXP_NORMALIZATION_BYTES:
+    _zet_metric_programmable_param_type_exp_t = 5;
+pub const ZET_METRIC_PROGRAMMABLE_PARAM_TYPE_EXP_GENERIC:
+    _zet_metric_programmable_param_type_exp_t = 6;
+pub const ZET_METRIC_PROGRAMMABLE_PARAM_TYPE_EXP_FORCE_UINT32:
+    _zet_metric_programmable_param_type_exp_t = 2147483647;
+pub type _zet_metric_programmable_param_type_exp_t = core::ffi::c_uint;
+pub use self::_zet_metric_programmable_param_type_exp_t as zet_metric_programmable_param_type_exp_t;
+pub const ZET_VALUE_INFO_TYPE_EXP_UINT32: _zet_value_info_type_exp_t = 0;
+pub const ZET_VALUE_INFO_TYPE_EXP_UINT64: _zet_value_info_type_exp_t = 1;
+pub const ZET_VALUE_INFO_TYPE_EXP_FLOAT32: _zet_value_info_type_exp_t = 2;
+pub const ZET_VALUE_INFO_TYPE_EXP_FLOAT64: _zet_value_info_type_exp_t = 3;
+pub const ZET_VALUE_INFO_TYPE_EXP_BOOL8: _zet_value_info_type_exp_t = 4;
+pub const ZET_VALUE_INFO_TYPE_EXP_UINT8: _zet_value_info_type_exp_t = 5;
+pub const ZET_VALUE_INFO_TYPE_EXP_UINT16: _zet_value_info_type_exp_t = 6;
+pub const ZET_VALUE_INFO_TYPE_EXP_UINT64_RANGE: _zet_value_info_type_exp_t = 7;
+pub const ZET_VALUE_INFO_TYPE_EXP_FLOAT64_RANGE: _zet_value_info_type_exp_t = 8;
+pub const ZET_VALUE_INFO_TYPE_EXP_FORCE_UINT32: _zet_value_info_type_exp_t = 2147483647;
+pub type _zet_value_info_type_exp_t = core::ffi::c_uint;
+pub use self::_zet_value_info_type_exp_t as zet_value_info_type_exp_t;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zet_value_uint64_range_exp_t {
+    pub ui64Min: u64,
+    pub ui64Max: u64,
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zet_value_fp64_range_exp_t {
+    pub fp64Min: f64,
+    pub fp64Max: f64,
+}
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub union _zet_value_info_exp_t {
+    pub ui32: u32,
+    pub ui64: u64,
+    pub fp32: f32,
+    pub fp64: f64,
+    pub b8: ze_bool_t,
+    pub ui8: u8,
+    pub ui16: u16,
+    pub ui64Range: zet_value_uint64_range_exp_t,
+    pub fp64Range: zet_value_fp64_range_exp_t,
+}
+impl Default for _zet_value_info_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type zet_value_info_exp_t = _zet_value_info_exp_t;
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _zet_metric_programmable_param_info_exp_t {
+    pub stype: zet_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub type_: zet_metric_programmable_param_type_exp_t,
+    pub name: [core::ffi::c_char; 128usize],
+    pub valueInfoType: zet_value_info_type_exp_t,
+    pub defaultValue: zet_value_t,
+    pub valueInfoCount: u32,
+}
+impl Default for _zet_metric_programmable_param_info_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _zet_metric_programmable_param_value_info_exp_t {
+    pub stype: zet_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub valueInfo: zet_value_info_exp_t,
+    pub description: [core::ffi::c_char; 128usize],
+}
+impl Default for _zet_metric_programmable_param_value_info_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _zet_metric_programmable_param_value_exp_t {
+    pub value: zet_value_t,
+}
+impl Default for _zet_metric_programmable_param_value_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type zet_pfnMetricProgrammableGetExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_device_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zet_metric_programmable_exp_handle_t,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricProgrammableGetPropertiesExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_programmable_exp_handle_t,
+        arg2: *mut zet_metric_programmable_exp_properties_t,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricProgrammableGetParamInfoExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_programmable_exp_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zet_metric_programmable_param_info_exp_t,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricProgrammableGetParamValueInfoExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_programmable_exp_handle_t,
+        arg2: u32,
+        arg3: *mut u32,
+        arg4: *mut zet_metric_programmable_param_value_info_exp_t,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zet_metric_programmable_exp_dditable_t {
+    pub pfnGetExp: zet_pfnMetricProgrammableGetExp_t,
+    pub pfnGetPropertiesExp: zet_pfnMetricProgrammableGetPropertiesExp_t,
+    pub pfnGetParamInfoExp: zet_pfnMetricProgrammableGetParamInfoExp_t,
+    pub pfnGetParamValueInfoExp: zet_pfnMetricProgrammableGetParamValueInfoExp_t,
+}
+pub type zet_metric_programmable_exp_dditable_t = _zet_metric_programmable_exp_dditable_t;
+pub type zet_pfnGetMetricProgrammableExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut zet_metric_programmable_exp_dditable_t,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricTracerCreateExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_context_handle_t,
+        arg2: zet_device_handle_t,
+        arg3: u32,
+        arg4: *mut zet_metric_group_handle_t,
+        arg5: *mut zet_metric_tracer_exp_desc_t,
+        arg6: ze_event_handle_t,
+        arg7: *mut zet_metric_tracer_exp_handle_t,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricTracerDestroyExp_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: zet_metric_tracer_exp_handle_t) -> ze_result_t,
+>;
+pub type zet_pfnMetricTracerEnableExp_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: zet_metric_tracer_exp_handle_t, arg2: ze_bool_t) -> ze_result_t,
+>;
+pub type zet_pfnMetricTracerDisableExp_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: zet_metric_tracer_exp_handle_t, arg2: ze_bool_t) -> ze_result_t,
+>;
+pub type zet_pfnMetricTracerReadDataExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_tracer_exp_handle_t,
+        arg2: *mut usize,
+        arg3: *mut u8,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricTracerDecodeExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_decoder_exp_handle_t,
+        arg2: *mut usize,
+        arg3: *mut u8,
+        arg4: u32,
+        arg5: *mut zet_metric_handle_t,
+        arg6: *mut u32,
+        arg7: *mut u32,
+        arg8: *mut u32,
+        arg9: *mut zet_metric_entry_exp_t,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zet_metric_tracer_exp_dditable_t {
+    pub pfnCreateExp: zet_pfnMetricTracerCreateExp_t,
+    pub pfnDestroyExp: zet_pfnMetricTracerDestroyExp_t,
+    pub pfnEnableExp: zet_pfnMetricTracerEnableExp_t,
+    pub pfnDisableExp: zet_pfnMetricTracerDisableExp_t,
+    pub pfnReadDataExp: zet_pfnMetricTracerReadDataExp_t,
+    pub pfnDecodeExp: zet_pfnMetricTracerDecodeExp_t,
+}
+pub type zet_metric_tracer_exp_dditable_t = _zet_metric_tracer_exp_dditable_t;
+pub type zet_pfnGetMetricTracerExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut zet_metric_tracer_exp_dditable_t,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricDecoderCreateExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_tracer_exp_handle_t,
+        arg2: *mut zet_metric_decoder_exp_handle_t,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricDecoderDestroyExp_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: zet_metric_decoder_exp_handle_t) -> ze_result_t,
+>;
+pub type zet_pfnMetricDecoderGetDecodableMetricsExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_decoder_exp_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zet_metric_handle_t,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zet_metric_decoder_exp_dditable_t {
+    pub pfnCreateExp: zet_pfnMetricDecoderCreateExp_t,
+    pub pfnDestroyExp: zet_pfnMetricDecoderDestroyExp_t,
+    pub pfnGetDecodableMetricsExp: zet_pfnMetricDecoderGetDecodableMetricsExp_t,
+}
+pub type zet_metric_decoder_exp_dditable_t = _zet_metric_decoder_exp_dditable_t;
+pub type zet_pfnGetMetricDecoderExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut zet_metric_decoder_exp_dditable_t,
+    ) -> ze_result_t,
+>;
 pub type zet_pfnDeviceGetDebugProperties_t = ::core::option::Option<
     unsafe extern "C" fn(
         arg1: zet_device_handle_t,
@@ -7400,6 +9524,39 @@ pub struct _zet_device_dditable_t {
 pub type zet_device_dditable_t = _zet_device_dditable_t;
 pub type zet_pfnGetDeviceProcAddrTable_t = ::core::option::Option<
     unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut zet_device_dditable_t) -> ze_result_t,
+>;
+pub type zet_pfnDeviceGetConcurrentMetricGroupsExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_device_handle_t,
+        arg2: u32,
+        arg3: *mut zet_metric_group_handle_t,
+        arg4: *mut u32,
+        arg5: *mut u32,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnDeviceCreateMetricGroupsFromMetricsExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_device_handle_t,
+        arg2: u32,
+        arg3: *mut zet_metric_handle_t,
+        arg4: *const core::ffi::c_char,
+        arg5: *const core::ffi::c_char,
+        arg6: *mut u32,
+        arg7: *mut zet_metric_group_handle_t,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zet_device_exp_dditable_t {
+    pub pfnGetConcurrentMetricGroupsExp: zet_pfnDeviceGetConcurrentMetricGroupsExp_t,
+    pub pfnCreateMetricGroupsFromMetricsExp: zet_pfnDeviceCreateMetricGroupsFromMetricsExp_t,
+}
+pub type zet_device_exp_dditable_t = _zet_device_exp_dditable_t;
+pub type zet_pfnGetDeviceExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut zet_device_exp_dditable_t,
+    ) -> ze_result_t,
 >;
 pub type zet_pfnContextActivateMetricGroups_t = ::core::option::Option<
     unsafe extern "C" fn(
@@ -7489,6 +9646,67 @@ pub type zet_kernel_dditable_t = _zet_kernel_dditable_t;
 pub type zet_pfnGetKernelProcAddrTable_t = ::core::option::Option<
     unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut zet_kernel_dditable_t) -> ze_result_t,
 >;
+pub type zet_pfnMetricGet_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_group_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zet_metric_handle_t,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricGetProperties_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_handle_t,
+        arg2: *mut zet_metric_properties_t,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zet_metric_dditable_t {
+    pub pfnGet: zet_pfnMetricGet_t,
+    pub pfnGetProperties: zet_pfnMetricGetProperties_t,
+}
+pub type zet_metric_dditable_t = _zet_metric_dditable_t;
+pub type zet_pfnGetMetricProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut zet_metric_dditable_t) -> ze_result_t,
+>;
+pub type zet_pfnMetricCreateFromProgrammableExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_programmable_exp_handle_t,
+        arg2: *mut zet_metric_programmable_param_value_exp_t,
+        arg3: u32,
+        arg4: *const core::ffi::c_char,
+        arg5: *const core::ffi::c_char,
+        arg6: *mut u32,
+        arg7: *mut zet_metric_handle_t,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricDestroyExp_t =
+    ::core::option::Option<unsafe extern "C" fn(arg1: zet_metric_handle_t) -> ze_result_t>;
+pub type zet_pfnMetricCreateFromProgrammableExp2_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_programmable_exp_handle_t,
+        arg2: u32,
+        arg3: *mut zet_metric_programmable_param_value_exp_t,
+        arg4: *const core::ffi::c_char,
+        arg5: *const core::ffi::c_char,
+        arg6: *mut u32,
+        arg7: *mut zet_metric_handle_t,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zet_metric_exp_dditable_t {
+    pub pfnCreateFromProgrammableExp: zet_pfnMetricCreateFromProgrammableExp_t,
+    pub pfnDestroyExp: zet_pfnMetricDestroyExp_t,
+    pub pfnCreateFromProgrammableExp2: zet_pfnMetricCreateFromProgrammableExp2_t,
+}
+pub type zet_metric_exp_dditable_t = _zet_metric_exp_dditable_t;
+pub type zet_pfnGetMetricExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut zet_metric_exp_dditable_t,
+    ) -> ze_result_t,
+>;
 pub type zet_pfnMetricGroupGet_t = ::core::option::Option<
     unsafe extern "C" fn(
         arg1: zet_device_handle_t,
@@ -7538,10 +9756,72 @@ pub type zet_pfnMetricGroupCalculateMultipleMetricValuesExp_t = ::core::option::
         arg8: *mut zet_typed_value_t,
     ) -> ze_result_t,
 >;
+pub type zet_pfnMetricGroupGetGlobalTimestampsExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_group_handle_t,
+        arg2: ze_bool_t,
+        arg3: *mut u64,
+        arg4: *mut u64,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricGroupGetExportDataExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_group_handle_t,
+        arg2: *const u8,
+        arg3: usize,
+        arg4: *mut usize,
+        arg5: *mut u8,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricGroupCalculateMetricExportDataExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_driver_handle_t,
+        arg2: zet_metric_group_calculation_type_t,
+        arg3: usize,
+        arg4: *const u8,
+        arg5: *mut zet_metric_calculate_exp_desc_t,
+        arg6: *mut u32,
+        arg7: *mut u32,
+        arg8: *mut u32,
+        arg9: *mut zet_typed_value_t,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricGroupCreateExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_device_handle_t,
+        arg2: *const core::ffi::c_char,
+        arg3: *const core::ffi::c_char,
+        arg4: zet_metric_group_sampling_type_flags_t,
+        arg5: *mut zet_metric_group_handle_t,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricGroupAddMetricExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_metric_group_handle_t,
+        arg2: zet_metric_handle_t,
+        arg3: *mut usize,
+        arg4: *mut core::ffi::c_char,
+    ) -> ze_result_t,
+>;
+pub type zet_pfnMetricGroupRemoveMetricExp_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: zet_metric_group_handle_t, arg2: zet_metric_handle_t) -> ze_result_t,
+>;
+pub type zet_pfnMetricGroupCloseExp_t =
+    ::core::option::Option<unsafe extern "C" fn(arg1: zet_metric_group_handle_t) -> ze_result_t>;
+pub type zet_pfnMetricGroupDestroyExp_t =
+    ::core::option::Option<unsafe extern "C" fn(arg1: zet_metric_group_handle_t) -> ze_result_t>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _zet_metric_group_exp_dditable_t {
     pub pfnCalculateMultipleMetricValuesExp: zet_pfnMetricGroupCalculateMultipleMetricValuesExp_t,
+    pub pfnGetGlobalTimestampsExp: zet_pfnMetricGroupGetGlobalTimestampsExp_t,
+    pub pfnGetExportDataExp: zet_pfnMetricGroupGetExportDataExp_t,
+    pub pfnCalculateMetricExportDataExp: zet_pfnMetricGroupCalculateMetricExportDataExp_t,
+    pub pfnCreateExp: zet_pfnMetricGroupCreateExp_t,
+    pub pfnAddMetricExp: zet_pfnMetricGroupAddMetricExp_t,
+    pub pfnRemoveMetricExp: zet_pfnMetricGroupRemoveMetricExp_t,
+    pub pfnCloseExp: zet_pfnMetricGroupCloseExp_t,
+    pub pfnDestroyExp: zet_pfnMetricGroupDestroyExp_t,
 }
 pub type zet_metric_group_exp_dditable_t = _zet_metric_group_exp_dditable_t;
 pub type zet_pfnGetMetricGroupExpProcAddrTable_t = ::core::option::Option<
@@ -7549,29 +9829,6 @@ pub type zet_pfnGetMetricGroupExpProcAddrTable_t = ::core::option::Option<
         arg1: ze_api_version_t,
         arg2: *mut zet_metric_group_exp_dditable_t,
     ) -> ze_result_t,
->;
-pub type zet_pfnMetricGet_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        arg1: zet_metric_group_handle_t,
-        arg2: *mut u32,
-        arg3: *mut zet_metric_handle_t,
-    ) -> ze_result_t,
->;
-pub type zet_pfnMetricGetProperties_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        arg1: zet_metric_handle_t,
-        arg2: *mut zet_metric_properties_t,
-    ) -> ze_result_t,
->;
-#[repr(C)]
-#[derive(Debug, Default, Copy, Clone)]
-pub struct _zet_metric_dditable_t {
-    pub pfnGet: zet_pfnMetricGet_t,
-    pub pfnGetProperties: zet_pfnMetricGetProperties_t,
-}
-pub type zet_metric_dditable_t = _zet_metric_dditable_t;
-pub type zet_pfnGetMetricProcAddrTable_t = ::core::option::Option<
-    unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut zet_metric_dditable_t) -> ze_result_t,
 >;
 pub type zet_pfnMetricStreamerOpen_t = ::core::option::Option<
     unsafe extern "C" fn(
@@ -7778,6 +10035,14 @@ pub type zet_pfnDebugWriteRegisters_t = ::core::option::Option<
         arg6: *mut core::ffi::c_void,
     ) -> ze_result_t,
 >;
+pub type zet_pfnDebugGetThreadRegisterSetProperties_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zet_debug_session_handle_t,
+        arg2: ze_device_thread_t,
+        arg3: *mut u32,
+        arg4: *mut zet_debug_regset_properties_t,
+    ) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _zet_debug_dditable_t {
@@ -7792,6 +10057,7 @@ pub struct _zet_debug_dditable_t {
     pub pfnGetRegisterSetProperties: zet_pfnDebugGetRegisterSetProperties_t,
     pub pfnReadRegisters: zet_pfnDebugReadRegisters_t,
     pub pfnWriteRegisters: zet_pfnDebugWriteRegisters_t,
+    pub pfnGetThreadRegisterSetProperties: zet_pfnDebugGetThreadRegisterSetProperties_t,
 }
 pub type zet_debug_dditable_t = _zet_debug_dditable_t;
 pub type zet_pfnGetDebugProcAddrTable_t = ::core::option::Option<
@@ -7800,14 +10066,19 @@ pub type zet_pfnGetDebugProcAddrTable_t = ::core::option::Option<
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _zet_dditable_t {
+    pub MetricProgrammableExp: zet_metric_programmable_exp_dditable_t,
+    pub MetricTracerExp: zet_metric_tracer_exp_dditable_t,
+    pub MetricDecoderExp: zet_metric_decoder_exp_dditable_t,
     pub Device: zet_device_dditable_t,
+    pub DeviceExp: zet_device_exp_dditable_t,
     pub Context: zet_context_dditable_t,
     pub CommandList: zet_command_list_dditable_t,
     pub Module: zet_module_dditable_t,
     pub Kernel: zet_kernel_dditable_t,
+    pub Metric: zet_metric_dditable_t,
+    pub MetricExp: zet_metric_exp_dditable_t,
     pub MetricGroup: zet_metric_group_dditable_t,
     pub MetricGroupExp: zet_metric_group_exp_dditable_t,
-    pub Metric: zet_metric_dditable_t,
     pub MetricStreamer: zet_metric_streamer_dditable_t,
     pub MetricQueryPool: zet_metric_query_pool_dditable_t,
     pub MetricQuery: zet_metric_query_dditable_t,
@@ -7815,6 +10086,40 @@ pub struct _zet_dditable_t {
     pub Debug: zet_debug_dditable_t,
 }
 pub type zet_dditable_t = _zet_dditable_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zet_dditable_driver_t {
+    pub version: ze_api_version_t,
+    pub isValidFlag: u8,
+    pub MetricProgrammableExp: *mut zet_metric_programmable_exp_dditable_t,
+    pub MetricTracerExp: *mut zet_metric_tracer_exp_dditable_t,
+    pub MetricDecoderExp: *mut zet_metric_decoder_exp_dditable_t,
+    pub Device: *mut zet_device_dditable_t,
+    pub DeviceExp: *mut zet_device_exp_dditable_t,
+    pub Context: *mut zet_context_dditable_t,
+    pub CommandList: *mut zet_command_list_dditable_t,
+    pub Module: *mut zet_module_dditable_t,
+    pub Kernel: *mut zet_kernel_dditable_t,
+    pub Metric: *mut zet_metric_dditable_t,
+    pub MetricExp: *mut zet_metric_exp_dditable_t,
+    pub MetricGroup: *mut zet_metric_group_dditable_t,
+    pub MetricGroupExp: *mut zet_metric_group_exp_dditable_t,
+    pub MetricStreamer: *mut zet_metric_streamer_dditable_t,
+    pub MetricQueryPool: *mut zet_metric_query_pool_dditable_t,
+    pub MetricQuery: *mut zet_metric_query_dditable_t,
+    pub TracerExp: *mut zet_tracer_exp_dditable_t,
+    pub Debug: *mut zet_debug_dditable_t,
+}
+impl Default for _zet_dditable_driver_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type zet_dditable_driver_t = _zet_dditable_driver_t;
 pub type zes_driver_handle_t = ze_driver_handle_t;
 pub type zes_device_handle_t = ze_device_handle_t;
 #[repr(C)]
@@ -7907,6 +10212,18 @@ pub struct _zes_diag_handle_t {
     _unused: [u8; 0],
 }
 pub type zes_diag_handle_t = *mut _zes_diag_handle_t;
+#[repr(C)]
+#[derive(Debug)]
+pub struct _zes_overclock_handle_t {
+    _unused: [u8; 0],
+}
+pub type zes_overclock_handle_t = *mut _zes_overclock_handle_t;
+#[repr(C)]
+#[derive(Debug)]
+pub struct _zes_vf_handle_t {
+    _unused: [u8; 0],
+}
+pub type zes_vf_handle_t = *mut _zes_vf_handle_t;
 pub const ZES_STRUCTURE_TYPE_DEVICE_PROPERTIES: _zes_structure_type_t = 1;
 pub const ZES_STRUCTURE_TYPE_PCI_PROPERTIES: _zes_structure_type_t = 2;
 pub const ZES_STRUCTURE_TYPE_PCI_BAR_PROPERTIES: _zes_structure_type_t = 3;
@@ -7947,6 +10264,24 @@ pub const ZES_STRUCTURE_TYPE_DEVICE_ECC_DESC: _zes_structure_type_t = 37;
 pub const ZES_STRUCTURE_TYPE_DEVICE_ECC_PROPERTIES: _zes_structure_type_t = 38;
 pub const ZES_STRUCTURE_TYPE_POWER_LIMIT_EXT_DESC: _zes_structure_type_t = 39;
 pub const ZES_STRUCTURE_TYPE_POWER_EXT_PROPERTIES: _zes_structure_type_t = 40;
+pub const ZES_STRUCTURE_TYPE_OVERCLOCK_PROPERTIES: _zes_structure_type_t = 41;
+pub const ZES_STRUCTURE_TYPE_FABRIC_PORT_ERROR_COUNTERS: _zes_structure_type_t = 42;
+pub const ZES_STRUCTURE_TYPE_ENGINE_EXT_PROPERTIES: _zes_structure_type_t = 43;
+pub const ZES_STRUCTURE_TYPE_RESET_PROPERTIES: _zes_structure_type_t = 44;
+pub const ZES_STRUCTURE_TYPE_DEVICE_EXT_PROPERTIES: _zes_structure_type_t = 45;
+pub const ZES_STRUCTURE_TYPE_DEVICE_UUID: _zes_structure_type_t = 46;
+pub const ZES_STRUCTURE_TYPE_POWER_DOMAIN_EXP_PROPERTIES: _zes_structure_type_t = 131073;
+pub const ZES_STRUCTURE_TYPE_MEM_BANDWIDTH_COUNTER_BITS_EXP_PROPERTIES: _zes_structure_type_t =
+    131074;
+pub const ZES_STRUCTURE_TYPE_MEMORY_PAGE_OFFLINE_STATE_EXP: _zes_structure_type_t = 131075;
+pub const ZES_STRUCTURE_TYPE_SUBDEVICE_EXP_PROPERTIES: _zes_structure_type_t = 131076;
+pub const ZES_STRUCTURE_TYPE_VF_EXP_PROPERTIES: _zes_structure_type_t = 131077;
+pub const ZES_STRUCTURE_TYPE_VF_UTIL_MEM_EXP: _zes_structure_type_t = 131078;
+pub const ZES_STRUCTURE_TYPE_VF_UTIL_ENGINE_EXP: _zes_structure_type_t = 131079;
+pub const ZES_STRUCTURE_TYPE_VF_EXP_CAPABILITIES: _zes_structure_type_t = 131080;
+pub const ZES_STRUCTURE_TYPE_VF_UTIL_MEM_EXP2: _zes_structure_type_t = 131081;
+pub const ZES_STRUCTURE_TYPE_VF_UTIL_ENGINE_EXP2: _zes_structure_type_t = 131088;
+pub const ZES_STRUCTURE_TYPE_VF_EXP2_CAPABILITIES: _zes_structure_type_t = 131089;
 pub const ZES_STRUCTURE_TYPE_FORCE_UINT32: _zes_structure_type_t = 2147483647;
 pub type _zes_structure_type_t = core::ffi::c_uint;
 pub use self::_zes_structure_type_t as zes_structure_type_t;
@@ -8030,8 +10365,12 @@ impl Default for _zes_base_capability_t {
     }
 }
 pub type zes_base_capability_t = _zes_base_capability_t;
+pub type zes_driver_extension_properties_t = _zes_driver_extension_properties_t;
 pub type zes_device_state_t = _zes_device_state_t;
+pub type zes_reset_properties_t = _zes_reset_properties_t;
+pub type zes_uuid_t = _zes_uuid_t;
 pub type zes_device_properties_t = _zes_device_properties_t;
+pub type zes_device_ext_properties_t = _zes_device_ext_properties_t;
 pub type zes_process_state_t = _zes_process_state_t;
 pub type zes_pci_address_t = _zes_pci_address_t;
 pub type zes_pci_speed_t = _zes_pci_speed_t;
@@ -8040,6 +10379,9 @@ pub type zes_pci_state_t = _zes_pci_state_t;
 pub type zes_pci_bar_properties_t = _zes_pci_bar_properties_t;
 pub type zes_pci_bar_properties_1_2_t = _zes_pci_bar_properties_1_2_t;
 pub type zes_pci_stats_t = _zes_pci_stats_t;
+pub type zes_overclock_properties_t = _zes_overclock_properties_t;
+pub type zes_control_property_t = _zes_control_property_t;
+pub type zes_vf_property_t = _zes_vf_property_t;
 pub type zes_diag_test_t = _zes_diag_test_t;
 pub type zes_diag_properties_t = _zes_diag_properties_t;
 pub type zes_device_ecc_desc_t = _zes_device_ecc_desc_t;
@@ -8053,6 +10395,7 @@ pub type zes_fabric_link_type_t = _zes_fabric_link_type_t;
 pub type zes_fabric_port_config_t = _zes_fabric_port_config_t;
 pub type zes_fabric_port_state_t = _zes_fabric_port_state_t;
 pub type zes_fabric_port_throughput_t = _zes_fabric_port_throughput_t;
+pub type zes_fabric_port_error_counters_t = _zes_fabric_port_error_counters_t;
 pub type zes_fan_speed_t = _zes_fan_speed_t;
 pub type zes_fan_temp_speed_t = _zes_fan_temp_speed_t;
 pub type zes_fan_speed_table_t = _zes_fan_speed_table_t;
@@ -8070,6 +10413,7 @@ pub type zes_led_state_t = _zes_led_state_t;
 pub type zes_mem_properties_t = _zes_mem_properties_t;
 pub type zes_mem_state_t = _zes_mem_state_t;
 pub type zes_mem_bandwidth_t = _zes_mem_bandwidth_t;
+pub type zes_mem_ext_bandwidth_t = _zes_mem_ext_bandwidth_t;
 pub type zes_perf_properties_t = _zes_perf_properties_t;
 pub type zes_power_properties_t = _zes_power_properties_t;
 pub type zes_power_energy_counter_t = _zes_power_energy_counter_t;
@@ -8091,6 +10435,40 @@ pub type zes_temp_threshold_t = _zes_temp_threshold_t;
 pub type zes_temp_config_t = _zes_temp_config_t;
 pub type zes_power_limit_ext_desc_t = _zes_power_limit_ext_desc_t;
 pub type zes_power_ext_properties_t = _zes_power_ext_properties_t;
+pub type zes_engine_ext_properties_t = _zes_engine_ext_properties_t;
+pub type zes_ras_state_exp_t = _zes_ras_state_exp_t;
+pub type zes_mem_page_offline_state_exp_t = _zes_mem_page_offline_state_exp_t;
+pub type zes_mem_bandwidth_counter_bits_exp_properties_t =
+    _zes_mem_bandwidth_counter_bits_exp_properties_t;
+pub type zes_power_domain_exp_properties_t = _zes_power_domain_exp_properties_t;
+pub type zes_subdevice_exp_properties_t = _zes_subdevice_exp_properties_t;
+pub type zes_vf_exp_properties_t = _zes_vf_exp_properties_t;
+pub type zes_vf_util_mem_exp_t = _zes_vf_util_mem_exp_t;
+pub type zes_vf_util_engine_exp_t = _zes_vf_util_engine_exp_t;
+pub type zes_vf_exp_capabilities_t = _zes_vf_exp_capabilities_t;
+pub type zes_vf_exp2_capabilities_t = _zes_vf_exp2_capabilities_t;
+pub type zes_vf_util_mem_exp2_t = _zes_vf_util_mem_exp2_t;
+pub type zes_vf_util_engine_exp2_t = _zes_vf_util_engine_exp2_t;
+pub type zes_init_flags_t = u32;
+pub const ZES_INIT_FLAG_PLACEHOLDER: _zes_init_flag_t = 1;
+pub const ZES_INIT_FLAG_FORCE_UINT32: _zes_init_flag_t = 2147483647;
+pub type _zes_init_flag_t = core::ffi::c_uint;
+pub use self::_zes_init_flag_t as zes_init_flag_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_driver_extension_properties_t {
+    pub name: [core::ffi::c_char; 256usize],
+    pub version: u32,
+}
+impl Default for _zes_driver_extension_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub type zes_engine_type_flags_t = u32;
 pub const ZES_ENGINE_TYPE_FLAG_OTHER: _zes_engine_type_flag_t = 1;
 pub const ZES_ENGINE_TYPE_FLAG_COMPUTE: _zes_engine_type_flag_t = 2;
@@ -8113,6 +10491,12 @@ pub const ZES_RESET_REASON_FLAG_REPAIR: _zes_reset_reason_flag_t = 2;
 pub const ZES_RESET_REASON_FLAG_FORCE_UINT32: _zes_reset_reason_flag_t = 2147483647;
 pub type _zes_reset_reason_flag_t = core::ffi::c_uint;
 pub use self::_zes_reset_reason_flag_t as zes_reset_reason_flag_t;
+pub const ZES_RESET_TYPE_WARM: _zes_reset_type_t = 0;
+pub const ZES_RESET_TYPE_COLD: _zes_reset_type_t = 1;
+pub const ZES_RESET_TYPE_FLR: _zes_reset_type_t = 2;
+pub const ZES_RESET_TYPE_FORCE_UINT32: _zes_reset_type_t = 2147483647;
+pub type _zes_reset_type_t = core::ffi::c_uint;
+pub use self::_zes_reset_type_t as zes_reset_type_t;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct _zes_device_state_t {
@@ -8132,6 +10516,44 @@ impl Default for _zes_device_state_t {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct _zes_reset_properties_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub force: ze_bool_t,
+    pub resetType: zes_reset_type_t,
+}
+impl Default for _zes_reset_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zes_uuid_t {
+    pub id: [u8; 16usize],
+}
+pub const ZES_DEVICE_TYPE_GPU: _zes_device_type_t = 1;
+pub const ZES_DEVICE_TYPE_CPU: _zes_device_type_t = 2;
+pub const ZES_DEVICE_TYPE_FPGA: _zes_device_type_t = 3;
+pub const ZES_DEVICE_TYPE_MCA: _zes_device_type_t = 4;
+pub const ZES_DEVICE_TYPE_VPU: _zes_device_type_t = 5;
+pub const ZES_DEVICE_TYPE_FORCE_UINT32: _zes_device_type_t = 2147483647;
+pub type _zes_device_type_t = core::ffi::c_uint;
+pub use self::_zes_device_type_t as zes_device_type_t;
+pub type zes_device_property_flags_t = u32;
+pub const ZES_DEVICE_PROPERTY_FLAG_INTEGRATED: _zes_device_property_flag_t = 1;
+pub const ZES_DEVICE_PROPERTY_FLAG_SUBDEVICE: _zes_device_property_flag_t = 2;
+pub const ZES_DEVICE_PROPERTY_FLAG_ECC: _zes_device_property_flag_t = 4;
+pub const ZES_DEVICE_PROPERTY_FLAG_ONDEMANDPAGING: _zes_device_property_flag_t = 8;
+pub const ZES_DEVICE_PROPERTY_FLAG_FORCE_UINT32: _zes_device_property_flag_t = 2147483647;
+pub type _zes_device_property_flag_t = core::ffi::c_uint;
+pub use self::_zes_device_property_flag_t as zes_device_property_flag_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct _zes_device_properties_t {
     pub stype: zes_structure_type_t,
     pub pNext: *mut core::ffi::c_void,
@@ -8145,6 +10567,24 @@ pub struct _zes_device_properties_t {
     pub driverVersion: [core::ffi::c_char; 64usize],
 }
 impl Default for _zes_device_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_device_ext_properties_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub uuid: zes_uuid_t,
+    pub type_: zes_device_type_t,
+    pub flags: zes_device_property_flags_t,
+}
+impl Default for _zes_device_ext_properties_t {
     fn default() -> Self {
         let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
         unsafe {
@@ -8300,6 +10740,109 @@ pub struct _zes_pci_stats_t {
     pub txCounter: u64,
     pub speed: zes_pci_speed_t,
 }
+pub const ZES_OVERCLOCK_DOMAIN_CARD: _zes_overclock_domain_t = 1;
+pub const ZES_OVERCLOCK_DOMAIN_PACKAGE: _zes_overclock_domain_t = 2;
+pub const ZES_OVERCLOCK_DOMAIN_GPU_ALL: _zes_overclock_domain_t = 4;
+pub const ZES_OVERCLOCK_DOMAIN_GPU_RENDER_COMPUTE: _zes_overclock_domain_t = 8;
+pub const ZES_OVERCLOCK_DOMAIN_GPU_RENDER: _zes_overclock_domain_t = 16;
+pub const ZES_OVERCLOCK_DOMAIN_GPU_COMPUTE: _zes_overclock_domain_t = 32;
+pub const ZES_OVERCLOCK_DOMAIN_GPU_MEDIA: _zes_overclock_domain_t = 64;
+pub const ZES_OVERCLOCK_DOMAIN_VRAM: _zes_overclock_domain_t = 128;
+pub const ZES_OVERCLOCK_DOMAIN_ADM: _zes_overclock_domain_t = 256;
+pub const ZES_OVERCLOCK_DOMAIN_FORCE_UINT32: _zes_overclock_domain_t = 2147483647;
+pub type _zes_overclock_domain_t = core::ffi::c_uint;
+pub use self::_zes_overclock_domain_t as zes_overclock_domain_t;
+pub const ZES_OVERCLOCK_CONTROL_VF: _zes_overclock_control_t = 1;
+pub const ZES_OVERCLOCK_CONTROL_FREQ_OFFSET: _zes_overclock_control_t = 2;
+pub const ZES_OVERCLOCK_CONTROL_VMAX_OFFSET: _zes_overclock_control_t = 4;
+pub const ZES_OVERCLOCK_CONTROL_FREQ: _zes_overclock_control_t = 8;
+pub const ZES_OVERCLOCK_CONTROL_VOLT_LIMIT: _zes_overclock_control_t = 16;
+pub const ZES_OVERCLOCK_CONTROL_POWER_SUSTAINED_LIMIT: _zes_overclock_control_t = 32;
+pub const ZES_OVERCLOCK_CONTROL_POWER_BURST_LIMIT: _zes_overclock_control_t = 64;
+pub const ZES_OVERCLOCK_CONTROL_POWER_PEAK_LIMIT: _zes_overclock_control_t = 128;
+pub const ZES_OVERCLOCK_CONTROL_ICCMAX_LIMIT: _zes_overclock_control_t = 256;
+pub const ZES_OVERCLOCK_CONTROL_TEMP_LIMIT: _zes_overclock_control_t = 512;
+pub const ZES_OVERCLOCK_CONTROL_ITD_DISABLE: _zes_overclock_control_t = 1024;
+pub const ZES_OVERCLOCK_CONTROL_ACM_DISABLE: _zes_overclock_control_t = 2048;
+pub const ZES_OVERCLOCK_CONTROL_FORCE_UINT32: _zes_overclock_control_t = 2147483647;
+pub type _zes_overclock_control_t = core::ffi::c_uint;
+pub use self::_zes_overclock_control_t as zes_overclock_control_t;
+pub const ZES_OVERCLOCK_MODE_MODE_OFF: _zes_overclock_mode_t = 0;
+pub const ZES_OVERCLOCK_MODE_MODE_STOCK: _zes_overclock_mode_t = 2;
+pub const ZES_OVERCLOCK_MODE_MODE_ON: _zes_overclock_mode_t = 3;
+pub const ZES_OVERCLOCK_MODE_MODE_UNAVAILABLE: _zes_overclock_mode_t = 4;
+pub const ZES_OVERCLOCK_MODE_MODE_DISABLED: _zes_overclock_mode_t = 5;
+pub const ZES_OVERCLOCK_MODE_FORCE_UINT32: _zes_overclock_mode_t = 2147483647;
+pub type _zes_overclock_mode_t = core::ffi::c_uint;
+pub use self::_zes_overclock_mode_t as zes_overclock_mode_t;
+pub const ZES_CONTROL_STATE_STATE_UNSET: _zes_control_state_t = 0;
+pub const ZES_CONTROL_STATE_STATE_ACTIVE: _zes_control_state_t = 2;
+pub const ZES_CONTROL_STATE_STATE_DISABLED: _zes_control_state_t = 3;
+pub const ZES_CONTROL_STATE_FORCE_UINT32: _zes_control_state_t = 2147483647;
+pub type _zes_control_state_t = core::ffi::c_uint;
+pub use self::_zes_control_state_t as zes_control_state_t;
+pub const ZES_PENDING_ACTION_PENDING_NONE: _zes_pending_action_t = 0;
+pub const ZES_PENDING_ACTION_PENDING_IMMINENT: _zes_pending_action_t = 1;
+pub const ZES_PENDING_ACTION_PENDING_COLD_RESET: _zes_pending_action_t = 2;
+pub const ZES_PENDING_ACTION_PENDING_WARM_RESET: _zes_pending_action_t = 3;
+pub const ZES_PENDING_ACTION_FORCE_UINT32: _zes_pending_action_t = 2147483647;
+pub type _zes_pending_action_t = core::ffi::c_uint;
+pub use self::_zes_pending_action_t as zes_pending_action_t;
+pub const ZES_VF_PROGRAM_TYPE_VF_ARBITRARY: _zes_vf_program_type_t = 0;
+pub const ZES_VF_PROGRAM_TYPE_VF_FREQ_FIXED: _zes_vf_program_type_t = 1;
+pub const ZES_VF_PROGRAM_TYPE_VF_VOLT_FIXED: _zes_vf_program_type_t = 2;
+pub const ZES_VF_PROGRAM_TYPE_FORCE_UINT32: _zes_vf_program_type_t = 2147483647;
+pub type _zes_vf_program_type_t = core::ffi::c_uint;
+pub use self::_zes_vf_program_type_t as zes_vf_program_type_t;
+pub const ZES_VF_TYPE_VOLT: _zes_vf_type_t = 0;
+pub const ZES_VF_TYPE_FREQ: _zes_vf_type_t = 1;
+pub const ZES_VF_TYPE_FORCE_UINT32: _zes_vf_type_t = 2147483647;
+pub type _zes_vf_type_t = core::ffi::c_uint;
+pub use self::_zes_vf_type_t as zes_vf_type_t;
+pub const ZES_VF_ARRAY_TYPE_USER_VF_ARRAY: _zes_vf_array_type_t = 0;
+pub const ZES_VF_ARRAY_TYPE_DEFAULT_VF_ARRAY: _zes_vf_array_type_t = 1;
+pub const ZES_VF_ARRAY_TYPE_LIVE_VF_ARRAY: _zes_vf_array_type_t = 2;
+pub const ZES_VF_ARRAY_TYPE_FORCE_UINT32: _zes_vf_array_type_t = 2147483647;
+pub type _zes_vf_array_type_t = core::ffi::c_uint;
+pub use self::_zes_vf_array_type_t as zes_vf_array_type_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_overclock_properties_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub domainType: zes_overclock_domain_t,
+    pub AvailableControls: u32,
+    pub VFProgramType: zes_vf_program_type_t,
+    pub NumberOfVFPoints: u32,
+}
+impl Default for _zes_overclock_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zes_control_property_t {
+    pub MinValue: f64,
+    pub MaxValue: f64,
+    pub StepValue: f64,
+    pub RefValue: f64,
+    pub DefaultValue: f64,
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zes_vf_property_t {
+    pub MinFreq: f64,
+    pub MaxFreq: f64,
+    pub StepFreq: f64,
+    pub MinVolt: f64,
+    pub MaxVolt: f64,
+    pub StepVolt: f64,
+}
 pub const ZES_DIAG_RESULT_NO_ERRORS: _zes_diag_result_t = 0;
 pub const ZES_DIAG_RESULT_ABORT: _zes_diag_result_t = 1;
 pub const ZES_DIAG_RESULT_FAIL_CANT_REPAIR: _zes_diag_result_t = 2;
@@ -8402,6 +10945,7 @@ pub const ZES_ENGINE_GROUP_3D_SINGLE: _zes_engine_group_t = 10;
 pub const ZES_ENGINE_GROUP_3D_RENDER_COMPUTE_ALL: _zes_engine_group_t = 11;
 pub const ZES_ENGINE_GROUP_RENDER_ALL: _zes_engine_group_t = 12;
 pub const ZES_ENGINE_GROUP_3D_ALL: _zes_engine_group_t = 13;
+pub const ZES_ENGINE_GROUP_MEDIA_CODEC_SINGLE: _zes_engine_group_t = 14;
 pub const ZES_ENGINE_GROUP_FORCE_UINT32: _zes_engine_group_t = 2147483647;
 pub type _zes_engine_group_t = core::ffi::c_uint;
 pub use self::_zes_engine_group_t as zes_engine_group_t;
@@ -8445,6 +10989,7 @@ pub const ZES_EVENT_TYPE_FLAG_PCI_LINK_HEALTH: _zes_event_type_flag_t = 2048;
 pub const ZES_EVENT_TYPE_FLAG_RAS_CORRECTABLE_ERRORS: _zes_event_type_flag_t = 4096;
 pub const ZES_EVENT_TYPE_FLAG_RAS_UNCORRECTABLE_ERRORS: _zes_event_type_flag_t = 8192;
 pub const ZES_EVENT_TYPE_FLAG_DEVICE_RESET_REQUIRED: _zes_event_type_flag_t = 16384;
+pub const ZES_EVENT_TYPE_FLAG_SURVIVABILITY_MODE_DETECTED: _zes_event_type_flag_t = 32768;
 pub const ZES_EVENT_TYPE_FLAG_FORCE_UINT32: _zes_event_type_flag_t = 2147483647;
 pub type _zes_event_type_flag_t = core::ffi::c_uint;
 pub use self::_zes_event_type_flag_t as zes_event_type_flag_t;
@@ -8562,6 +11107,25 @@ pub struct _zes_fabric_port_throughput_t {
     pub timestamp: u64,
     pub rxCounter: u64,
     pub txCounter: u64,
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_fabric_port_error_counters_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub linkFailureCount: u64,
+    pub fwCommErrorCount: u64,
+    pub fwErrorCount: u64,
+    pub linkDegradeCount: u64,
+}
+impl Default for _zes_fabric_port_error_counters_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
 }
 pub const ZES_FAN_SPEED_MODE_DEFAULT: _zes_fan_speed_mode_t = 0;
 pub const ZES_FAN_SPEED_MODE_FIXED: _zes_fan_speed_mode_t = 1;
@@ -8681,6 +11245,7 @@ impl Default for _zes_firmware_properties_t {
 }
 pub const ZES_FREQ_DOMAIN_GPU: _zes_freq_domain_t = 0;
 pub const ZES_FREQ_DOMAIN_MEMORY: _zes_freq_domain_t = 1;
+pub const ZES_FREQ_DOMAIN_MEDIA: _zes_freq_domain_t = 2;
 pub const ZES_FREQ_DOMAIN_FORCE_UINT32: _zes_freq_domain_t = 2147483647;
 pub type _zes_freq_domain_t = core::ffi::c_uint;
 pub use self::_zes_freq_domain_t as zes_freq_domain_t;
@@ -8913,6 +11478,11 @@ pub struct _zes_mem_bandwidth_t {
     pub timestamp: u64,
 }
 #[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zes_mem_ext_bandwidth_t {
+    pub memoryTimestampValidBits: u32,
+}
+#[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct _zes_perf_properties_t {
     pub stype: zes_structure_type_t,
@@ -8934,6 +11504,8 @@ pub const ZES_POWER_DOMAIN_UNKNOWN: _zes_power_domain_t = 0;
 pub const ZES_POWER_DOMAIN_CARD: _zes_power_domain_t = 1;
 pub const ZES_POWER_DOMAIN_PACKAGE: _zes_power_domain_t = 2;
 pub const ZES_POWER_DOMAIN_STACK: _zes_power_domain_t = 3;
+pub const ZES_POWER_DOMAIN_MEMORY: _zes_power_domain_t = 4;
+pub const ZES_POWER_DOMAIN_GPU: _zes_power_domain_t = 5;
 pub const ZES_POWER_DOMAIN_FORCE_UINT32: _zes_power_domain_t = 2147483647;
 pub type _zes_power_domain_t = core::ffi::c_uint;
 pub use self::_zes_power_domain_t as zes_power_domain_t;
@@ -9215,6 +11787,9 @@ pub const ZES_TEMP_SENSORS_MEMORY: _zes_temp_sensors_t = 2;
 pub const ZES_TEMP_SENSORS_GLOBAL_MIN: _zes_temp_sensors_t = 3;
 pub const ZES_TEMP_SENSORS_GPU_MIN: _zes_temp_sensors_t = 4;
 pub const ZES_TEMP_SENSORS_MEMORY_MIN: _zes_temp_sensors_t = 5;
+pub const ZES_TEMP_SENSORS_GPU_BOARD: _zes_temp_sensors_t = 6;
+pub const ZES_TEMP_SENSORS_GPU_BOARD_MIN: _zes_temp_sensors_t = 7;
+pub const ZES_TEMP_SENSORS_VOLTAGE_REGULATOR: _zes_temp_sensors_t = 8;
 pub const ZES_TEMP_SENSORS_FORCE_UINT32: _zes_temp_sensors_t = 2147483647;
 pub type _zes_temp_sensors_t = core::ffi::c_uint;
 pub use self::_zes_temp_sensors_t as zes_temp_sensors_t;
@@ -9311,35 +11886,323 @@ impl Default for _zes_power_ext_properties_t {
         }
     }
 }
-pub type zes_pfnDriverEventListen_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        arg1: ze_driver_handle_t,
-        arg2: u32,
-        arg3: u32,
-        arg4: *mut zes_device_handle_t,
-        arg5: *mut u32,
-        arg6: *mut zes_event_type_flags_t,
-    ) -> ze_result_t,
->;
-pub type zes_pfnDriverEventListenEx_t = ::core::option::Option<
-    unsafe extern "C" fn(
-        arg1: ze_driver_handle_t,
-        arg2: u64,
-        arg3: u32,
-        arg4: *mut zes_device_handle_t,
-        arg5: *mut u32,
-        arg6: *mut zes_event_type_flags_t,
-    ) -> ze_result_t,
->;
+pub const ZES_ENGINE_ACTIVITY_EXT_VERSION_1_0: _zes_engine_activity_ext_version_t = 65536;
+pub const ZES_ENGINE_ACTIVITY_EXT_VERSION_CURRENT: _zes_engine_activity_ext_version_t = 65536;
+pub const ZES_ENGINE_ACTIVITY_EXT_VERSION_FORCE_UINT32: _zes_engine_activity_ext_version_t =
+    2147483647;
+pub type _zes_engine_activity_ext_version_t = core::ffi::c_uint;
+pub use self::_zes_engine_activity_ext_version_t as zes_engine_activity_ext_version_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_engine_ext_properties_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub countOfVirtualFunctionInstance: u32,
+}
+impl Default for _zes_engine_ext_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZES_RAS_STATE_EXP_VERSION_1_0: _zes_ras_state_exp_version_t = 65536;
+pub const ZES_RAS_STATE_EXP_VERSION_CURRENT: _zes_ras_state_exp_version_t = 65536;
+pub const ZES_RAS_STATE_EXP_VERSION_FORCE_UINT32: _zes_ras_state_exp_version_t = 2147483647;
+pub type _zes_ras_state_exp_version_t = core::ffi::c_uint;
+pub use self::_zes_ras_state_exp_version_t as zes_ras_state_exp_version_t;
+pub const ZES_RAS_ERROR_CATEGORY_EXP_RESET: _zes_ras_error_category_exp_t = 0;
+pub const ZES_RAS_ERROR_CATEGORY_EXP_PROGRAMMING_ERRORS: _zes_ras_error_category_exp_t = 1;
+pub const ZES_RAS_ERROR_CATEGORY_EXP_DRIVER_ERRORS: _zes_ras_error_category_exp_t = 2;
+pub const ZES_RAS_ERROR_CATEGORY_EXP_COMPUTE_ERRORS: _zes_ras_error_category_exp_t = 3;
+pub const ZES_RAS_ERROR_CATEGORY_EXP_NON_COMPUTE_ERRORS: _zes_ras_error_category_exp_t = 4;
+pub const ZES_RAS_ERROR_CATEGORY_EXP_CACHE_ERRORS: _zes_ras_error_category_exp_t = 5;
+pub const ZES_RAS_ERROR_CATEGORY_EXP_DISPLAY_ERRORS: _zes_ras_error_category_exp_t = 6;
+pub const ZES_RAS_ERROR_CATEGORY_EXP_MEMORY_ERRORS: _zes_ras_error_category_exp_t = 7;
+pub const ZES_RAS_ERROR_CATEGORY_EXP_SCALE_ERRORS: _zes_ras_error_category_exp_t = 8;
+pub const ZES_RAS_ERROR_CATEGORY_EXP_L3FABRIC_ERRORS: _zes_ras_error_category_exp_t = 9;
+pub const ZES_RAS_ERROR_CATEGORY_EXP_FORCE_UINT32: _zes_ras_error_category_exp_t = 2147483647;
+pub type _zes_ras_error_category_exp_t = core::ffi::c_uint;
+pub use self::_zes_ras_error_category_exp_t as zes_ras_error_category_exp_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_ras_state_exp_t {
+    pub category: zes_ras_error_category_exp_t,
+    pub errorCounter: u64,
+}
+impl Default for _zes_ras_state_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZES_MEM_PAGE_OFFLINE_STATE_EXP_VERSION_1_0: _zes_mem_page_offline_state_exp_version_t =
+    65536;
+pub const ZES_MEM_PAGE_OFFLINE_STATE_EXP_VERSION_CURRENT:
+    _zes_mem_page_offline_state_exp_version_t = 65536;
+pub const ZES_MEM_PAGE_OFFLINE_STATE_EXP_VERSION_FORCE_UINT32:
+    _zes_mem_page_offline_state_exp_version_t = 2147483647;
+pub type _zes_mem_page_offline_state_exp_version_t = core::ffi::c_uint;
+pub use self::_zes_mem_page_offline_state_exp_version_t as zes_mem_page_offline_state_exp_version_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_mem_page_offline_state_exp_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub memoryPageOffline: u32,
+    pub maxMemoryPageOffline: u32,
+}
+impl Default for _zes_mem_page_offline_state_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZES_MEM_BANDWIDTH_COUNTER_BITS_EXP_VERSION_1_0:
+    _zes_mem_bandwidth_counter_bits_exp_version_t = 65536;
+pub const ZES_MEM_BANDWIDTH_COUNTER_BITS_EXP_VERSION_CURRENT:
+    _zes_mem_bandwidth_counter_bits_exp_version_t = 65536;
+pub const ZES_MEM_BANDWIDTH_COUNTER_BITS_EXP_VERSION_FORCE_UINT32:
+    _zes_mem_bandwidth_counter_bits_exp_version_t = 2147483647;
+pub type _zes_mem_bandwidth_counter_bits_exp_version_t = core::ffi::c_uint;
+pub use self::_zes_mem_bandwidth_counter_bits_exp_version_t as zes_mem_bandwidth_counter_bits_exp_version_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_mem_bandwidth_counter_bits_exp_properties_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub validBitsCount: u32,
+}
+impl Default for _zes_mem_bandwidth_counter_bits_exp_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZES_POWER_DOMAIN_PROPERTIES_EXP_VERSION_1_0: _zes_power_domain_properties_exp_version_t =
+    65536;
+pub const ZES_POWER_DOMAIN_PROPERTIES_EXP_VERSION_CURRENT:
+    _zes_power_domain_properties_exp_version_t = 65536;
+pub const ZES_POWER_DOMAIN_PROPERTIES_EXP_VERSION_FORCE_UINT32:
+    _zes_power_domain_properties_exp_version_t = 2147483647;
+pub type _zes_power_domain_properties_exp_version_t = core::ffi::c_uint;
+pub use self::_zes_power_domain_properties_exp_version_t as zes_power_domain_properties_exp_version_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_power_domain_exp_properties_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub powerDomain: zes_power_domain_t,
+}
+impl Default for _zes_power_domain_exp_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZES_FIRMWARE_SECURITY_EXP_VERSION_1_0: _zes_firmware_security_exp_version_t = 65536;
+pub const ZES_FIRMWARE_SECURITY_EXP_VERSION_CURRENT: _zes_firmware_security_exp_version_t = 65536;
+pub const ZES_FIRMWARE_SECURITY_EXP_VERSION_FORCE_UINT32: _zes_firmware_security_exp_version_t =
+    2147483647;
+pub type _zes_firmware_security_exp_version_t = core::ffi::c_uint;
+pub use self::_zes_firmware_security_exp_version_t as zes_firmware_security_exp_version_t;
+pub const ZES_SYSMAN_DEVICE_MAPPING_EXP_VERSION_1_0: _zes_sysman_device_mapping_exp_version_t =
+    65536;
+pub const ZES_SYSMAN_DEVICE_MAPPING_EXP_VERSION_CURRENT: _zes_sysman_device_mapping_exp_version_t =
+    65536;
+pub const ZES_SYSMAN_DEVICE_MAPPING_EXP_VERSION_FORCE_UINT32:
+    _zes_sysman_device_mapping_exp_version_t = 2147483647;
+pub type _zes_sysman_device_mapping_exp_version_t = core::ffi::c_uint;
+pub use self::_zes_sysman_device_mapping_exp_version_t as zes_sysman_device_mapping_exp_version_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_subdevice_exp_properties_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub subdeviceId: u32,
+    pub uuid: zes_uuid_t,
+}
+impl Default for _zes_subdevice_exp_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ZES_VF_MANAGEMENT_EXP_VERSION_1_0: _zes_vf_management_exp_version_t = 65536;
+pub const ZES_VF_MANAGEMENT_EXP_VERSION_1_1: _zes_vf_management_exp_version_t = 65537;
+pub const ZES_VF_MANAGEMENT_EXP_VERSION_1_2: _zes_vf_management_exp_version_t = 65538;
+pub const ZES_VF_MANAGEMENT_EXP_VERSION_CURRENT: _zes_vf_management_exp_version_t = 65538;
+pub const ZES_VF_MANAGEMENT_EXP_VERSION_FORCE_UINT32: _zes_vf_management_exp_version_t = 2147483647;
+pub type _zes_vf_management_exp_version_t = core::ffi::c_uint;
+pub use self::_zes_vf_management_exp_version_t as zes_vf_management_exp_version_t;
+pub type zes_vf_info_mem_type_exp_flags_t = u32;
+pub const ZES_VF_INFO_MEM_TYPE_EXP_FLAG_MEM_TYPE_SYSTEM: _zes_vf_info_mem_type_exp_flag_t = 1;
+pub const ZES_VF_INFO_MEM_TYPE_EXP_FLAG_MEM_TYPE_DEVICE: _zes_vf_info_mem_type_exp_flag_t = 2;
+pub const ZES_VF_INFO_MEM_TYPE_EXP_FLAG_FORCE_UINT32: _zes_vf_info_mem_type_exp_flag_t = 2147483647;
+pub type _zes_vf_info_mem_type_exp_flag_t = core::ffi::c_uint;
+pub use self::_zes_vf_info_mem_type_exp_flag_t as zes_vf_info_mem_type_exp_flag_t;
+pub type zes_vf_info_util_exp_flags_t = u32;
+pub const ZES_VF_INFO_UTIL_EXP_FLAG_INFO_NONE: _zes_vf_info_util_exp_flag_t = 1;
+pub const ZES_VF_INFO_UTIL_EXP_FLAG_INFO_MEM_CPU: _zes_vf_info_util_exp_flag_t = 2;
+pub const ZES_VF_INFO_UTIL_EXP_FLAG_INFO_MEM_GPU: _zes_vf_info_util_exp_flag_t = 4;
+pub const ZES_VF_INFO_UTIL_EXP_FLAG_INFO_ENGINE: _zes_vf_info_util_exp_flag_t = 8;
+pub const ZES_VF_INFO_UTIL_EXP_FLAG_FORCE_UINT32: _zes_vf_info_util_exp_flag_t = 2147483647;
+pub type _zes_vf_info_util_exp_flag_t = core::ffi::c_uint;
+pub use self::_zes_vf_info_util_exp_flag_t as zes_vf_info_util_exp_flag_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_vf_exp_properties_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub address: zes_pci_address_t,
+    pub uuid: zes_uuid_t,
+    pub flags: zes_vf_info_util_exp_flags_t,
+}
+impl Default for _zes_vf_exp_properties_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_vf_util_mem_exp_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub memTypeFlags: zes_vf_info_mem_type_exp_flags_t,
+    pub free: u64,
+    pub size: u64,
+    pub timestamp: u64,
+}
+impl Default for _zes_vf_util_mem_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_vf_util_engine_exp_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub type_: zes_engine_group_t,
+    pub activeCounterValue: u64,
+    pub samplingCounterValue: u64,
+    pub timestamp: u64,
+}
+impl Default for _zes_vf_util_engine_exp_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_vf_exp_capabilities_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub address: zes_pci_address_t,
+    pub vfDeviceMemSize: u32,
+    pub vfID: u32,
+}
+impl Default for _zes_vf_exp_capabilities_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_vf_exp2_capabilities_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *mut core::ffi::c_void,
+    pub address: zes_pci_address_t,
+    pub vfDeviceMemSize: u64,
+    pub vfID: u32,
+}
+impl Default for _zes_vf_exp2_capabilities_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_vf_util_mem_exp2_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub vfMemLocation: zes_mem_loc_t,
+    pub vfMemUtilized: u64,
+}
+impl Default for _zes_vf_util_mem_exp2_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_vf_util_engine_exp2_t {
+    pub stype: zes_structure_type_t,
+    pub pNext: *const core::ffi::c_void,
+    pub vfEngineType: zes_engine_group_t,
+    pub activeCounterValue: u64,
+    pub samplingCounterValue: u64,
+}
+impl Default for _zes_vf_util_engine_exp2_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type zes_pfnInit_t =
+    ::core::option::Option<unsafe extern "C" fn(arg1: zes_init_flags_t) -> ze_result_t>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
-pub struct _zes_driver_dditable_t {
-    pub pfnEventListen: zes_pfnDriverEventListen_t,
-    pub pfnEventListenEx: zes_pfnDriverEventListenEx_t,
+pub struct _zes_global_dditable_t {
+    pub pfnInit: zes_pfnInit_t,
 }
-pub type zes_driver_dditable_t = _zes_driver_dditable_t;
-pub type zes_pfnGetDriverProcAddrTable_t = ::core::option::Option<
-    unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut zes_driver_dditable_t) -> ze_result_t,
+pub type zes_global_dditable_t = _zes_global_dditable_t;
+pub type zes_pfnGetGlobalProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut zes_global_dditable_t) -> ze_result_t,
 >;
 pub type zes_pfnDeviceGetProperties_t = ::core::option::Option<
     unsafe extern "C" fn(
@@ -9506,6 +12369,51 @@ pub type zes_pfnDeviceSetEccState_t = ::core::option::Option<
         arg3: *mut zes_device_ecc_properties_t,
     ) -> ze_result_t,
 >;
+pub type zes_pfnDeviceGet_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_driver_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zes_device_handle_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnDeviceSetOverclockWaiver_t =
+    ::core::option::Option<unsafe extern "C" fn(arg1: zes_device_handle_t) -> ze_result_t>;
+pub type zes_pfnDeviceGetOverclockDomains_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: zes_device_handle_t, arg2: *mut u32) -> ze_result_t,
+>;
+pub type zes_pfnDeviceGetOverclockControls_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_device_handle_t,
+        arg2: zes_overclock_domain_t,
+        arg3: *mut u32,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnDeviceResetOverclockSettings_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: zes_device_handle_t, arg2: ze_bool_t) -> ze_result_t,
+>;
+pub type zes_pfnDeviceReadOverclockState_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_device_handle_t,
+        arg2: *mut zes_overclock_mode_t,
+        arg3: *mut ze_bool_t,
+        arg4: *mut ze_bool_t,
+        arg5: *mut zes_pending_action_t,
+        arg6: *mut ze_bool_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnDeviceEnumOverclockDomains_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_device_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zes_overclock_handle_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnDeviceResetExt_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_device_handle_t,
+        arg2: *mut zes_reset_properties_t,
+    ) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _zes_device_dditable_t {
@@ -9538,10 +12446,207 @@ pub struct _zes_device_dditable_t {
     pub pfnEccConfigurable: zes_pfnDeviceEccConfigurable_t,
     pub pfnGetEccState: zes_pfnDeviceGetEccState_t,
     pub pfnSetEccState: zes_pfnDeviceSetEccState_t,
+    pub pfnGet: zes_pfnDeviceGet_t,
+    pub pfnSetOverclockWaiver: zes_pfnDeviceSetOverclockWaiver_t,
+    pub pfnGetOverclockDomains: zes_pfnDeviceGetOverclockDomains_t,
+    pub pfnGetOverclockControls: zes_pfnDeviceGetOverclockControls_t,
+    pub pfnResetOverclockSettings: zes_pfnDeviceResetOverclockSettings_t,
+    pub pfnReadOverclockState: zes_pfnDeviceReadOverclockState_t,
+    pub pfnEnumOverclockDomains: zes_pfnDeviceEnumOverclockDomains_t,
+    pub pfnResetExt: zes_pfnDeviceResetExt_t,
 }
 pub type zes_device_dditable_t = _zes_device_dditable_t;
 pub type zes_pfnGetDeviceProcAddrTable_t = ::core::option::Option<
     unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut zes_device_dditable_t) -> ze_result_t,
+>;
+pub type zes_pfnDeviceGetSubDevicePropertiesExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_device_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zes_subdevice_exp_properties_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnDeviceEnumActiveVFExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_device_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zes_vf_handle_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnDeviceEnumEnabledVFExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_device_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zes_vf_handle_t,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zes_device_exp_dditable_t {
+    pub pfnGetSubDevicePropertiesExp: zes_pfnDeviceGetSubDevicePropertiesExp_t,
+    pub pfnEnumActiveVFExp: zes_pfnDeviceEnumActiveVFExp_t,
+    pub pfnEnumEnabledVFExp: zes_pfnDeviceEnumEnabledVFExp_t,
+}
+pub type zes_device_exp_dditable_t = _zes_device_exp_dditable_t;
+pub type zes_pfnGetDeviceExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut zes_device_exp_dditable_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnDriverEventListen_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_driver_handle_t,
+        arg2: u32,
+        arg3: u32,
+        arg4: *mut zes_device_handle_t,
+        arg5: *mut u32,
+        arg6: *mut zes_event_type_flags_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnDriverEventListenEx_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_driver_handle_t,
+        arg2: u64,
+        arg3: u32,
+        arg4: *mut zes_device_handle_t,
+        arg5: *mut u32,
+        arg6: *mut zes_event_type_flags_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnDriverGet_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: *mut u32, arg2: *mut zes_driver_handle_t) -> ze_result_t,
+>;
+pub type zes_pfnDriverGetExtensionProperties_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_driver_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zes_driver_extension_properties_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnDriverGetExtensionFunctionAddress_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_driver_handle_t,
+        arg2: *const core::ffi::c_char,
+        arg3: *mut *mut core::ffi::c_void,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zes_driver_dditable_t {
+    pub pfnEventListen: zes_pfnDriverEventListen_t,
+    pub pfnEventListenEx: zes_pfnDriverEventListenEx_t,
+    pub pfnGet: zes_pfnDriverGet_t,
+    pub pfnGetExtensionProperties: zes_pfnDriverGetExtensionProperties_t,
+    pub pfnGetExtensionFunctionAddress: zes_pfnDriverGetExtensionFunctionAddress_t,
+}
+pub type zes_driver_dditable_t = _zes_driver_dditable_t;
+pub type zes_pfnGetDriverProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut zes_driver_dditable_t) -> ze_result_t,
+>;
+pub type zes_pfnDriverGetDeviceByUuidExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_driver_handle_t,
+        arg2: zes_uuid_t,
+        arg3: *mut zes_device_handle_t,
+        arg4: *mut ze_bool_t,
+        arg5: *mut u32,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zes_driver_exp_dditable_t {
+    pub pfnGetDeviceByUuidExp: zes_pfnDriverGetDeviceByUuidExp_t,
+}
+pub type zes_driver_exp_dditable_t = _zes_driver_exp_dditable_t;
+pub type zes_pfnGetDriverExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut zes_driver_exp_dditable_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnOverclockGetDomainProperties_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_overclock_handle_t,
+        arg2: *mut zes_overclock_properties_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnOverclockGetDomainVFProperties_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: zes_overclock_handle_t, arg2: *mut zes_vf_property_t) -> ze_result_t,
+>;
+pub type zes_pfnOverclockGetDomainControlProperties_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_overclock_handle_t,
+        arg2: zes_overclock_control_t,
+        arg3: *mut zes_control_property_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnOverclockGetControlCurrentValue_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_overclock_handle_t,
+        arg2: zes_overclock_control_t,
+        arg3: *mut f64,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnOverclockGetControlPendingValue_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_overclock_handle_t,
+        arg2: zes_overclock_control_t,
+        arg3: *mut f64,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnOverclockSetControlUserValue_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_overclock_handle_t,
+        arg2: zes_overclock_control_t,
+        arg3: f64,
+        arg4: *mut zes_pending_action_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnOverclockGetControlState_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_overclock_handle_t,
+        arg2: zes_overclock_control_t,
+        arg3: *mut zes_control_state_t,
+        arg4: *mut zes_pending_action_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnOverclockGetVFPointValues_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_overclock_handle_t,
+        arg2: zes_vf_type_t,
+        arg3: zes_vf_array_type_t,
+        arg4: u32,
+        arg5: *mut u32,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnOverclockSetVFPointValues_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_overclock_handle_t,
+        arg2: zes_vf_type_t,
+        arg3: u32,
+        arg4: u32,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zes_overclock_dditable_t {
+    pub pfnGetDomainProperties: zes_pfnOverclockGetDomainProperties_t,
+    pub pfnGetDomainVFProperties: zes_pfnOverclockGetDomainVFProperties_t,
+    pub pfnGetDomainControlProperties: zes_pfnOverclockGetDomainControlProperties_t,
+    pub pfnGetControlCurrentValue: zes_pfnOverclockGetControlCurrentValue_t,
+    pub pfnGetControlPendingValue: zes_pfnOverclockGetControlPendingValue_t,
+    pub pfnSetControlUserValue: zes_pfnOverclockSetControlUserValue_t,
+    pub pfnGetControlState: zes_pfnOverclockGetControlState_t,
+    pub pfnGetVFPointValues: zes_pfnOverclockGetVFPointValues_t,
+    pub pfnSetVFPointValues: zes_pfnOverclockSetVFPointValues_t,
+}
+pub type zes_overclock_dditable_t = _zes_overclock_dditable_t;
+pub type zes_pfnGetOverclockProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut zes_overclock_dditable_t,
+    ) -> ze_result_t,
 >;
 pub type zes_pfnSchedulerGetProperties_t = ::core::option::Option<
     unsafe extern "C" fn(
@@ -9775,11 +12880,19 @@ pub type zes_pfnEngineGetProperties_t = ::core::option::Option<
 pub type zes_pfnEngineGetActivity_t = ::core::option::Option<
     unsafe extern "C" fn(arg1: zes_engine_handle_t, arg2: *mut zes_engine_stats_t) -> ze_result_t,
 >;
+pub type zes_pfnEngineGetActivityExt_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_engine_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zes_engine_stats_t,
+    ) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _zes_engine_dditable_t {
     pub pfnGetProperties: zes_pfnEngineGetProperties_t,
     pub pfnGetActivity: zes_pfnEngineGetActivity_t,
+    pub pfnGetActivityExt: zes_pfnEngineGetActivityExt_t,
 }
 pub type zes_engine_dditable_t = _zes_engine_dditable_t;
 pub type zes_pfnGetEngineProcAddrTable_t = ::core::option::Option<
@@ -9824,15 +12937,45 @@ pub type zes_pfnFirmwareFlash_t = ::core::option::Option<
         arg3: u32,
     ) -> ze_result_t,
 >;
+pub type zes_pfnFirmwareGetFlashProgress_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: zes_firmware_handle_t, arg2: *mut u32) -> ze_result_t,
+>;
+pub type zes_pfnFirmwareGetConsoleLogs_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_firmware_handle_t,
+        arg2: *mut usize,
+        arg3: *mut core::ffi::c_char,
+    ) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _zes_firmware_dditable_t {
     pub pfnGetProperties: zes_pfnFirmwareGetProperties_t,
     pub pfnFlash: zes_pfnFirmwareFlash_t,
+    pub pfnGetFlashProgress: zes_pfnFirmwareGetFlashProgress_t,
+    pub pfnGetConsoleLogs: zes_pfnFirmwareGetConsoleLogs_t,
 }
 pub type zes_firmware_dditable_t = _zes_firmware_dditable_t;
 pub type zes_pfnGetFirmwareProcAddrTable_t = ::core::option::Option<
     unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut zes_firmware_dditable_t) -> ze_result_t,
+>;
+pub type zes_pfnFirmwareGetSecurityVersionExp_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: zes_firmware_handle_t, arg2: *mut core::ffi::c_char) -> ze_result_t,
+>;
+pub type zes_pfnFirmwareSetSecurityVersionExp_t =
+    ::core::option::Option<unsafe extern "C" fn(arg1: zes_firmware_handle_t) -> ze_result_t>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zes_firmware_exp_dditable_t {
+    pub pfnGetSecurityVersionExp: zes_pfnFirmwareGetSecurityVersionExp_t,
+    pub pfnSetSecurityVersionExp: zes_pfnFirmwareSetSecurityVersionExp_t,
+}
+pub type zes_firmware_exp_dditable_t = _zes_firmware_exp_dditable_t;
+pub type zes_pfnGetFirmwareExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut zes_firmware_exp_dditable_t,
+    ) -> ze_result_t,
 >;
 pub type zes_pfnMemoryGetProperties_t = ::core::option::Option<
     unsafe extern "C" fn(arg1: zes_mem_handle_t, arg2: *mut zes_mem_properties_t) -> ze_result_t,
@@ -9890,6 +13033,20 @@ pub type zes_pfnFabricPortGetThroughput_t = ::core::option::Option<
         arg2: *mut zes_fabric_port_throughput_t,
     ) -> ze_result_t,
 >;
+pub type zes_pfnFabricPortGetFabricErrorCounters_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_fabric_port_handle_t,
+        arg2: *mut zes_fabric_port_error_counters_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnFabricPortGetMultiPortThroughput_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_device_handle_t,
+        arg2: u32,
+        arg3: *mut zes_fabric_port_handle_t,
+        arg4: *mut *mut zes_fabric_port_throughput_t,
+    ) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _zes_fabric_port_dditable_t {
@@ -9899,6 +13056,8 @@ pub struct _zes_fabric_port_dditable_t {
     pub pfnSetConfig: zes_pfnFabricPortSetConfig_t,
     pub pfnGetState: zes_pfnFabricPortGetState_t,
     pub pfnGetThroughput: zes_pfnFabricPortGetThroughput_t,
+    pub pfnGetFabricErrorCounters: zes_pfnFabricPortGetFabricErrorCounters_t,
+    pub pfnGetMultiPortThroughput: zes_pfnFabricPortGetMultiPortThroughput_t,
 }
 pub type zes_fabric_port_dditable_t = _zes_fabric_port_dditable_t;
 pub type zes_pfnGetFabricPortProcAddrTable_t = ::core::option::Option<
@@ -10037,6 +13196,26 @@ pub type zes_ras_dditable_t = _zes_ras_dditable_t;
 pub type zes_pfnGetRasProcAddrTable_t = ::core::option::Option<
     unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut zes_ras_dditable_t) -> ze_result_t,
 >;
+pub type zes_pfnRasGetStateExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_ras_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zes_ras_state_exp_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnRasClearStateExp_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: zes_ras_handle_t, arg2: zes_ras_error_category_exp_t) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zes_ras_exp_dditable_t {
+    pub pfnGetStateExp: zes_pfnRasGetStateExp_t,
+    pub pfnClearStateExp: zes_pfnRasClearStateExp_t,
+}
+pub type zes_ras_exp_dditable_t = _zes_ras_exp_dditable_t;
+pub type zes_pfnGetRasExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: ze_api_version_t, arg2: *mut zes_ras_exp_dditable_t) -> ze_result_t,
+>;
 pub type zes_pfnDiagnosticsGetProperties_t = ::core::option::Option<
     unsafe extern "C" fn(arg1: zes_diag_handle_t, arg2: *mut zes_diag_properties_t) -> ze_result_t,
 >;
@@ -10069,11 +13248,93 @@ pub type zes_pfnGetDiagnosticsProcAddrTable_t = ::core::option::Option<
         arg2: *mut zes_diagnostics_dditable_t,
     ) -> ze_result_t,
 >;
+pub type zes_pfnVFManagementGetVFPropertiesExp_t = ::core::option::Option<
+    unsafe extern "C" fn(arg1: zes_vf_handle_t, arg2: *mut zes_vf_exp_properties_t) -> ze_result_t,
+>;
+pub type zes_pfnVFManagementGetVFMemoryUtilizationExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_vf_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zes_vf_util_mem_exp_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnVFManagementGetVFEngineUtilizationExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_vf_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zes_vf_util_engine_exp_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnVFManagementSetVFTelemetryModeExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_vf_handle_t,
+        arg2: zes_vf_info_util_exp_flags_t,
+        arg3: ze_bool_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnVFManagementSetVFTelemetrySamplingIntervalExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_vf_handle_t,
+        arg2: zes_vf_info_util_exp_flags_t,
+        arg3: u64,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnVFManagementGetVFCapabilitiesExp_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_vf_handle_t,
+        arg2: *mut zes_vf_exp_capabilities_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnVFManagementGetVFMemoryUtilizationExp2_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_vf_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zes_vf_util_mem_exp2_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnVFManagementGetVFEngineUtilizationExp2_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_vf_handle_t,
+        arg2: *mut u32,
+        arg3: *mut zes_vf_util_engine_exp2_t,
+    ) -> ze_result_t,
+>;
+pub type zes_pfnVFManagementGetVFCapabilitiesExp2_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: zes_vf_handle_t,
+        arg2: *mut zes_vf_exp2_capabilities_t,
+    ) -> ze_result_t,
+>;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zes_vf_management_exp_dditable_t {
+    pub pfnGetVFPropertiesExp: zes_pfnVFManagementGetVFPropertiesExp_t,
+    pub pfnGetVFMemoryUtilizationExp: zes_pfnVFManagementGetVFMemoryUtilizationExp_t,
+    pub pfnGetVFEngineUtilizationExp: zes_pfnVFManagementGetVFEngineUtilizationExp_t,
+    pub pfnSetVFTelemetryModeExp: zes_pfnVFManagementSetVFTelemetryModeExp_t,
+    pub pfnSetVFTelemetrySamplingIntervalExp:
+        zes_pfnVFManagementSetVFTelemetrySamplingIntervalExp_t,
+    pub pfnGetVFCapabilitiesExp: zes_pfnVFManagementGetVFCapabilitiesExp_t,
+    pub pfnGetVFMemoryUtilizationExp2: zes_pfnVFManagementGetVFMemoryUtilizationExp2_t,
+    pub pfnGetVFEngineUtilizationExp2: zes_pfnVFManagementGetVFEngineUtilizationExp2_t,
+    pub pfnGetVFCapabilitiesExp2: zes_pfnVFManagementGetVFCapabilitiesExp2_t,
+}
+pub type zes_vf_management_exp_dditable_t = _zes_vf_management_exp_dditable_t;
+pub type zes_pfnGetVFManagementExpProcAddrTable_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: ze_api_version_t,
+        arg2: *mut zes_vf_management_exp_dditable_t,
+    ) -> ze_result_t,
+>;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _zes_dditable_t {
-    pub Driver: zes_driver_dditable_t,
+    pub Global: zes_global_dditable_t,
     pub Device: zes_device_dditable_t,
+    pub DeviceExp: zes_device_exp_dditable_t,
+    pub Driver: zes_driver_dditable_t,
+    pub DriverExp: zes_driver_exp_dditable_t,
+    pub Overclock: zes_overclock_dditable_t,
     pub Scheduler: zes_scheduler_dditable_t,
     pub PerformanceFactor: zes_performance_factor_dditable_t,
     pub Power: zes_power_dditable_t,
@@ -10081,6 +13342,7 @@ pub struct _zes_dditable_t {
     pub Engine: zes_engine_dditable_t,
     pub Standby: zes_standby_dditable_t,
     pub Firmware: zes_firmware_dditable_t,
+    pub FirmwareExp: zes_firmware_exp_dditable_t,
     pub Memory: zes_memory_dditable_t,
     pub FabricPort: zes_fabric_port_dditable_t,
     pub Temperature: zes_temperature_dditable_t,
@@ -10088,6 +13350,89 @@ pub struct _zes_dditable_t {
     pub Fan: zes_fan_dditable_t,
     pub Led: zes_led_dditable_t,
     pub Ras: zes_ras_dditable_t,
+    pub RasExp: zes_ras_exp_dditable_t,
     pub Diagnostics: zes_diagnostics_dditable_t,
+    pub VFManagementExp: zes_vf_management_exp_dditable_t,
 }
 pub type zes_dditable_t = _zes_dditable_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _zes_dditable_driver_t {
+    pub version: ze_api_version_t,
+    pub isValidFlag: u8,
+    pub Global: *mut zes_global_dditable_t,
+    pub Device: *mut zes_device_dditable_t,
+    pub DeviceExp: *mut zes_device_exp_dditable_t,
+    pub Driver: *mut zes_driver_dditable_t,
+    pub DriverExp: *mut zes_driver_exp_dditable_t,
+    pub Overclock: *mut zes_overclock_dditable_t,
+    pub Scheduler: *mut zes_scheduler_dditable_t,
+    pub PerformanceFactor: *mut zes_performance_factor_dditable_t,
+    pub Power: *mut zes_power_dditable_t,
+    pub Frequency: *mut zes_frequency_dditable_t,
+    pub Engine: *mut zes_engine_dditable_t,
+    pub Standby: *mut zes_standby_dditable_t,
+    pub Firmware: *mut zes_firmware_dditable_t,
+    pub FirmwareExp: *mut zes_firmware_exp_dditable_t,
+    pub Memory: *mut zes_memory_dditable_t,
+    pub FabricPort: *mut zes_fabric_port_dditable_t,
+    pub Temperature: *mut zes_temperature_dditable_t,
+    pub Psu: *mut zes_psu_dditable_t,
+    pub Fan: *mut zes_fan_dditable_t,
+    pub Led: *mut zes_led_dditable_t,
+    pub Ras: *mut zes_ras_dditable_t,
+    pub RasExp: *mut zes_ras_exp_dditable_t,
+    pub Diagnostics: *mut zes_diagnostics_dditable_t,
+    pub VFManagementExp: *mut zes_vf_management_exp_dditable_t,
+}
+impl Default for _zes_dditable_driver_t {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type zes_dditable_driver_t = _zes_dditable_driver_t;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _zel_version {
+    pub major: core::ffi::c_int,
+    pub minor: core::ffi::c_int,
+    pub patch: core::ffi::c_int,
+}
+pub type zel_version_t = _zel_version;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct zel_component_version {
+    pub component_name: [core::ffi::c_char; 64usize],
+    pub spec_version: ze_api_version_t,
+    pub component_lib_version: zel_version_t,
+}
+impl Default for zel_component_version {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type zel_component_version_t = zel_component_version;
+pub const ZEL_HANDLE_DRIVER: _zel_handle_type_t = 0;
+pub const ZEL_HANDLE_DEVICE: _zel_handle_type_t = 1;
+pub const ZEL_HANDLE_CONTEXT: _zel_handle_type_t = 2;
+pub const ZEL_HANDLE_COMMAND_QUEUE: _zel_handle_type_t = 3;
+pub const ZEL_HANDLE_COMMAND_LIST: _zel_handle_type_t = 4;
+pub const ZEL_HANDLE_FENCE: _zel_handle_type_t = 5;
+pub const ZEL_HANDLE_EVENT_POOL: _zel_handle_type_t = 6;
+pub const ZEL_HANDLE_EVENT: _zel_handle_type_t = 7;
+pub const ZEL_HANDLE_IMAGE: _zel_handle_type_t = 8;
+pub const ZEL_HANDLE_MODULE: _zel_handle_type_t = 9;
+pub const ZEL_HANDLE_MODULE_BUILD_LOG: _zel_handle_type_t = 10;
+pub const ZEL_HANDLE_KERNEL: _zel_handle_type_t = 11;
+pub const ZEL_HANDLE_SAMPLER: _zel_handle_type_t = 12;
+pub const ZEL_HANDLE_PHYSICAL_MEM: _zel_handle_type_t = 13;
+pub type _zel_handle_type_t = core::ffi::c_uint;
+pub use self::_zel_handle_type_t as zel_handle_type_t;

@@ -44,6 +44,14 @@ pub fn unknown_handle<H>(kind: &str, handle: *mut H) -> ze_result_t {
     ZE_RESULT_ERROR_INVALID_ARGUMENT
 }
 
+/// The error for a structure chained on `pNext` whose type this driver does
+/// not know, or does not take in that place: never ignored, since the caller
+/// asked for something this driver would not do.
+pub fn unknown_stype(stype: ze_structure_type_t) -> ze_result_t {
+    misuse(format_args!("pNext chains a structure of unknown or misplaced type {stype:#x}"));
+    ZE_RESULT_ERROR_UNSUPPORTED_ENUMERATION
+}
+
 /// Flags with bits above `highest` set are `ZE_RESULT_ERROR_INVALID_ENUMERATION`
 /// (the spec's "`0x7 < desc->flags`" checks).
 pub fn check_flags(flags: u32, highest: u32) -> ZeResult {

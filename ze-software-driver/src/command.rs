@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::event::Event;
+use crate::sync::Flag;
 
 /// One appended command: wait for `wait`, do `action`, then signal `signal`.
 /// Workers run commands in order, so every command also waits for the ones
@@ -19,6 +20,7 @@ pub struct Command {
 pub enum Action {
     /// Barriers, signals and waits: only the events matter.
     Nothing,
+    /// Never of a counter-based event: the append refuses those.
     ResetEvent(Arc<Event>),
     /// Addresses as integers: they belong to the application, which keeps
     /// them valid until the command has run.
@@ -34,16 +36,39 @@ pub enum Action {
     },
 }
 
+/// A command handed to a worker, its events bound to the states they have
+/// at submission (a counter-based event changes state with every submission
+/// that signals it).
+pub struct Submitted {
+    wait: Vec<Arc<Flag>>,
+    action: Action,
+    signal: Option<Arc<Flag>>,
+}
+
 impl Command {
+    /// Binds the command's events for a submission now: appended to an
+    /// immediate list, or executed from a regular list. Commands of one
+    /// submission are bound in order, so a later one waits on what an earlier
+    /// one signals.
+    pub fn submit(&self) -> Submitted {
+        Submitted {
+            wait: self.wait.iter().map(|event| event.state()).collect(),
+            action: self.action.clone(),
+            signal: self.signal.as_ref().map(|event| event.arm()),
+        }
+    }
+}
+
+impl Submitted {
     /// Runs the command on a worker; returns early, without acting or
     /// signalling, if the worker is asked to stop while waiting.
     pub fn run(self, stop: &AtomicBool) {
-        if !self.wait.iter().all(|event| event.wait_unless_stopped(stop)) {
+        if !self.wait.iter().all(|state| state.wait_unless_stopped(stop)) {
             return;
         }
         match self.action {
             Action::Nothing => {}
-            Action::ResetEvent(event) => event.reset(),
+            Action::ResetEvent(event) => event.state().set(false),
             Action::Copy { destination, source, size } => {
                 // SAFETY: the application keeps both ranges valid for `size`
                 // bytes until the command has run (zeCommandListAppendMemoryCopy);
@@ -59,8 +84,8 @@ impl Command {
                 }
             }
         }
-        if let Some(event) = self.signal {
-            event.signal();
+        if let Some(state) = self.signal {
+            state.set(true);
         }
     }
 }

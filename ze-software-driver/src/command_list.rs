@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use level_zero_sys::*;
 
-use crate::api::{check_flags, entry, misuse, ZeResult};
-use crate::command::{Action, Command};
+use crate::api::{check_flags, entry, misuse, ready, ZeResult};
+use crate::command::{Action, Command, Submitted};
 use crate::context::{Context, CONTEXTS};
 use crate::device::{self, MAX_FILL_PATTERN_SIZE};
 use crate::event::{self, EVENTS};
 use crate::executor::{Executor, Job};
 use crate::ffi::{input, output};
+use crate::intel;
 use crate::knobs::knobs;
 use crate::queue;
 use crate::registry::{Owned, Registry};
@@ -21,11 +22,16 @@ use crate::sync::lock;
 
 const LIST_FLAGS: u32 = ZE_COMMAND_LIST_FLAG_RELAXED_ORDERING
     | ZE_COMMAND_LIST_FLAG_MAXIMIZE_THROUGHPUT
-    | ZE_COMMAND_LIST_FLAG_EXPLICIT_ONLY;
+    | ZE_COMMAND_LIST_FLAG_EXPLICIT_ONLY
+    | ZE_COMMAND_LIST_FLAG_IN_ORDER;
 
 pub struct CommandList {
     context: Arc<Context>,
     kind: Kind,
+    /// Created in order (`ZE_COMMAND_LIST_FLAG_IN_ORDER`, or
+    /// `ZE_COMMAND_QUEUE_FLAG_IN_ORDER` for an immediate list): what a
+    /// counter-based signal event needs. Every list runs in order here.
+    in_order: bool,
     /// Set while a thread appends, closes or resets: the spec forbids two
     /// threads doing so at once, and the second one is told so.
     in_use: AtomicBool,
@@ -91,7 +97,7 @@ impl CommandList {
                 recording.commands.push(command);
             }
             Kind::Immediate { executor, synchronous } => {
-                executor.submit([Job::Command(command)]);
+                executor.submit([Job::Command(command.submit())]);
                 if *synchronous {
                     executor.wait_idle(u64::MAX);
                 }
@@ -114,11 +120,19 @@ impl CommandList {
         let signal = event::lookup_optional(signal)?;
         // SAFETY: forwarded from this function's contract.
         let wait = unsafe { event::lookup_waits(wait_count, waits) }?;
-        self.append(Command { wait, action, signal })
+        self.append_signalling(Command { wait, action, signal })
     }
 
-    /// The commands a queue is to run: those of a closed regular list.
-    pub fn recorded(&self) -> ZeResult<Vec<Command>> {
+    /// Appends a command after checking that this list may signal its event.
+    fn append_signalling(&self, command: Command) -> ZeResult {
+        if let Some(event) = &command.signal {
+            event.check_signal_from(matches!(self.kind, Kind::Immediate { .. }), self.in_order)?;
+        }
+        self.append(command)
+    }
+
+    /// Submits the commands of a closed regular list, for a queue to run.
+    pub fn submit_recorded(&self) -> ZeResult<Vec<Submitted>> {
         let Kind::Regular(recording) = &self.kind else {
             return Err(ZE_RESULT_ERROR_INVALID_COMMAND_LIST_TYPE);
         };
@@ -127,7 +141,7 @@ impl CommandList {
             misuse(format_args!("executing a command list that is not closed"));
             return Err(ZE_RESULT_ERROR_INVALID_ARGUMENT);
         }
-        Ok(recording.commands.clone())
+        Ok(recording.commands.iter().map(Command::submit).collect())
     }
 }
 
@@ -135,13 +149,14 @@ impl CommandList {
 /// `ZE_SOFTWARE_DRIVER_FAIL_COMMAND_LIST_CREATE_EVERY` fails this creation.
 fn register(
     context: Arc<Context>,
+    in_order: bool,
     kind: impl FnOnce(&Arc<Context>) -> ZeResult<Kind>,
 ) -> ZeResult<ze_command_list_handle_t> {
     if knobs().fail_command_list_create.fails_now() {
         return Err(ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY);
     }
     let kind = kind(&context)?;
-    Ok(COMMAND_LISTS.insert(CommandList { context, kind, in_use: AtomicBool::new(false) }))
+    Ok(COMMAND_LISTS.insert(CommandList { context, kind, in_order, in_use: AtomicBool::new(false) }))
 }
 
 pub unsafe extern "C" fn create(
@@ -155,11 +170,14 @@ pub unsafe extern "C" fn create(
         device::lookup(device)?;
         // SAFETY: application pointers, valid per the API contract.
         let (desc, list) = unsafe { (input(desc)?, output(list)?) };
+        // SAFETY: the chain of an application input, valid per the API contract.
+        unsafe { intel::check_queue_chain(desc.pNext) }?;
         check_flags(desc.flags, LIST_FLAGS)?;
         if desc.commandQueueGroupOrdinal != 0 {
             return Err(ZE_RESULT_ERROR_INVALID_ARGUMENT);
         }
-        *list = register(context, |_| Ok(Kind::Regular(Mutex::default())))?;
+        let in_order = desc.flags & ZE_COMMAND_LIST_FLAG_IN_ORDER != 0;
+        *list = register(context, in_order, |_| Ok(Kind::Regular(Mutex::default())))?;
         Ok(())
     })
 }
@@ -175,8 +193,8 @@ pub unsafe extern "C" fn create_immediate(
         device::lookup(device)?;
         // SAFETY: application pointers, valid per the API contract.
         let (desc, list) = unsafe { (input(desc)?, output(list)?) };
-        let synchronous = queue::check_desc(desc)?;
-        *list = register(context, |context| {
+        let queue::Mode { synchronous, in_order } = queue::check_desc(desc)?;
+        *list = register(context, in_order, |context| {
             Ok(Kind::Immediate { executor: Executor::start(Arc::clone(context))?, synchronous })
         })?;
         Ok(())
@@ -279,7 +297,7 @@ pub unsafe extern "C" fn append_signal_event(list: ze_command_list_handle_t, eve
     entry("zeCommandListAppendSignalEvent", || {
         let list = COMMAND_LISTS.get(list)?;
         let signal = Some(EVENTS.get(event)?);
-        list.append(Command { wait: Vec::new(), action: Action::Nothing, signal })
+        list.append_signalling(Command { wait: Vec::new(), action: Action::Nothing, signal })
     })
 }
 
@@ -302,7 +320,21 @@ pub unsafe extern "C" fn append_wait_on_events(
 pub unsafe extern "C" fn append_event_reset(list: ze_command_list_handle_t, event: ze_event_handle_t) -> ze_result_t {
     entry("zeCommandListAppendEventReset", || {
         let list = COMMAND_LISTS.get(list)?;
-        let action = Action::ResetEvent(EVENTS.get(event)?);
-        list.append(Command { wait: Vec::new(), action, signal: None })
+        let event = EVENTS.get(event)?;
+        event.check_resettable()?;
+        list.append(Command { wait: Vec::new(), action: Action::ResetEvent(event), signal: None })
+    })
+}
+
+/// Waits on the host until the commands appended to an immediate list so far
+/// have run; regular lists are run by queues, which have their own.
+pub unsafe extern "C" fn host_synchronize(list: ze_command_list_handle_t, timeout_ns: u64) -> ze_result_t {
+    entry("zeCommandListHostSynchronize", || {
+        let list = COMMAND_LISTS.get(list)?;
+        let Kind::Immediate { executor, .. } = &list.kind else {
+            misuse(format_args!("host synchronization of a regular command list"));
+            return Err(ZE_RESULT_ERROR_INVALID_ARGUMENT);
+        };
+        ready(executor.wait_idle(timeout_ns))
     })
 }

@@ -7,7 +7,7 @@ use level_zero_sys::*;
 use crate::api::{check_flags, entry, ZeResult};
 use crate::device;
 use crate::driver;
-use crate::ffi::{handles, input, output};
+use crate::ffi::{handles, input, output, unchained};
 use crate::leaks;
 use crate::registry::Registry;
 
@@ -53,6 +53,8 @@ unsafe fn create_context(
     driver::lookup(driver)?;
     // SAFETY: forwarded from this function's contract.
     let (desc, context) = unsafe { (input(desc)?, output(context)?) };
+    // SAFETY: the chain of an application input, valid per the API contract.
+    unsafe { unchained(desc.pNext) }?;
     check_flags(desc.flags, ZE_CONTEXT_FLAG_TBD)?;
     if devices.is_null() && device_count > 0 {
         return Err(ZE_RESULT_ERROR_INVALID_SIZE);

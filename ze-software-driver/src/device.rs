@@ -4,9 +4,9 @@ use std::sync::OnceLock;
 
 use level_zero_sys::*;
 
-use crate::api::{entry, unknown_handle, ZeResult};
+use crate::api::{entry, unknown_handle, unknown_stype, ZeResult};
 use crate::driver;
-use crate::ffi::{counted, output, write_c_string};
+use crate::ffi::{chain, counted, output, unchained, write_c_string};
 use crate::knobs::knobs;
 
 /// The largest pattern `zeCommandListAppendMemoryFill` takes.
@@ -82,6 +82,65 @@ pub unsafe extern "C" fn get_properties(
         properties.uuid.id[12..].copy_from_slice(&device.index.to_le_bytes());
         let name = format!("Level Zero software driver device {}", device.index);
         write_c_string(&mut properties.name, name.as_bytes());
+        // SAFETY: the chain of an application output, valid per the API contract.
+        for (stype, extension) in unsafe { chain(properties.pNext) } {
+            match stype {
+                ZE_STRUCTURE_TYPE_DEVICE_IP_VERSION_EXT => {
+                    // SAFETY: this stype says the struct is a ze_device_ip_version_ext_t, writable as an output.
+                    unsafe { (*extension.cast::<ze_device_ip_version_ext_t>()).ipVersion = knobs().ip_version };
+                }
+                other => return Err(unknown_stype(other)),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Devices here have no sub-devices.
+pub unsafe extern "C" fn get_sub_devices(
+    device: ze_device_handle_t,
+    count: *mut u32,
+    sub_devices: *mut ze_device_handle_t,
+) -> ze_result_t {
+    entry("zeDeviceGetSubDevices", || {
+        lookup(device)?;
+        // SAFETY: application count and array, valid per the API contract.
+        unsafe { counted(count, sub_devices, 0, |_, _| {}) }
+    })
+}
+
+/// Every device is a root device: its root device is null.
+pub unsafe extern "C" fn get_root_device(device: ze_device_handle_t, root: *mut ze_device_handle_t) -> ze_result_t {
+    entry("zeDeviceGetRootDevice", || {
+        lookup(device)?;
+        // SAFETY: application pointer, valid per the API contract.
+        *unsafe { output(root) }? = std::ptr::null_mut();
+        Ok(())
+    })
+}
+
+/// All memory is the host's, so the host and every device read, write and
+/// update it atomically, concurrently, whoever allocated it.
+pub unsafe extern "C" fn get_memory_access_properties(
+    device: ze_device_handle_t,
+    properties: *mut ze_device_memory_access_properties_t,
+) -> ze_result_t {
+    entry("zeDeviceGetMemoryAccessProperties", || {
+        lookup(device)?;
+        // SAFETY: application pointer, valid per the API contract.
+        let properties = unsafe { output(properties) }?;
+        // SAFETY: the chain of an application output, valid per the API contract.
+        unsafe { unchained(properties.pNext) }?;
+        let all = ZE_MEMORY_ACCESS_CAP_FLAG_RW
+            | ZE_MEMORY_ACCESS_CAP_FLAG_ATOMIC
+            | ZE_MEMORY_ACCESS_CAP_FLAG_CONCURRENT
+            | ZE_MEMORY_ACCESS_CAP_FLAG_CONCURRENT_ATOMIC;
+        properties.hostAllocCapabilities = all;
+        properties.deviceAllocCapabilities = all;
+        properties.sharedSingleDeviceAllocCapabilities = all;
+        properties.sharedCrossDeviceAllocCapabilities = all;
+        // System allocations (plain malloc) are not device memory here.
+        properties.sharedSystemAllocCapabilities = 0;
         Ok(())
     })
 }

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use level_zero_sys::*;
 
-use crate::api::{check_flags, entry, unknown_handle, ZeResult};
-use crate::ffi::{counted, input, output, write_c_string};
+use crate::api::{check_flags, entry, unknown_handle, unknown_stype, ZeResult};
+use crate::ffi::{chain, counted, input, output, unchained, write_c_string};
+use crate::getters;
 use crate::knobs::knobs;
 use crate::live_objects;
 
@@ -21,7 +22,12 @@ static DRIVER: Driver = Driver { uuid: *b"ze-software-drv\0" };
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 
 /// The extensions `zeDriverGetExtensionProperties` lists, as (name, version).
-const EXTENSIONS: [(&[u8], u32); 1] = [(ZE_MEMORY_FREE_POLICIES_EXT_NAME, ZE_MEMORY_FREE_POLICIES_EXT_VERSION_CURRENT)];
+const EXTENSIONS: [(&[u8], u32); 4] = [
+    (ZE_MEMORY_FREE_POLICIES_EXT_NAME, ZE_MEMORY_FREE_POLICIES_EXT_VERSION_CURRENT),
+    (ZE_DEVICE_IP_VERSION_EXT_NAME, ZE_DEVICE_IP_VERSION_VERSION_CURRENT),
+    (ZE_EVENT_POOL_COUNTER_BASED_EXP_NAME, ZE_EVENT_POOL_COUNTER_BASED_EXP_VERSION_CURRENT),
+    (ZE_RELAXED_ALLOCATION_LIMITS_EXP_NAME, ZE_RELAXED_ALLOCATION_LIMITS_EXP_VERSION_CURRENT),
+];
 
 fn handle() -> ze_driver_handle_t {
     &DRIVER as *const Driver as ze_driver_handle_t
@@ -51,6 +57,30 @@ pub unsafe extern "C" fn init(flags: ze_init_flags_t) -> ze_result_t {
     })
 }
 
+/// `zeInit` for the driver types asked for; this driver is a GPU driver.
+pub unsafe extern "C" fn init_drivers(
+    count: *mut u32,
+    drivers: *mut ze_driver_handle_t,
+    desc: *mut ze_init_driver_type_desc_t,
+) -> ze_result_t {
+    entry("zeInitDrivers", || {
+        // SAFETY: application pointer, valid per the API contract.
+        let desc = unsafe { input(desc) }?;
+        // SAFETY: the chain of an application input, valid per the API contract.
+        unsafe { unchained(desc.pNext) }?;
+        // UINT32_MAX asks for every type (the spec's "or UINT32_MAX").
+        let flags = if desc.flags == u32::MAX { ZE_INIT_DRIVER_TYPE_FLAG_GPU } else { desc.flags };
+        check_flags(flags, ZE_INIT_DRIVER_TYPE_FLAG_GPU | ZE_INIT_DRIVER_TYPE_FLAG_NPU)?;
+        knobs();
+        let gpu = flags & ZE_INIT_DRIVER_TYPE_FLAG_GPU != 0;
+        if gpu {
+            INITIALIZED.store(true, Ordering::Release);
+        }
+        // SAFETY: application count and array, valid per the API contract.
+        unsafe { counted(count, drivers, usize::from(gpu), |slot, _| *slot = handle()) }
+    })
+}
+
 pub unsafe extern "C" fn get(count: *mut u32, drivers: *mut ze_driver_handle_t) -> ze_result_t {
     entry("zeDriverGet", || {
         if !INITIALIZED.load(Ordering::Acquire) {
@@ -64,8 +94,9 @@ pub unsafe extern "C" fn get(count: *mut u32, drivers: *mut ze_driver_handle_t) 
 pub unsafe extern "C" fn get_api_version(driver: ze_driver_handle_t, version: *mut ze_api_version_t) -> ze_result_t {
     entry("zeDriverGetApiVersion", || {
         lookup(driver)?;
+        // Never more than the loader's tables can reach.
         // SAFETY: application pointer, valid per the API contract.
-        *unsafe { output(version) }? = ZE_API_VERSION_CURRENT;
+        *unsafe { output(version) }? = ZE_API_VERSION_CURRENT.min(getters::loader_version());
         Ok(())
     })
 }
@@ -80,21 +111,20 @@ pub unsafe extern "C" fn get_properties(
         let properties = unsafe { output(properties) }?;
         properties.uuid.id = DRIVER.uuid;
         properties.driverVersion = driver_version();
-        let mut next = properties.pNext.cast::<ze_base_properties_t>();
-        while !next.is_null() {
-            // SAFETY: every struct chained on pNext starts with stype and
-            // pNext (API contract); only those two are read here.
-            let (stype, following) = unsafe { ((*next).stype, (*next).pNext) };
-            if stype == ZE_STRUCTURE_TYPE_DRIVER_MEMORY_FREE_EXT_PROPERTIES {
-                let free = next.cast::<ze_driver_memory_free_ext_properties_t>();
-                // SAFETY: this stype says the struct is a
-                // ze_driver_memory_free_ext_properties_t, writable as an output.
-                unsafe {
-                    (*free).freePolicies = ZE_DRIVER_MEMORY_FREE_POLICY_EXT_FLAG_BLOCKING_FREE
-                        | ZE_DRIVER_MEMORY_FREE_POLICY_EXT_FLAG_DEFER_FREE;
+        // SAFETY: the chain of an application output, valid per the API contract.
+        for (stype, extension) in unsafe { chain(properties.pNext) } {
+            match stype {
+                ZE_STRUCTURE_TYPE_DRIVER_MEMORY_FREE_EXT_PROPERTIES => {
+                    let free = extension.cast::<ze_driver_memory_free_ext_properties_t>();
+                    // SAFETY: this stype says the struct is a
+                    // ze_driver_memory_free_ext_properties_t, writable as an output.
+                    unsafe {
+                        (*free).freePolicies = ZE_DRIVER_MEMORY_FREE_POLICY_EXT_FLAG_BLOCKING_FREE
+                            | ZE_DRIVER_MEMORY_FREE_POLICY_EXT_FLAG_DEFER_FREE;
+                    }
                 }
+                other => return Err(unknown_stype(other)),
             }
-            next = following.cast();
         }
         Ok(())
     })

@@ -1,31 +1,54 @@
 //! Event pools and events: signalled from the host or by commands, waited on
 //! by the host and by commands.
+//!
+//! Regular events have one state, signalled and reset by the host and by
+//! commands. Counter-based events (`ze_event_pool_counter_based_exp_desc_t`)
+//! stand for the completion of the latest command submitted to signal them:
+//! each such command gets a new completion ([`Event::arm`]), a command that
+//! waits on the event waits for the completion current when it is submitted
+//! (appended to an immediate list, or executed from a regular list), and the
+//! host queries and waits on the current one. They start complete, may not be
+//! signalled or reset by the host or reset by a command, and may be signalled
+//! only from in-order lists of the kinds their pool names.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use level_zero_sys::*;
 
-use crate::api::{check_flags, entry, ready, ZeResult};
+use crate::api::{check_flags, entry, misuse, ready, unknown_stype, ZeResult};
 use crate::context::{Context, CONTEXTS};
 use crate::device;
-use crate::ffi::{handles, input, output};
+use crate::ffi::{chain, handles, input, output, unchained};
 use crate::knobs::knobs;
 use crate::registry::{Owned, Registry};
-use crate::sync::Flag;
+use crate::sync::{lock, Flag};
 
-const POOL_FLAGS: u32 = ZE_EVENT_POOL_FLAG_HOST_VISIBLE | ZE_EVENT_POOL_FLAG_IPC | ZE_EVENT_POOL_FLAG_KERNEL_TIMESTAMP;
+const POOL_FLAGS: u32 = ZE_EVENT_POOL_FLAG_HOST_VISIBLE
+    | ZE_EVENT_POOL_FLAG_IPC
+    | ZE_EVENT_POOL_FLAG_KERNEL_TIMESTAMP
+    | ZE_EVENT_POOL_FLAG_KERNEL_MAPPED_TIMESTAMP;
 const SCOPE_FLAGS: u32 = ZE_EVENT_SCOPE_FLAG_SUBDEVICE | ZE_EVENT_SCOPE_FLAG_DEVICE | ZE_EVENT_SCOPE_FLAG_HOST;
+const COUNTER_BASED_FLAGS: u32 =
+    ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_IMMEDIATE | ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_NON_IMMEDIATE;
 
 pub struct EventPool {
     context: Arc<Context>,
     count: u32,
+    counter_based: Option<CounterBased>,
+}
+
+/// Which command lists may signal a pool's counter-based events.
+#[derive(Clone, Copy)]
+struct CounterBased {
+    immediate: bool,
+    regular: bool,
 }
 
 pub struct Event {
     pool: Arc<EventPool>,
     index: u32,
-    signalled: Flag,
+    /// A regular event's one state, or a counter-based event's current completion.
+    state: Mutex<Arc<Flag>>,
 }
 
 pub static EVENT_POOLS: Registry<EventPool> = Registry::new("event pool");
@@ -52,17 +75,51 @@ impl Owned for Event {
 }
 
 impl Event {
-    pub fn signal(&self) {
-        self.signalled.set(true);
+    /// What the host queries and a command submitted now waits for.
+    pub fn state(&self) -> Arc<Flag> {
+        Arc::clone(&lock(&self.state))
     }
 
-    pub fn reset(&self) {
-        self.signalled.set(false);
+    /// What a command submitted now to signal the event sets: for a
+    /// counter-based event, a new completion that replaces the current one.
+    pub fn arm(&self) -> Arc<Flag> {
+        let mut state = lock(&self.state);
+        if self.pool.counter_based.is_some() {
+            *state = Arc::new(Flag::new(false));
+        }
+        Arc::clone(&state)
     }
 
-    /// A worker's wait; false if the worker must quit first.
-    pub fn wait_unless_stopped(&self, stop: &AtomicBool) -> bool {
-        self.signalled.wait_unless_stopped(stop)
+    pub fn is_counter_based(&self) -> bool {
+        self.pool.counter_based.is_some()
+    }
+
+    /// Checks that a command list may signal this event: any list for a
+    /// regular event; an in-order list of a kind its pool allows for a
+    /// counter-based one.
+    pub fn check_signal_from(&self, immediate: bool, in_order: bool) -> ZeResult {
+        let Some(counter_based) = self.pool.counter_based else {
+            return Ok(());
+        };
+        if !in_order {
+            misuse(format_args!("a counter-based event is signalled from a command list that is not in order"));
+            return Err(ZE_RESULT_ERROR_INVALID_ARGUMENT);
+        }
+        if (immediate && !counter_based.immediate) || (!immediate && !counter_based.regular) {
+            let kind = if immediate { "an immediate" } else { "a regular" };
+            misuse(format_args!("{kind} command list signals a counter-based event whose pool is not for that kind"));
+            return Err(ZE_RESULT_ERROR_INVALID_ARGUMENT);
+        }
+        Ok(())
+    }
+
+    /// Host signals and resets, and reset commands, are for regular events only.
+    pub fn check_resettable(&self) -> ZeResult {
+        if self.is_counter_based() {
+            misuse(format_args!("a counter-based event is signalled or reset by the host, or reset by a command"));
+            return Err(ZE_RESULT_ERROR_INVALID_ARGUMENT);
+        }
+        Ok(())
     }
 }
 
@@ -100,6 +157,23 @@ pub unsafe extern "C" fn pool_create(
         // SAFETY: application pointers, valid per the API contract.
         let (desc, pool) = unsafe { (input(desc)?, output(pool)?) };
         check_flags(desc.flags, POOL_FLAGS)?;
+        let mut counter_based = None;
+        // SAFETY: the chain of an application input, valid per the API contract.
+        for (stype, extension) in unsafe { chain(desc.pNext) } {
+            match stype {
+                ZE_STRUCTURE_TYPE_COUNTER_BASED_EVENT_POOL_EXP_DESC => {
+                    // SAFETY: this stype says the struct is a ze_event_pool_counter_based_exp_desc_t.
+                    let flags = unsafe { &*extension.cast::<ze_event_pool_counter_based_exp_desc_t>() }.flags;
+                    check_flags(flags, COUNTER_BASED_FLAGS)?;
+                    // No flag is the spec's default: immediate lists only.
+                    counter_based = Some(CounterBased {
+                        immediate: flags == 0 || flags & ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_IMMEDIATE != 0,
+                        regular: flags & ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_NON_IMMEDIATE != 0,
+                    });
+                }
+                other => return Err(unknown_stype(other)),
+            }
+        }
         if desc.count == 0 || (devices.is_null() && device_count > 0) {
             return Err(ZE_RESULT_ERROR_INVALID_SIZE);
         }
@@ -110,7 +184,7 @@ pub unsafe extern "C" fn pool_create(
         if knobs().fail_event_pool_create.fails_now() {
             return Err(ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY);
         }
-        *pool = EVENT_POOLS.insert(EventPool { context, count: desc.count });
+        *pool = EVENT_POOLS.insert(EventPool { context, count: desc.count, counter_based });
         Ok(())
     })
 }
@@ -129,12 +203,16 @@ pub unsafe extern "C" fn create(
         let pool = EVENT_POOLS.get(pool)?;
         // SAFETY: application pointers, valid per the API contract.
         let (desc, event) = unsafe { (input(desc)?, output(event)?) };
+        // SAFETY: the chain of an application input, valid per the API contract.
+        unsafe { unchained(desc.pNext) }?;
         check_flags(desc.signal, SCOPE_FLAGS)?;
         check_flags(desc.wait, SCOPE_FLAGS)?;
         if desc.index >= pool.count {
             return Err(ZE_RESULT_ERROR_INVALID_ARGUMENT);
         }
-        *event = EVENTS.insert(Event { pool, index: desc.index, signalled: Flag::new(false) });
+        // A regular event starts unsignalled, a counter-based one complete.
+        let state = Arc::new(Flag::new(pool.counter_based.is_some()));
+        *event = EVENTS.insert(Event { pool, index: desc.index, state: Mutex::new(state) });
         Ok(())
     })
 }
@@ -144,20 +222,28 @@ pub unsafe extern "C" fn destroy(event: ze_event_handle_t) -> ze_result_t {
     entry("zeEventDestroy", || EVENTS.remove(event).map(drop))
 }
 
+/// Sets a regular event's state from the host.
+fn host_set(event: ze_event_handle_t, signalled: bool) -> ZeResult {
+    let event = EVENTS.get(event)?;
+    event.check_resettable()?;
+    event.state().set(signalled);
+    Ok(())
+}
+
 pub unsafe extern "C" fn host_signal(event: ze_event_handle_t) -> ze_result_t {
-    entry("zeEventHostSignal", || EVENTS.get(event).map(|event| event.signal()))
+    entry("zeEventHostSignal", || host_set(event, true))
 }
 
 pub unsafe extern "C" fn host_reset(event: ze_event_handle_t) -> ze_result_t {
-    entry("zeEventHostReset", || EVENTS.get(event).map(|event| event.reset()))
+    entry("zeEventHostReset", || host_set(event, false))
 }
 
 pub unsafe extern "C" fn host_synchronize(event: ze_event_handle_t, timeout_ns: u64) -> ze_result_t {
-    entry("zeEventHostSynchronize", || ready(EVENTS.get(event)?.signalled.wait(timeout_ns)))
+    entry("zeEventHostSynchronize", || ready(EVENTS.get(event)?.state().wait(timeout_ns)))
 }
 
 pub unsafe extern "C" fn query_status(event: ze_event_handle_t) -> ze_result_t {
-    entry("zeEventQueryStatus", || ready(EVENTS.get(event)?.signalled.is_set()))
+    entry("zeEventQueryStatus", || ready(EVENTS.get(event)?.state().is_set()))
 }
 
 /// Commands here run no kernels, so there are no kernel timestamps to give.

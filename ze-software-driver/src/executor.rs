@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use level_zero_sys::*;
 
 use crate::api::{misuse, ZeResult};
-use crate::command::Command;
+use crate::command::Submitted;
 use crate::context::Context;
 use crate::fence::Fence;
 use crate::knobs::knobs;
@@ -19,7 +19,7 @@ use crate::sync::{lock, wait_while};
 
 pub enum Job {
     /// An application's command; `ZE_SOFTWARE_DRIVER_COMMAND_LATENCY_US` delays it.
-    Command(Command),
+    Command(Submitted),
     SignalFence(Arc<Fence>),
     /// Holds memory freed with `DEFER_FREE` until the work before it has run.
     Release(Arc<Memory>),

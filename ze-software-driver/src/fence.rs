@@ -6,7 +6,7 @@ use level_zero_sys::*;
 
 use crate::api::{check_flags, entry, ready};
 use crate::context::Context;
-use crate::ffi::{input, output};
+use crate::ffi::{input, output, unchained};
 use crate::queue::COMMAND_QUEUES;
 use crate::registry::{Owned, Registry};
 use crate::sync::Flag;
@@ -50,6 +50,8 @@ pub unsafe extern "C" fn create(
         let context = Arc::clone(COMMAND_QUEUES.get(queue)?.context());
         // SAFETY: application pointers, valid per the API contract.
         let (desc, fence) = unsafe { (input(desc)?, output(fence)?) };
+        // SAFETY: the chain of an application input, valid per the API contract.
+        unsafe { unchained(desc.pNext) }?;
         check_flags(desc.flags, ZE_FENCE_FLAG_SIGNALED)?;
         let signalled = Flag::new(desc.flags & ZE_FENCE_FLAG_SIGNALED != 0);
         *fence = FENCES.insert(Fence { queue: queue as usize, context, signalled });

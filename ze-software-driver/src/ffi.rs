@@ -4,6 +4,8 @@
 //! safety obligation: a non-null pointer argument is valid for the access the
 //! spec describes for as long as the call runs.
 
+use std::ffi::c_void;
+
 use level_zero_sys::*;
 
 use crate::api::ZeResult;
@@ -79,4 +81,36 @@ pub fn write_c_string(buffer: &mut [std::ffi::c_char], text: &[u8]) {
         *slot = byte as std::ffi::c_char;
     }
     buffer[length] = 0;
+}
+
+/// The structures chained on an input or output struct's `pNext`, each as its
+/// `stype` and its address. The caller matches the stypes it knows and makes
+/// any other one an error with [`crate::api::unknown_stype`].
+///
+/// # Safety
+/// `next` is null or points to a chain of structs that each start with
+/// `stype` and `pNext` (the API contract for every `pNext`), valid while the
+/// iterator and the pointers it gives are used.
+pub unsafe fn chain(next: *const c_void) -> impl Iterator<Item = (ze_structure_type_t, *mut c_void)> {
+    let mut next = next.cast::<ze_base_desc_t>();
+    std::iter::from_fn(move || {
+        // SAFETY: a non-null link starts with stype and pNext (this function's contract).
+        let base = unsafe { next.as_ref() }?;
+        let item = (base.stype, next.cast_mut().cast());
+        next = base.pNext.cast();
+        Some(item)
+    })
+}
+
+/// Checks the `pNext` of a struct that takes no extension structure here:
+/// anything chained is [`crate::api::unknown_stype`].
+///
+/// # Safety
+/// As for [`chain`].
+pub unsafe fn unchained(next: *const c_void) -> ZeResult {
+    // SAFETY: forwarded from this function's contract.
+    match unsafe { chain(next) }.next() {
+        Some((stype, _)) => Err(crate::api::unknown_stype(stype)),
+        None => Ok(()),
+    }
 }

@@ -3,17 +3,28 @@
 //! tables they fill.
 //!
 //! A getter accepts any 1.x version and fills only the slots that exist in
-//! the version asked for; for a version newer than the bindings (1.4) it
-//! fills what it knows, since tables only grow at their end. Slots of
-//! functions this driver does not implement stay as the loader left them,
-//! and getters of tables it does not implement at all succeed without
-//! touching them: the loader requires all 46 non-experimental getters.
+//! the version asked for (the loader's own: 1.4 for loader 1.8, 1.12 for
+//! loader 1.20); for a version newer than the bindings (1.12) it fills what it
+//! knows, since tables only grow at their end. Slots of functions this driver
+//! does not implement stay as the loader left them, and getters of tables it
+//! does not implement at all succeed without touching them: the loader
+//! requires all 46 non-experimental getters.
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use level_zero_sys::*;
 
 use crate::api::{entry, ZeResult};
 use crate::ffi::output;
 use crate::{command_list, context, device, driver, event, fence, memory, queue};
+
+/// The version the loader asked for its tables, 1.0 until it asks.
+static LOADER_VERSION: AtomicU32 = AtomicU32::new(ZE_API_VERSION_1_0);
+
+/// The newest API version whose functions the loader can reach in this driver.
+pub fn loader_version() -> ze_api_version_t {
+    LOADER_VERSION.load(Ordering::Relaxed)
+}
 
 fn check_version(version: ze_api_version_t) -> ZeResult {
     if version >> 16 == 1 {
@@ -41,8 +52,13 @@ macro_rules! getters {
 }
 
 getters! {
-    zeGetGlobalProcAddrTable(ze_global_dditable_t) |slots, _version| {
+    zeGetGlobalProcAddrTable(ze_global_dditable_t) |slots, version| {
+        // The loader asks for every table with the one version it was built for.
+        LOADER_VERSION.store(version, Ordering::Relaxed);
         slots.pfnInit = Some(driver::init);
+        if version >= ZE_API_VERSION_1_10 {
+            slots.pfnInitDrivers = Some(driver::init_drivers);
+        }
     };
     zeGetDriverProcAddrTable(ze_driver_dditable_t) |slots, version| {
         slots.pfnGet = Some(driver::get);
@@ -53,15 +69,22 @@ getters! {
             slots.pfnGetExtensionFunctionAddress = Some(driver::get_extension_function_address);
         }
     };
-    zeGetDeviceProcAddrTable(ze_device_dditable_t) |slots, _version| {
+    zeGetDeviceProcAddrTable(ze_device_dditable_t) |slots, version| {
         slots.pfnGet = Some(device::get);
+        slots.pfnGetSubDevices = Some(device::get_sub_devices);
         slots.pfnGetProperties = Some(device::get_properties);
         slots.pfnGetCommandQueueGroupProperties = Some(device::get_command_queue_group_properties);
+        slots.pfnGetMemoryAccessProperties = Some(device::get_memory_access_properties);
+        if version >= ZE_API_VERSION_1_7 {
+            slots.pfnGetRootDevice = Some(device::get_root_device);
+        }
     };
     zeGetContextProcAddrTable(ze_context_dditable_t) |slots, version| {
         slots.pfnCreate = Some(context::create);
         slots.pfnDestroy = Some(context::destroy);
         slots.pfnGetStatus = Some(context::get_status);
+        slots.pfnMakeMemoryResident = Some(memory::make_resident);
+        slots.pfnEvictMemory = Some(memory::evict);
         if version >= ZE_API_VERSION_1_1 {
             slots.pfnCreateEx = Some(context::create_ex);
         }
@@ -72,7 +95,7 @@ getters! {
         slots.pfnExecuteCommandLists = Some(queue::execute_command_lists);
         slots.pfnSynchronize = Some(queue::synchronize);
     };
-    zeGetCommandListProcAddrTable(ze_command_list_dditable_t) |slots, _version| {
+    zeGetCommandListProcAddrTable(ze_command_list_dditable_t) |slots, version| {
         slots.pfnCreate = Some(command_list::create);
         slots.pfnCreateImmediate = Some(command_list::create_immediate);
         slots.pfnDestroy = Some(command_list::destroy);
@@ -84,6 +107,9 @@ getters! {
         slots.pfnAppendSignalEvent = Some(command_list::append_signal_event);
         slots.pfnAppendWaitOnEvents = Some(command_list::append_wait_on_events);
         slots.pfnAppendEventReset = Some(command_list::append_event_reset);
+        if version >= ZE_API_VERSION_1_6 {
+            slots.pfnHostSynchronize = Some(command_list::host_synchronize);
+        }
     };
     zeGetEventPoolProcAddrTable(ze_event_pool_dditable_t) |slots, _version| {
         slots.pfnCreate = Some(event::pool_create);

@@ -17,6 +17,8 @@ pub struct Knobs {
     pub fail_event_pool_create: FailEvery,
     /// `ZE_SOFTWARE_DRIVER_FAIL_COMMAND_LIST_CREATE_EVERY`
     pub fail_command_list_create: FailEvery,
+    /// `ZE_SOFTWARE_DRIVER_IP_VERSION`, what `ze_device_ip_version_ext_t` reports.
+    pub ip_version: u32,
     /// `ZE_SOFTWARE_DRIVER_LEAK_CHECK`
     pub leak_check: LeakCheck,
     /// `ZE_SOFTWARE_DRIVER_STRICT`
@@ -59,7 +61,12 @@ impl Knobs {
     fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let number = |name: &str| {
             let value = lookup(name)?;
-            match value.trim().parse::<u64>() {
+            let value = value.trim();
+            let parsed = match value.strip_prefix("0x").or_else(|| value.strip_prefix("0X")) {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => value.parse::<u64>(),
+            };
+            match parsed {
                 Ok(number) => Some(number),
                 Err(_) => {
                     eprintln!("ze-software-driver: ignoring {name}={value:?}: not a number");
@@ -74,6 +81,7 @@ impl Knobs {
             fail_host_alloc: FailEvery::new(number("ZE_SOFTWARE_DRIVER_FAIL_HOST_ALLOC_EVERY")),
             fail_event_pool_create: FailEvery::new(number("ZE_SOFTWARE_DRIVER_FAIL_EVENT_POOL_CREATE_EVERY")),
             fail_command_list_create: FailEvery::new(number("ZE_SOFTWARE_DRIVER_FAIL_COMMAND_LIST_CREATE_EVERY")),
+            ip_version: number("ZE_SOFTWARE_DRIVER_IP_VERSION").map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
             leak_check: match lookup("ZE_SOFTWARE_DRIVER_LEAK_CHECK").as_deref() {
                 None | Some("report") => LeakCheck::Report,
                 Some("off") => LeakCheck::Off,

@@ -19,6 +19,7 @@ mod executor;
 mod fence;
 mod ffi;
 mod getters;
+mod intel;
 mod knobs;
 mod leaks;
 mod live_objects;

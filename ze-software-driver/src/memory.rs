@@ -9,17 +9,18 @@ use std::sync::{Arc, Mutex};
 
 use level_zero_sys::*;
 
-use crate::api::{check_flags, entry, misuse, ZeResult};
+use crate::api::{check_flags, entry, misuse, unknown_stype, ZeResult};
 use crate::context::{Context, CONTEXTS};
 use crate::device::{self, Device};
 use crate::executor;
-use crate::ffi::{input, output};
+use crate::ffi::{chain, input, output, unchained};
 use crate::knobs::knobs;
 use crate::sync::lock;
 
-/// Alignment of allocations that ask for none (0): a cache line.
-const DEFAULT_ALIGNMENT: usize = 64;
-const PAGE_SIZE: u64 = 4096;
+/// Every allocation starts on a page, the `pageSize` that
+/// `zeMemGetAllocProperties` reports: callers such as UMF carve pools out of
+/// allocations and rely on that.
+const PAGE_SIZE: usize = 4096;
 const HOST_FLAGS: u32 = ZE_HOST_MEM_ALLOC_FLAG_BIAS_CACHED
     | ZE_HOST_MEM_ALLOC_FLAG_BIAS_UNCACHED
     | ZE_HOST_MEM_ALLOC_FLAG_BIAS_WRITE_COMBINED
@@ -141,7 +142,7 @@ fn allocate(
     if kind == ZE_MEMORY_TYPE_HOST && knobs().fail_host_alloc.fails_now() {
         return Err(out_of_memory);
     }
-    let layout = Layout::from_size_align(size, alignment.max(DEFAULT_ALIGNMENT)).map_err(|_| out_of_memory)?;
+    let layout = Layout::from_size_align(size, alignment.max(PAGE_SIZE)).map_err(|_| out_of_memory)?;
     // Held across the allocation so that concurrent calls cannot both pass the limit.
     let mut all = lock(&ALLOCATIONS);
     let live_after = all.live_bytes.saturating_add(size as u64);
@@ -162,6 +163,39 @@ fn allocate(
     Ok(())
 }
 
+/// Checks what an allocation descriptor chains. The one extension taken,
+/// `ze_relaxed_allocation_limits_exp_desc_t`, allows sizes above
+/// `maxMemAllocSize`, which no allocation here is held to anyway.
+///
+/// # Safety
+/// As for [`chain`].
+unsafe fn check_alloc_chain(next: *const c_void) -> ZeResult {
+    // SAFETY: forwarded from this function's contract.
+    for (stype, extension) in unsafe { chain(next) } {
+        match stype {
+            ZE_STRUCTURE_TYPE_RELAXED_ALLOCATION_LIMITS_EXP_DESC => {
+                // SAFETY: this stype says the struct is a ze_relaxed_allocation_limits_exp_desc_t.
+                let flags = unsafe { &*extension.cast::<ze_relaxed_allocation_limits_exp_desc_t>() }.flags;
+                check_flags(flags, ZE_RELAXED_ALLOCATION_LIMITS_EXP_FLAG_MAX_SIZE)?;
+            }
+            other => return Err(unknown_stype(other)),
+        }
+    }
+    Ok(())
+}
+
+fn check_host_desc(desc: &ze_host_mem_alloc_desc_t) -> ZeResult {
+    // SAFETY: the chain of an application input, valid per the API contract.
+    unsafe { check_alloc_chain(desc.pNext) }?;
+    check_flags(desc.flags, HOST_FLAGS)
+}
+
+fn check_device_desc(desc: &ze_device_mem_alloc_desc_t) -> ZeResult {
+    // SAFETY: the chain of an application input, valid per the API contract.
+    unsafe { check_alloc_chain(desc.pNext) }?;
+    check_flags(desc.flags, DEVICE_FLAGS)
+}
+
 pub unsafe extern "C" fn alloc_host(
     context: ze_context_handle_t,
     host_desc: *const ze_host_mem_alloc_desc_t,
@@ -173,7 +207,7 @@ pub unsafe extern "C" fn alloc_host(
         let context = CONTEXTS.get(context)?;
         // SAFETY: application pointers, valid per the API contract.
         let (host_desc, result) = unsafe { (input(host_desc)?, output(result)?) };
-        check_flags(host_desc.flags, HOST_FLAGS)?;
+        check_host_desc(host_desc)?;
         allocate(context, ZE_MEMORY_TYPE_HOST, None, size, alignment, result)
     })
 }
@@ -191,7 +225,7 @@ pub unsafe extern "C" fn alloc_device(
         let device = device::lookup(device)?;
         // SAFETY: application pointers, valid per the API contract.
         let (device_desc, result) = unsafe { (input(device_desc)?, output(result)?) };
-        check_flags(device_desc.flags, DEVICE_FLAGS)?;
+        check_device_desc(device_desc)?;
         allocate(context, ZE_MEMORY_TYPE_DEVICE, Some(device), size, alignment, result)
     })
 }
@@ -211,8 +245,8 @@ pub unsafe extern "C" fn alloc_shared(
         let device = if device.is_null() { None } else { Some(device::lookup(device)?) };
         // SAFETY: application pointers, valid per the API contract.
         let (device_desc, host_desc, result) = unsafe { (input(device_desc)?, input(host_desc)?, output(result)?) };
-        check_flags(device_desc.flags, DEVICE_FLAGS)?;
-        check_flags(host_desc.flags, HOST_FLAGS)?;
+        check_device_desc(device_desc)?;
+        check_host_desc(host_desc)?;
         allocate(context, ZE_MEMORY_TYPE_SHARED, device, size, alignment, result)
     })
 }
@@ -262,7 +296,10 @@ pub unsafe extern "C" fn free_ext(
     entry("zeMemFreeExt", || {
         let context = CONTEXTS.get(context)?;
         // SAFETY: application pointer, valid per the API contract.
-        let policy = unsafe { input(desc) }?.freePolicy;
+        let desc = unsafe { input(desc) }?;
+        // SAFETY: the chain of an application input, valid per the API contract.
+        unsafe { unchained(desc.pNext) }?;
+        let policy = desc.freePolicy;
         if pointer.is_null() {
             return Err(ZE_RESULT_ERROR_INVALID_NULL_POINTER);
         }
@@ -294,11 +331,13 @@ pub unsafe extern "C" fn get_alloc_properties(
         }
         // SAFETY: application pointers, valid per the API contract; `device` is optional.
         let (properties, device) = unsafe { (output(properties)?, device.as_mut()) };
+        // SAFETY: the chain of an application output, valid per the API contract.
+        unsafe { unchained(properties.pNext) }?;
         let all = lock(&ALLOCATIONS);
         let found = all.containing(&context, pointer as usize).map(|(_, allocation)| allocation);
         properties.type_ = found.map_or(ZE_MEMORY_TYPE_UNKNOWN, |allocation| allocation.kind);
         properties.id = found.map_or(0, |allocation| allocation.id);
-        properties.pageSize = found.map_or(0, |_| PAGE_SIZE);
+        properties.pageSize = found.map_or(0, |_| PAGE_SIZE as u64);
         if let Some(device) = device {
             *device = found.and_then(|allocation| allocation.device).map_or(null_mut(), Device::handle);
         }
@@ -329,4 +368,43 @@ pub unsafe extern "C" fn get_address_range(
         }
         Ok(())
     })
+}
+
+/// Checks that `[pointer, pointer + size)` lies in one live allocation of
+/// `context`: all memory here is always resident, so that is all that making
+/// it resident, or evicting it, asks of this driver.
+fn check_range(context: ze_context_handle_t, device: ze_device_handle_t, pointer: *mut c_void, size: usize) -> ZeResult {
+    let context = CONTEXTS.get(context)?;
+    device::lookup(device)?;
+    if pointer.is_null() {
+        return Err(ZE_RESULT_ERROR_INVALID_NULL_POINTER);
+    }
+    let all = lock(&ALLOCATIONS);
+    let (base, allocation) = all.containing(&context, pointer as usize).ok_or_else(|| {
+        misuse(format_args!("{pointer:p} is not in a live allocation of this context"));
+        ZE_RESULT_ERROR_INVALID_ARGUMENT
+    })?;
+    if size > allocation.size - (pointer as usize - base) {
+        misuse(format_args!("{size} bytes from {pointer:p} run past the end of its allocation"));
+        return Err(ZE_RESULT_ERROR_INVALID_SIZE);
+    }
+    Ok(())
+}
+
+pub unsafe extern "C" fn make_resident(
+    context: ze_context_handle_t,
+    device: ze_device_handle_t,
+    pointer: *mut c_void,
+    size: usize,
+) -> ze_result_t {
+    entry("zeContextMakeMemoryResident", || check_range(context, device, pointer, size))
+}
+
+pub unsafe extern "C" fn evict(
+    context: ze_context_handle_t,
+    device: ze_device_handle_t,
+    pointer: *mut c_void,
+    size: usize,
+) -> ze_result_t {
+    entry("zeContextEvictMemory", || check_range(context, device, pointer, size))
 }

@@ -11,6 +11,7 @@ use crate::device;
 use crate::executor::{Executor, Job};
 use crate::fence::FENCES;
 use crate::ffi::{handles, input, output};
+use crate::intel;
 use crate::registry::{Owned, Registry};
 
 pub struct CommandQueue {
@@ -32,17 +33,32 @@ impl Owned for CommandQueue {
     }
 }
 
-/// Checks a command queue descriptor (also an immediate list's); returns
-/// whether the mode is synchronous. The device has one group with one queue.
-pub fn check_desc(desc: &ze_command_queue_desc_t) -> ZeResult<bool> {
-    check_flags(desc.flags, ZE_COMMAND_QUEUE_FLAG_EXPLICIT_ONLY)?;
+/// What a command queue descriptor (also an immediate list's) asks for.
+pub struct Mode {
+    /// Calls return once the work they submit has run.
+    pub synchronous: bool,
+    /// `ZE_COMMAND_QUEUE_FLAG_IN_ORDER`. Workers run everything in order
+    /// anyway; the flag says what the application may rely on, and
+    /// counter-based events need it.
+    pub in_order: bool,
+}
+
+/// Checks a command queue descriptor (also an immediate list's). The device
+/// has one group with one queue.
+pub fn check_desc(desc: &ze_command_queue_desc_t) -> ZeResult<Mode> {
+    // SAFETY: the chain of an application input, valid per the API contract.
+    unsafe { intel::check_queue_chain(desc.pNext) }?;
+    check_flags(desc.flags, ZE_COMMAND_QUEUE_FLAG_EXPLICIT_ONLY | ZE_COMMAND_QUEUE_FLAG_IN_ORDER)?;
     if desc.mode > ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS || desc.priority > ZE_COMMAND_QUEUE_PRIORITY_PRIORITY_HIGH {
         return Err(ZE_RESULT_ERROR_INVALID_ENUMERATION);
     }
     if desc.ordinal != 0 || desc.index != 0 {
         return Err(ZE_RESULT_ERROR_INVALID_ARGUMENT);
     }
-    Ok(desc.mode == ZE_COMMAND_QUEUE_MODE_SYNCHRONOUS)
+    Ok(Mode {
+        synchronous: desc.mode == ZE_COMMAND_QUEUE_MODE_SYNCHRONOUS,
+        in_order: desc.flags & ZE_COMMAND_QUEUE_FLAG_IN_ORDER != 0,
+    })
 }
 
 pub unsafe extern "C" fn create(
@@ -56,7 +72,7 @@ pub unsafe extern "C" fn create(
         device::lookup(device)?;
         // SAFETY: application pointers, valid per the API contract.
         let (desc, queue) = unsafe { (input(desc)?, output(queue)?) };
-        let synchronous = check_desc(desc)?;
+        let synchronous = check_desc(desc)?.synchronous;
         let executor = Executor::start(Arc::clone(&context))?;
         *queue = COMMAND_QUEUES.insert(CommandQueue { context, executor, synchronous });
         Ok(())
@@ -97,7 +113,7 @@ pub unsafe extern "C" fn execute_command_lists(
                 misuse(format_args!("command list {handle:p} belongs to another context"));
                 return Err(ZE_RESULT_ERROR_INVALID_ARGUMENT);
             }
-            jobs.extend(list.recorded()?.into_iter().map(Job::Command));
+            jobs.extend(list.submit_recorded()?.into_iter().map(Job::Command));
         }
         jobs.extend(fence.map(Job::SignalFence));
         queue.executor.submit(jobs);

@@ -161,7 +161,8 @@ fn bad_list_arguments() {
         stype: ZE_STRUCTURE_TYPE_COMMAND_LIST_DESC,
         pNext: std::ptr::null(),
         commandQueueGroupOrdinal: 0,
-        flags: 8,
+        // Above every flag spec 1.12 defines.
+        flags: ZE_COMMAND_LIST_FLAG_EXP_CLONEABLE << 1,
     };
     assert_eq!(
         call!(zeCommandListCreate(context, setup.device, &bad_flags, &mut list)),
@@ -174,5 +175,109 @@ fn bad_list_arguments() {
             ZE_RESULT_ERROR_INVALID_NULL_HANDLE
         );
     }
+    ze!(zeContextDestroy(context));
+}
+
+/// compute-runtime's `zex_intel_queue_copy_operations_offload_hint_exp_desc_t`,
+/// which Intel's v2 adapter chains to every command list it creates.
+#[repr(C)]
+struct CopyOffloadHint {
+    stype: ze_structure_type_t,
+    p_next: *const std::ffi::c_void,
+    copy_offload_enabled: ze_bool_t,
+}
+
+const COPY_OFFLOAD_HINT: ze_structure_type_t = 0x0003_001B;
+
+#[test]
+fn in_order_flags_and_the_copy_offload_hint_are_taken() {
+    if !api_reaches(ZE_API_VERSION_1_7, "ZE_COMMAND_QUEUE_FLAG_IN_ORDER") {
+        return;
+    }
+    let setup = setup();
+    let context = setup.context();
+    for enabled in [0, 1] {
+        let hint = CopyOffloadHint { stype: COPY_OFFLOAD_HINT, p_next: std::ptr::null(), copy_offload_enabled: enabled };
+        let desc = ze_command_queue_desc_t {
+            pNext: (&raw const hint).cast(),
+            flags: ZE_COMMAND_QUEUE_FLAG_IN_ORDER,
+            ..queue_desc(ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS)
+        };
+        let mut list = null_mut();
+        ze!(zeCommandListCreateImmediate(context, setup.device, &desc, &mut list));
+        ze!(zeCommandListDestroy(list));
+        let mut queue = null_mut();
+        ze!(zeCommandQueueCreate(context, setup.device, &desc, &mut queue));
+        ze!(zeCommandQueueDestroy(queue));
+        let desc = ze_command_list_desc_t {
+            stype: ZE_STRUCTURE_TYPE_COMMAND_LIST_DESC,
+            pNext: (&raw const hint).cast(),
+            commandQueueGroupOrdinal: 0,
+            flags: ZE_COMMAND_LIST_FLAG_IN_ORDER,
+        };
+        ze!(zeCommandListCreate(context, setup.device, &desc, &mut list));
+        ze!(zeCommandListDestroy(list));
+    }
+
+    let unknown = ze_base_desc_t { stype: ZE_STRUCTURE_TYPE_EVENT_DESC, pNext: std::ptr::null() };
+    let desc = ze_command_queue_desc_t { pNext: (&raw const unknown).cast(), ..queue_desc(ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS) };
+    let mut list = null_mut();
+    assert_eq!(
+        call!(zeCommandListCreateImmediate(context, setup.device, &desc, &mut list)),
+        ZE_RESULT_ERROR_UNSUPPORTED_ENUMERATION
+    );
+    let mut queue = null_mut();
+    assert_eq!(
+        call!(zeCommandQueueCreate(context, setup.device, &desc, &mut queue)),
+        ZE_RESULT_ERROR_UNSUPPORTED_ENUMERATION
+    );
+    let desc = ze_command_list_desc_t {
+        stype: ZE_STRUCTURE_TYPE_COMMAND_LIST_DESC,
+        pNext: (&raw const unknown).cast(),
+        commandQueueGroupOrdinal: 0,
+        flags: 0,
+    };
+    assert_eq!(
+        call!(zeCommandListCreate(context, setup.device, &desc, &mut list)),
+        ZE_RESULT_ERROR_UNSUPPORTED_ENUMERATION
+    );
+    let above = ze_command_queue_desc_t {
+        flags: ZE_COMMAND_QUEUE_FLAG_IN_ORDER << 1,
+        ..queue_desc(ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS)
+    };
+    assert_eq!(
+        call!(zeCommandListCreateImmediate(context, setup.device, &above, &mut list)),
+        ZE_RESULT_ERROR_INVALID_ENUMERATION
+    );
+    ze!(zeContextDestroy(context));
+}
+
+/// zeCommandListHostSynchronize (1.6), on the loader that has it.
+#[test]
+fn host_synchronize_waits_for_an_immediate_list() {
+    let setup = setup();
+    let host_synchronize: Option<ze_pfnCommandListHostSynchronize_t> =
+        newer_function(c"zeCommandListHostSynchronize");
+    let Some(Some(host_synchronize)) = host_synchronize else {
+        assert!(loader().1 < ZE_API_VERSION_1_6, "loader {} lacks zeCommandListHostSynchronize", loader().0);
+        return;
+    };
+    let context = setup.context();
+    let events = Events::new(context, 1);
+    let gate = events.events[0];
+    let list = setup.immediate_list(context, ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS);
+    ze!(host_synchronize(list, 0));
+    let mut waits = [gate];
+    ze!(zeCommandListAppendBarrier(list, null_mut(), 1, waits.as_mut_ptr()));
+    assert_eq!(call!(host_synchronize(list, 0)), ZE_RESULT_NOT_READY);
+    assert_eq!(call!(host_synchronize(list, 1_000_000)), ZE_RESULT_NOT_READY);
+    ze!(zeEventHostSignal(gate));
+    ze!(host_synchronize(list, u64::MAX));
+
+    let regular = setup.regular_list(context);
+    assert_eq!(call!(host_synchronize(regular, 0)), ZE_RESULT_ERROR_INVALID_ARGUMENT, "for immediate lists only");
+    ze!(zeCommandListDestroy(regular));
+    ze!(zeCommandListDestroy(list));
+    events.destroy();
     ze!(zeContextDestroy(context));
 }

@@ -29,6 +29,67 @@ macro_rules! ze {
 /// Set in the environment of a child process that runs one `#[ignore]`d test.
 const CHILD_MARK: &str = "ZE_SOFTWARE_DRIVER_TEST_CHILD";
 
+/// The loader version, major and minor (`1.8` or `1.20`), a test run is
+/// meant to use, set by `scripts/test`, which runs the tests on Debian 12's
+/// loader 1.8.12 and on loader 1.20.6 from `LD_LIBRARY_PATH`.
+pub const EXPECTED_LOADER: &str = "ZE_SOFTWARE_DRIVER_TEST_LOADER";
+
+/// The loader this process runs on, as `zelLoaderGetVersions` describes it
+/// once initialised: its version, major and minor (e.g. `1.20`; Debian's
+/// 1.8.12 calls itself 1.8.0), and the API version it was built for, which it
+/// asks the driver's tables for.
+pub fn loader() -> (String, ze_api_version_t) {
+    setup();
+    let mut count = 0;
+    ze!(zelLoaderGetVersions(&mut count, null_mut()));
+    let mut components = vec![zel_component_version_t::default(); count];
+    ze!(zelLoaderGetVersions(&mut count, components.as_mut_ptr()));
+    let loader = components
+        .iter()
+        // SAFETY: the loader writes NUL-terminated component names.
+        .find(|component| unsafe { std::ffi::CStr::from_ptr(component.component_name.as_ptr()) } == c"loader")
+        .expect("the loader lists itself among its components");
+    let version = loader.component_lib_version;
+    (format!("{}.{}", version.major, version.minor), loader.spec_version)
+}
+
+/// Whether the loader's API version reaches `version`, for a test of
+/// `feature` from that version. A newer feature is outside the API version
+/// the driver reports through this loader, and the loader's validation layer
+/// rightly rejects its flags; its tests skip themselves then.
+pub fn api_reaches(version: ze_api_version_t, feature: &str) -> bool {
+    let (loader, api) = loader();
+    let reaches = api >= version;
+    if !reaches {
+        eprintln!(
+            "skipped: {feature} is from API {}.{}, loader {loader} has API {}.{}",
+            version >> 16,
+            version & 0xffff,
+            api >> 16,
+            api & 0xffff
+        );
+    }
+    reaches
+}
+
+/// An entry point of the loader's newer than its 1.4 API, or None on a loader
+/// without it. Looked up at run time, so that the test executable, linked
+/// against Debian 12's loader, also starts on it.
+///
+/// `F` must be the entry point's `ze_pfn*_t` (an optional function pointer).
+pub fn newer_function<F: Copy>(name: &std::ffi::CStr) -> Option<F> {
+    extern "C" {
+        fn dlsym(handle: *mut c_void, symbol: *const std::ffi::c_char) -> *mut c_void;
+    }
+    assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
+    // SAFETY: RTLD_DEFAULT (null) searches the loaded libraries; `name` is a C string.
+    let address = unsafe { dlsym(null_mut(), name.as_ptr()) };
+    // SAFETY: a `ze_pfn*_t` is an `Option` of a function pointer, which has a
+    // pointer's layout with null for None; the address is the loader's export
+    // of that name, whose signature is the one `F` states.
+    (!address.is_null()).then(|| unsafe { std::mem::transmute_copy::<*mut c_void, F>(&address) })
+}
+
 pub fn require_alt_driver() -> String {
     std::env::var("ZE_ENABLE_ALT_DRIVERS").expect(
         "ZE_ENABLE_ALT_DRIVERS is not set. These tests run the driver through the real loader: \

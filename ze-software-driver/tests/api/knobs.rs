@@ -201,3 +201,28 @@ fn several_devices_child() {
     ze!(zeMemFree(context, memory));
     ze!(zeContextDestroy(context));
 }
+
+#[test]
+fn ip_version_is_reported() {
+    if !api_reaches(ZE_API_VERSION_1_5, "ze_device_ip_version_ext_t") {
+        return;
+    }
+    run_passing_child("knobs::ip_version_child", &[("ZE_SOFTWARE_DRIVER_IP_VERSION", "0x05004000")]);
+}
+
+#[test]
+#[ignore = "child of ip_version_is_reported"]
+fn ip_version_child() {
+    if !is_child() {
+        return;
+    }
+    let setup = setup();
+    let mut ip = ze_device_ip_version_ext_t { stype: ZE_STRUCTURE_TYPE_DEVICE_IP_VERSION_EXT, ..Default::default() };
+    let mut properties = ze_device_properties_t {
+        stype: ZE_STRUCTURE_TYPE_DEVICE_PROPERTIES,
+        pNext: (&raw mut ip).cast(),
+        ..Default::default()
+    };
+    ze!(zeDeviceGetProperties(setup.device, &mut properties));
+    assert_eq!(ip.ipVersion, 0x0500_4000, "Battlemage's, for which Intel's runtime picks its v2 adapter");
+}

@@ -17,6 +17,7 @@ mod common;
 mod artifact;
 mod command_lists;
 mod contexts;
+mod counter_based;
 mod discovery;
 mod events;
 mod knobs;

@@ -259,3 +259,79 @@ fn free_ext_policies_and_errors() {
     assert_eq!(call!(zeMemFreeExt(context, null(), memory.cast())), ZE_RESULT_ERROR_INVALID_NULL_POINTER);
     ze!(zeContextDestroy(context));
 }
+
+#[test]
+fn every_allocation_starts_on_the_page_it_reports() {
+    let setup = setup();
+    let context = setup.context();
+    let mut memory = null_mut();
+    for size in [1, 100, 4095, 4097, 65536] {
+        ze!(zeMemAllocHost(context, &host_desc(0), size, 0, &mut memory));
+        let (properties, _) = properties(context, memory);
+        assert_eq!(properties.pageSize, 4096);
+        assert_eq!(memory as usize % 4096, 0, "{size} bytes start on a page");
+        ze!(zeMemFree(context, memory));
+    }
+    ze!(zeContextDestroy(context));
+}
+
+#[test]
+fn relaxed_allocation_limits_are_taken_and_checked() {
+    let setup = setup();
+    let context = setup.context();
+    let relaxed = ze_relaxed_allocation_limits_exp_desc_t {
+        stype: ZE_STRUCTURE_TYPE_RELAXED_ALLOCATION_LIMITS_EXP_DESC,
+        pNext: null(),
+        flags: ZE_RELAXED_ALLOCATION_LIMITS_EXP_FLAG_MAX_SIZE,
+    };
+    let host = ze_host_mem_alloc_desc_t { pNext: (&raw const relaxed).cast(), ..host_desc(0) };
+    let device = ze_device_mem_alloc_desc_t { pNext: (&raw const relaxed).cast(), ..device_desc() };
+    let mut memory = null_mut();
+    ze!(zeMemAllocHost(context, &host, 4096, 0, &mut memory));
+    ze!(zeMemFree(context, memory));
+    ze!(zeMemAllocDevice(context, &device, 4096, 0, setup.device, &mut memory));
+    ze!(zeMemFree(context, memory));
+
+    let bad = ze_relaxed_allocation_limits_exp_desc_t { flags: ZE_RELAXED_ALLOCATION_LIMITS_EXP_FLAG_MAX_SIZE << 1, ..relaxed };
+    let host = ze_host_mem_alloc_desc_t { pNext: (&raw const bad).cast(), ..host_desc(0) };
+    assert_eq!(call!(zeMemAllocHost(context, &host, 4096, 0, &mut memory)), ZE_RESULT_ERROR_INVALID_ENUMERATION);
+    let unknown = ze_base_desc_t { stype: ZE_STRUCTURE_TYPE_EVENT_DESC, pNext: null() };
+    let host = ze_host_mem_alloc_desc_t { pNext: (&raw const unknown).cast(), ..host_desc(0) };
+    assert_eq!(call!(zeMemAllocHost(context, &host, 4096, 0, &mut memory)), ZE_RESULT_ERROR_UNSUPPORTED_ENUMERATION);
+    ze!(zeContextDestroy(context));
+}
+
+#[test]
+fn residency_is_checked_against_live_allocations() {
+    let setup = setup();
+    let context = setup.context();
+    let other = setup.context();
+    let memory = alloc_host(context, 8192);
+    ze!(zeContextMakeMemoryResident(context, setup.device, memory.cast(), 8192));
+    // SAFETY: 4096 bytes into an allocation of 8192.
+    let interior = unsafe { memory.add(4096) };
+    ze!(zeContextMakeMemoryResident(context, setup.device, interior.cast(), 4096));
+    ze!(zeContextEvictMemory(context, setup.device, interior.cast(), 4096));
+    assert_eq!(
+        call!(zeContextMakeMemoryResident(context, setup.device, interior.cast(), 4097)),
+        ZE_RESULT_ERROR_INVALID_SIZE,
+        "a range past the end of its allocation"
+    );
+    assert_eq!(
+        call!(zeContextMakeMemoryResident(other, setup.device, memory.cast(), 8192)),
+        ZE_RESULT_ERROR_INVALID_ARGUMENT,
+        "memory of another context"
+    );
+    assert_eq!(
+        call!(zeContextEvictMemory(context, setup.device, null_mut(), 1)),
+        ZE_RESULT_ERROR_INVALID_NULL_POINTER
+    );
+    free(context, memory);
+    assert_eq!(
+        call!(zeContextMakeMemoryResident(context, setup.device, memory.cast(), 8192)),
+        ZE_RESULT_ERROR_INVALID_ARGUMENT,
+        "freed memory"
+    );
+    ze!(zeContextDestroy(other));
+    ze!(zeContextDestroy(context));
+}
