@@ -335,6 +335,42 @@ fn hooks_record_and_release_every_event() {
     }
 }
 
+/// Hooks of a runtime whose streams have nothing pending: no event at all.
+struct IdleHooks {
+    released: Arc<AtomicUsize>,
+}
+
+impl StreamHooks for IdleHooks {
+    fn record(&self, _stream: StreamKey) -> Result<(ze::ze_event_handle_t, usize), String> {
+        Ok((null_mut(), 7))
+    }
+
+    fn release(&self, event: ze::ze_event_handle_t, token: usize) {
+        assert!(event.is_null() && token == 7, "the release hook gets back what record gave");
+        self.released.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_stream_with_nothing_pending_needs_no_event() {
+    require_driver();
+    let released = Arc::new(AtomicUsize::new(0));
+    let hooks = IdleHooks { released: released.clone() };
+    let context = Context::create_on_first_driver().unwrap();
+    let a = CachingAllocator::new(LevelZeroBackend::new(context, Some(Box::new(hooks))), Settings::default());
+    let block = a.allocate(4096).unwrap().unwrap();
+    a.record_stream(block.address, block.context, S0).unwrap();
+    a.free(block.context).unwrap();
+    assert_eq!(a.stats().pending_blocks.current, 1);
+    // The next poll finds it complete, without a call to Level Zero.
+    a.poll_pending();
+    assert_eq!((a.stats().pending_blocks.current, released.load(Ordering::SeqCst)), (0, 1));
+    let again = a.allocate(4096).unwrap().unwrap();
+    assert_eq!(again.address, block.address, "reused at once");
+    a.free(again.context).unwrap();
+    a.empty_cache().unwrap();
+}
+
 #[test]
 fn threads_share_streams_without_reusing_busy_memory() {
     let a = Arc::new(allocator(None));

@@ -39,7 +39,8 @@ enum Recorder {
 
 /// An event the core waits on.
 pub enum Event {
-    /// From the host runtime's hook; `token` goes back to its release hook.
+    /// From the host runtime's hook, null if the stream had nothing pending;
+    /// `token` goes back to its release hook.
     Hooked { event: ze::ze_event_handle_t, token: usize },
     /// From this backend's own pool, perhaps shared with other blocks.
     Own(Arc<PooledEvent>),
@@ -135,6 +136,7 @@ impl StreamEvents for LevelZeroBackend {
 
     fn is_complete(&self, event: &Event) -> Result<bool, BackendError> {
         let handle = match event {
+            Event::Hooked { event, .. } if event.is_null() => return Ok(true),
             Event::Hooked { event, .. } => *event,
             Event::Own(event) if event.seen_complete() => return Ok(true),
             Event::Own(event) => event.handle(),
