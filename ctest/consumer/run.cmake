@@ -26,7 +26,9 @@ file(REMOVE_RECURSE "${WORK_DIR}")
 run("cmake --install into ${prefix}" "${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}")
 foreach(installed include/xpu_caching_host_allocator.h
                   share/xpu_caching_host_allocator/adapter/xpu_host_allocator_adapter.h
-                  share/xpu_caching_host_allocator/adapter/xpu_host_allocator_adapter.cpp)
+                  share/xpu_caching_host_allocator/adapter/xpu_host_allocator_adapter.cpp
+                  share/xpu_caching_host_allocator/sycl/xpu_host_allocator_sycl.h
+                  share/xpu_caching_host_allocator/sycl/xpu_host_allocator_sycl.cpp)
   if(NOT EXISTS "${prefix}/${installed}")
     message(FATAL_ERROR "cmake --install did not install ${installed}")
   endif()
