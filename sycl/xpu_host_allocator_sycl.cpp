@@ -25,10 +25,14 @@ std::atomic<std::uint64_t> recorded{0}, not_needed{0}, failed{0}, released{0};
 // The event the allocator waits for on `queue`, or none if the queue has no
 // work pending.
 std::optional<sycl::event> stream_event(sycl::queue& queue, RecordWith record_with) {
-  bool last_event_is_enough = record_with == RecordWith::LastEvent && queue.is_in_order() &&
+  if (record_with != RecordWith::Barrier && queue.ext_oneapi_empty()) {
+    return std::nullopt;
+  }
+  bool last_event_is_enough = record_with == RecordWith::LastEventUnlessIdle && queue.is_in_order() &&
                               // Events discarded by the queue cannot be waited on.
                               !queue.has_property<sycl::ext::oneapi::property::queue::discard_events>();
   if (last_event_is_enough) {
+    // None if nothing was ever submitted: then there is nothing to wait for.
     return queue.ext_oneapi_get_last_event();
   }
   return queue.ext_oneapi_submit_barrier();

@@ -33,14 +33,18 @@ using QueueLookup = sycl::queue* (*)(void* user_data, xpu_host_stream stream);
 
 // How the allocator's event for a stream is made when a block it used is freed.
 enum class RecordWith {
-  // On an in-order queue, the event of its last command
-  // (queue.ext_oneapi_get_last_event()): it completes after everything
-  // submitted before it, and costs no command. An in-order queue nothing was
-  // ever submitted to needs no event at all. Other queues get a barrier.
-  LastEvent,
+  // No event if the queue has nothing pending (queue.ext_oneapi_empty(): a
+  // query, no command), else a barrier. The default.
+  BarrierUnlessIdle,
   // Always queue.ext_oneapi_submit_barrier(), as PyTorch's own
   // XPUEvent::record does.
   Barrier,
+  // No event if the queue has nothing pending, else on an in-order queue the
+  // event of its last command (queue.ext_oneapi_get_last_event()), elsewhere a
+  // barrier. For the v2 Level Zero adapter only: with v1 (2026.2) that call
+  // waits until the queue has run everything, and behind a stream that waits
+  // on the host it never returns. On v2 it costs about what a barrier does.
+  LastEventUnlessIdle,
 };
 
 // A failure of use_sycl_context: what went wrong, and the library's result
@@ -68,10 +72,10 @@ class Error : public std::runtime_error {
 // returns an error and the block is never handed out again (it is retired):
 // without an event nobody can tell when the stream is done with it.
 void use_sycl_context(const sycl::context& context, QueueLookup lookup, void* user_data = nullptr,
-                      RecordWith record_with = RecordWith::LastEvent);
+                      RecordWith record_with = RecordWith::BarrierUnlessIdle);
 
 // What the record and release hooks have done since the process started:
-// events recorded, records that needed none (an idle in-order queue), records
+// events recorded, records that needed none (an idle queue), records
 // that failed (no queue, or the runtime threw), and events released. Once the
 // allocator holds no pending block, released == recorded.
 struct SyclEventCounts {

@@ -2,7 +2,7 @@
 // on Intel's SYCL runtime over the software driver. One mode per process: the
 // integration is set up once, before the allocator's first use.
 //
-//   integration_test canary [barrier] [no-record]
+//   integration_test canary [barrier|last-event] [no-record]
 //       Many iterations over two in-order queues while the driver delays every
 //       command: host-to-device copies from our blocks and device-to-host
 //       copies into them, each block recorded on its queue and freed at once;
@@ -10,9 +10,12 @@
 //       some blocks are held for a while. A violation is a device copy that
 //       did not read what its block held when it was enqueued, or a held
 //       block whose pattern changed. With no-record the blocks are not
-//       recorded: the negative control, which must find violations.
+//       recorded: the negative control, which must find violations. Events
+//       are made as RecordWith::BarrierUnlessIdle (the default), Barrier or
+//       LastEventUnlessIdle (v2 only) says.
 //       XPU_HOST_SYCL_CANARY_COPIES sets the number of device copies (4,000).
 //   integration_test pinned     every block is host USM of the SYCL context
+//   integration_test idle       a block recorded on a queue with nothing pending needs no event
 //   integration_test out-of-memory   (run with a driver memory limit of 8 MiB)
 //   integration_test lookup-failure
 //   integration_test errors     a null lookup, a call after the allocator started
@@ -63,7 +66,7 @@ sycl::queue* lookup(void* user_data, xpu_host_stream stream) {
   return stream.id >= 0 && stream.id < static_cast<std::int64_t>(queues.size()) ? &queues[stream.id] : nullptr;
 }
 
-void use_runtime(xpu_host_allocator::RecordWith record_with = xpu_host_allocator::RecordWith::LastEvent) {
+void use_runtime(xpu_host_allocator::RecordWith record_with = xpu_host_allocator::RecordWith::BarrierUnlessIdle) {
   xpu_host_allocator::use_sycl_context(runtime().context, lookup, &runtime().queues, record_with);
 }
 
@@ -194,8 +197,8 @@ class Canary {
   long copies_ = 0, checked_ = 0, violations_ = 0;
 };
 
-int canary(bool barrier, bool record) {
-  use_runtime(barrier ? xpu_host_allocator::RecordWith::Barrier : xpu_host_allocator::RecordWith::LastEvent);
+int canary(xpu_host_allocator::RecordWith record_with, const char* making, bool record) {
+  use_runtime(record_with);
   const char* configured = std::getenv("XPU_HOST_SYCL_CANARY_COPIES");
   long copies = configured != nullptr ? std::atol(configured) : 4000;
   Canary canary(record);
@@ -205,7 +208,7 @@ int canary(bool barrier, bool record) {
   xpu_host_allocator::SyclEventCounts events = xpu_host_allocator::sycl_event_counts();
   std::printf("canary (%s, %s): %ld device copies, %ld checks, %ld violations; events: %llu recorded, "
               "%llu released, %llu not needed, %llu failed; %lld driver allocations\n",
-              barrier ? "barrier" : "last event", record ? "recorded" : "not recorded", canary.copies(),
+              making, record ? "recorded" : "not recorded", canary.copies(),
               canary.checked(), canary.violations(), static_cast<unsigned long long>(events.recorded),
               static_cast<unsigned long long>(events.released), static_cast<unsigned long long>(events.not_needed),
               static_cast<unsigned long long>(events.failed), static_cast<long long>(s.num_host_alloc));
@@ -244,6 +247,29 @@ int pinned() {
   CHECK(context == sycl::get_native<sycl::backend::ext_oneapi_level_zero>(runtime().context));
   for (const Block& block : blocks) CHECK(xpu_host_free(block.ctx) == XPU_HOST_SUCCESS);
   CHECK(xpu_host_empty_cache() == XPU_HOST_SUCCESS);
+  return report();
+}
+
+// A block used on a queue whose work has all run: no event to wait for, and
+// the block is handed out again at once.
+int idle() {
+  use_runtime();
+  sycl::queue& queue = runtime().queues[0];
+  queue.wait();
+  Block block;
+  CHECK(xpu_host_allocate(8192, &block.data, &block.ctx) == XPU_HOST_SUCCESS);
+  bool recorded = false;
+  CHECK(xpu_host_record_stream(block.data, block.ctx, stream(0), &recorded) == XPU_HOST_SUCCESS && recorded);
+  CHECK(xpu_host_free(block.ctx) == XPU_HOST_SUCCESS);
+  xpu_host_allocator::SyclEventCounts events = xpu_host_allocator::sycl_event_counts();
+  CHECK(events.not_needed == 1 && events.recorded == 0);
+  Block again;
+  CHECK(xpu_host_allocate(8192, &again.data, &again.ctx) == XPU_HOST_SUCCESS);
+  CHECK(again.data == block.data);
+  CHECK(xpu_host_free(again.ctx) == XPU_HOST_SUCCESS);
+  CHECK(xpu_host_empty_cache() == XPU_HOST_SUCCESS);
+  xpu_host_stats s = stats();
+  CHECK(s.allocations.current == 0 && s.pending_blocks.current == 0);
   return report();
 }
 
@@ -329,13 +355,20 @@ int main(int argc, char** argv) try {
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string mode = args.empty() ? "" : args[0];
   auto has = [&](const char* word) { return std::find(args.begin(), args.end(), word) != args.end(); };
-  if (mode == "canary") return canary(has("barrier"), !has("no-record"));
+  if (mode == "canary") {
+    using xpu_host_allocator::RecordWith;
+    if (has("barrier")) return canary(RecordWith::Barrier, "barriers", !has("no-record"));
+    if (has("last-event")) return canary(RecordWith::LastEventUnlessIdle, "last events", !has("no-record"));
+    return canary(RecordWith::BarrierUnlessIdle, "barriers unless idle", !has("no-record"));
+  }
   if (mode == "pinned") return pinned();
+  if (mode == "idle") return idle();
   if (mode == "out-of-memory") return out_of_memory();
   if (mode == "lookup-failure") return lookup_failure();
   if (mode == "errors") return errors();
   std::fprintf(stderr,
-               "usage: %s canary [barrier] [no-record] | pinned | out-of-memory | lookup-failure | errors\n",
+               "usage: %s canary [barrier|last-event] [no-record] | pinned | idle | out-of-memory | lookup-failure | "
+               "errors\n",
                argv[0]);
   return 2;
 } catch (const std::exception& e) {
