@@ -92,7 +92,8 @@ typedef struct {
  Records on `stream` an event that completes once all work submitted to the
  stream so far has completed, and stores it in `*event`; `*token` is handed
  back to `release` with it. A null `*event` says the stream has no work
- pending: nothing to wait for. Returns false if it could not.
+ pending: nothing to wait for, and nothing to release. Returns false if it
+ could not.
  */
 typedef bool (*xpu_host_record_hook)(void *user_data,
                                      xpu_host_stream stream,

@@ -67,12 +67,9 @@ bool record(void* user_data, xpu_host_stream stream, ze_event_handle_t* event, v
   }
 }
 
-// Also called for a record that needed no event: its token is null.
 void release(void*, ze_event_handle_t, void* token) noexcept {
-  if (token != nullptr) {
-    delete static_cast<sycl::event*>(token);
-    released.fetch_add(1, std::memory_order_relaxed);
-  }
+  delete static_cast<sycl::event*>(token);
+  released.fetch_add(1, std::memory_order_relaxed);
 }
 
 void check(xpu_host_result result, const char* call) {

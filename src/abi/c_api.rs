@@ -35,7 +35,8 @@ impl From<xpu_host_stream> for StreamKey {
 /// Records on `stream` an event that completes once all work submitted to the
 /// stream so far has completed, and stores it in `*event`; `*token` is handed
 /// back to `release` with it. A null `*event` says the stream has no work
-/// pending: nothing to wait for. Returns false if it could not.
+/// pending: nothing to wait for, and nothing to release. Returns false if it
+/// could not.
 #[allow(non_camel_case_types)]
 pub type xpu_host_record_hook = Option<
     unsafe extern "C" fn(
@@ -69,17 +70,17 @@ struct CHooks {
 }
 
 impl StreamHooks for CHooks {
-    fn record(&self, stream: StreamKey) -> Result<(ze_event_handle_t, usize), String> {
+    fn record(&self, stream: StreamKey) -> Result<Option<(ze_event_handle_t, usize)>, String> {
         let mut event = std::ptr::null_mut();
         let mut token = std::ptr::null_mut();
         let stream = xpu_host_stream { device_type: stream.device_type, device_index: stream.device_index, id: stream.id };
         // SAFETY: the host promised, when it registered the hook, that it may be
         // called from any thread with its user data; the out-pointers are valid.
         let recorded = unsafe { (self.record)(self.user_data as *mut c_void, stream, &mut event, &mut token) };
-        if recorded {
-            Ok((event, token as usize))
-        } else {
-            Err("the record hook failed".into())
+        match (recorded, event.is_null()) {
+            (true, false) => Ok(Some((event, token as usize))),
+            (true, true) => Ok(None),
+            (false, _) => Err("the record hook failed".into()),
         }
     }
 

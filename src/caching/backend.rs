@@ -48,8 +48,9 @@ pub trait StreamEvents: Send + Sync {
     /// refused up front rather than discovered when the block is freed.
     fn check_stream(&self, stream: StreamKey) -> Result<(), BackendError>;
     /// Records an event that completes once all work submitted to `stream` before
-    /// this call has completed.
-    fn record(&self, stream: StreamKey) -> Result<Self::Event, BackendError>;
+    /// this call has completed; `None` if that work has all completed already,
+    /// so that there is nothing to wait for.
+    fn record(&self, stream: StreamKey) -> Result<Option<Self::Event>, BackendError>;
     /// Polls, never blocks.
     fn is_complete(&self, event: &Self::Event) -> Result<bool, BackendError>;
     /// Gives a completed (or abandoned) event back for reuse.

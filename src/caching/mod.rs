@@ -323,15 +323,19 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     /// Records an event on each stream that used a freed block; the block
-    /// waits in their pending queues until all have completed.
+    /// waits in their pending queues until all have completed. A stream with
+    /// nothing left to complete counts as complete at once.
     #[inline(never)]
     fn wait_for_streams(&self, block: &Block, streams: UsedStreams<'_>) -> Result<(), Error> {
-        // Counted before the first event is queued: a poller may complete it at once.
+        // Counted before the first event is queued: a poller may complete it at
+        // once. Whoever counts the last event down (a poller, or this loop for a
+        // stream with nothing pending) caches the block.
         self.counters.pending_blocks.increase(1);
         block.set_pending_events(streams.len());
         for &stream in streams.iter() {
             match self.backend.record(stream) {
-                Ok(event) => self.pending.push(stream, event, block.id),
+                Ok(Some(event)) => self.pending.push(stream, event, block.id),
+                Ok(None) => self.complete_event(*self.caches.local(), block),
                 Err(error) => {
                     // Without an event nobody can tell when the stream is done
                     // with the memory, so it is never handed out again: the
@@ -414,17 +418,20 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     fn poll_pending_with(&self, local: Mine<'_>) {
-        self.pending.poll(&self.backend, |id| {
-            let block = self.blocks.get(id);
-            if block.complete_one_event() {
-                self.counters.pending_blocks.decrease(1);
-                if block.in_segment() {
-                    self.cache_part(local, block);
-                } else {
-                    self.cache(local, block, block.mark_cached());
-                }
+        self.pending.poll(&self.backend, |id| self.complete_event(local, self.blocks.get(id)));
+    }
+
+    /// Counts one of a pending block's events complete; the last puts the block
+    /// back in the cache.
+    fn complete_event(&self, local: Mine<'_>, block: &Block) {
+        if block.complete_one_event() {
+            self.counters.pending_blocks.decrease(1);
+            if block.in_segment() {
+                self.cache_part(local, block);
+            } else {
+                self.cache(local, block, block.mark_cached());
             }
-        });
+        }
     }
 
     pub fn stats(&self) -> Stats {

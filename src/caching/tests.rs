@@ -3,7 +3,7 @@
 use super::*;
 use super::thread_cache::POLL_EVERY;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ struct FakeBackend {
     streams: Mutex<HashMap<StreamKey, (u64, u64)>>,
     fail_allocations: AtomicUsize,
     fail_records: AtomicUsize,
+    /// Every stream has its work done: records need no event.
+    idle_streams: AtomicBool,
     released_events: AtomicUsize,
 }
 
@@ -54,14 +56,17 @@ impl StreamEvents for FakeBackend {
         }
         Ok(())
     }
-    fn record(&self, stream: StreamKey) -> Result<Self::Event, BackendError> {
+    fn record(&self, stream: StreamKey) -> Result<Option<Self::Event>, BackendError> {
         if self.fail_records.load(Ordering::SeqCst) > 0 {
             return Err(BackendError::Failed("fake: cannot record".into()));
+        }
+        if self.idle_streams.load(Ordering::SeqCst) {
+            return Ok(None);
         }
         let mut streams = self.streams.lock().unwrap();
         let entry = streams.entry(stream).or_default();
         entry.0 += 1;
-        Ok((stream, entry.0))
+        Ok(Some((stream, entry.0)))
     }
     fn is_complete(&self, event: &Self::Event) -> Result<bool, BackendError> {
         Ok(self.streams.lock().unwrap()[&event.0].1 >= event.1)
@@ -240,6 +245,20 @@ fn sizes_too_large_to_round_are_errors() {
         assert_eq!(a.allocate(size), Err(Error::SizeTooLarge { requested: size }));
     }
     assert_eq!(a.stats(), Stats::default());
+}
+
+#[test]
+fn a_block_whose_streams_have_nothing_pending_is_cached_at_its_free() {
+    let a = allocator();
+    a.backend().idle_streams.store(true, Ordering::SeqCst);
+    let block = a.allocate(512).unwrap().unwrap();
+    a.record_stream(block.address, block.context, S1).unwrap();
+    a.record_stream(block.address, block.context, S2).unwrap();
+    a.free(block.context).unwrap();
+    let s = a.stats();
+    assert_eq!((s.pending_blocks.current, s.cached_bytes.current), (0, 512));
+    assert_eq!(a.allocate(512).unwrap().unwrap().address, block.address, "reused with no poll");
+    assert_eq!(a.backend().released_events.load(Ordering::SeqCst), 0, "no event, nothing to release");
 }
 
 #[test]

@@ -39,8 +39,7 @@ enum Recorder {
 
 /// An event the core waits on.
 pub enum Event {
-    /// From the host runtime's hook, null if the stream had nothing pending;
-    /// `token` goes back to its release hook.
+    /// From the host runtime's hook; `token` goes back to its release hook.
     Hooked { event: ze::ze_event_handle_t, token: usize },
     /// From this backend's own pool, perhaps shared with other blocks.
     Own(Arc<PooledEvent>),
@@ -121,22 +120,22 @@ impl StreamEvents for LevelZeroBackend {
         }
     }
 
-    fn record(&self, stream: StreamKey) -> Result<Event, BackendError> {
+    fn record(&self, stream: StreamKey) -> Result<Option<Event>, BackendError> {
         let Some(_pass) = gate::enter() else { return Err(exiting().into()) };
         match &self.recorder {
             Recorder::Hooks(hooks) => hooks
                 .record(stream)
-                .map(|(event, token)| Event::Hooked { event, token })
+                .map(|recorded| recorded.map(|(event, token)| Event::Hooked { event, token }))
                 .map_err(BackendError::Failed),
-            Recorder::Own { streams, events } => {
-                streams.record_barrier(&self.context, stream, events).map(Event::Own).map_err(BackendError::from)
-            }
+            Recorder::Own { streams, events } => streams
+                .record_barrier(&self.context, stream, events)
+                .map(|event| Some(Event::Own(event)))
+                .map_err(BackendError::from),
         }
     }
 
     fn is_complete(&self, event: &Event) -> Result<bool, BackendError> {
         let handle = match event {
-            Event::Hooked { event, .. } if event.is_null() => return Ok(true),
             Event::Hooked { event, .. } => *event,
             Event::Own(event) if event.seen_complete() => return Ok(true),
             Event::Own(event) => event.handle(),

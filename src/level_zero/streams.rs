@@ -19,9 +19,9 @@ use crate::caching::{IntegerMap, StreamKey};
 /// whose native event is handed back to be polled with `zeEventQueryStatus`.
 pub trait StreamHooks: Send + Sync {
     /// Records on `stream` an event that completes after all work submitted to it
-    /// so far; returns the event to poll, null if the stream has no work
-    /// pending, and a token for [`StreamHooks::release`].
-    fn record(&self, stream: StreamKey) -> Result<(ze::ze_event_handle_t, usize), String>;
+    /// so far; returns the event to poll and a token for
+    /// [`StreamHooks::release`], or `None` if the stream has no work pending.
+    fn record(&self, stream: StreamKey) -> Result<Option<(ze::ze_event_handle_t, usize)>, String>;
     /// The event is complete (or abandoned); the runtime may reuse or destroy it.
     fn release(&self, event: ze::ze_event_handle_t, token: usize);
 }

@@ -194,11 +194,11 @@ impl StreamEvents for Events {
     fn check_stream(&self, _stream: StreamKey) -> Result<(), BackendError> {
         Ok(())
     }
-    fn record(&self, stream: StreamKey) -> Result<Self::Event, BackendError> {
+    fn record(&self, stream: StreamKey) -> Result<Option<Self::Event>, BackendError> {
         let mut recorded = self.recorded.lock().unwrap();
         let n = recorded.entry(stream).or_default();
         *n += 1;
-        Ok((stream, *n))
+        Ok(Some((stream, *n)))
     }
     fn is_complete(&self, event: &Self::Event) -> Result<bool, BackendError> {
         Ok(self.completed.lock().unwrap().get(&event.0).copied().unwrap_or(0) >= event.1)
@@ -222,8 +222,8 @@ pub fn pending_queues_poll_each_event_once() {
         let pusher = {
             let (events, queues) = (events.clone(), queues.clone());
             thread::spawn(move || {
-                queues.push(S1, events.record(S1).unwrap(), 7);
-                queues.push(S2, events.record(S2).unwrap(), 7);
+                queues.push(S1, events.record(S1).unwrap().unwrap(), 7);
+                queues.push(S2, events.record(S2).unwrap().unwrap(), 7);
             })
         };
         let poller = {
