@@ -1,26 +1,54 @@
 // Subject "ours": this library, reached only as PyTorch 2.4-2.7 reaches it:
 // `at::xpu::getCachingHostAllocator()` (a c10::Allocator*, compiled against
 // the real torch 2.5.1 headers), DataPtr destruction, and
-// `at::xpu::CachingHostAllocator_recordEvent`, whose events go on the
-// library's own command list per stream. It allocates in the harness's
-// context, handed over with xpu_host_use_context as PyTorch's start-up would.
+// `at::xpu::CachingHostAllocator_recordEvent`. It is set up as PyTorch's
+// start-up would set it up, through the SYCL integration
+// (sycl/xpu_host_allocator_sycl.h): memory in the harness's SYCL context,
+// events on the harness's queue of each stream, made as RecordWith says:
+// BarrierUnlessIdle (the default), or with BENCH_OURS_RECORD=barrier Barrier
+// (subject "ours-barrier"), =last-event LastEventUnlessIdle ("ours-last-event").
 #include "scenarios.h"
 #include "xpu_caching_host_allocator.h"
+#include "xpu_host_allocator_sycl.h"
 // PyTorch 2.4-2.7's at::xpu declarations, with c10::xpu::XPUStream as what it
 // is: one c10::Stream (ATen/xpu/CachingHostAllocator.h pulls in SYCL).
 #include "at_xpu_declarations.h"
 
 namespace {
 
+using xpu_host_allocator::RecordWith;
+
+RecordWith record_with() {
+  std::string asked = bench::env_or("BENCH_OURS_RECORD", "");
+  if (asked == "barrier") return RecordWith::Barrier;
+  if (asked == "last-event") return RecordWith::LastEventUnlessIdle;
+  if (!asked.empty()) bench::die("BENCH_OURS_RECORD=%s: expected barrier or last-event", asked.c_str());
+  return RecordWith::BarrierUnlessIdle;
+}
+
+sycl::queue* stream_queue(void*, xpu_host_stream stream) { return &bench::queue(stream.id); }
+
 struct Ours {
   using Block = c10::DataPtr;
-  static const char* name() { return "ours"; }
+  static const char* name() {
+    switch (record_with()) {
+      case RecordWith::Barrier:
+        return "ours-barrier";
+      case RecordWith::LastEventUnlessIdle:
+        return "ours-last-event";
+      default:
+        return "ours";
+    }
+  }
   static constexpr bool has_streams = true;
 
   Ours() {
-    if (xpu_host_use_context(bench::ze().driver, bench::ze().context) != XPU_HOST_SUCCESS ||
-        xpu_host_init() != XPU_HOST_SUCCESS)
-      bench::die("our allocator did not start: %s", xpu_host_last_error_message());
+    try {
+      xpu_host_allocator::use_sycl_context(bench::ze().sycl_context, stream_queue, nullptr, record_with());
+    } catch (const xpu_host_allocator::Error& e) {
+      bench::die("use_sycl_context: %s", e.what());
+    }
+    if (xpu_host_init() != XPU_HOST_SUCCESS) bench::die("our allocator did not start: %s", xpu_host_last_error_message());
     allocator = at::xpu::getCachingHostAllocator();
   }
 
@@ -31,16 +59,6 @@ struct Ours {
     c10::xpu::XPUStream s(c10::xpu::XPUStream::UNCHECKED,
                           c10::Stream(c10::Stream::UNSAFE, c10::Device(c10::DeviceType::XPU, 0), stream));
     return at::xpu::CachingHostAllocator_recordEvent(b.get(), b.get_context(), s);
-  }
-
-  template <class F>
-  void submit(std::int64_t stream, F f) {
-    auto trampoline = [](void* user, ze_command_list_handle_t list) -> ze_result_t {
-      (*static_cast<F*>(user))(list);
-      return ZE_RESULT_SUCCESS;
-    };
-    if (xpu_host_stream_submit(xpu_host_stream{12, 0, stream}, trampoline, &f) != XPU_HOST_SUCCESS)
-      bench::die("xpu_host_stream_submit: %s", xpu_host_last_error_message());
   }
 
   void empty_cache() { at::xpu::CachingHostAllocator_emptyCache(); }

@@ -1,6 +1,7 @@
 // Subject "umf-1.2.0": the Unified Memory Framework of PyPI's `umf` 1.2.0, a
 // disjoint pool over its Level Zero provider of host memory (what SYCL's
-// Unified Runtime pools host USM with), allocating in the harness's context.
+// Unified Runtime pools host USM with), allocating in the Level Zero context
+// of the harness's SYCL context.
 // UMF has no streams, so only the scenarios without streams run.
 //
 // The pool keeps UMF's defaults (slabs of at least 64 KiB, sizes up to 2 MiB
@@ -79,9 +80,6 @@ struct Umf {
     return Block(pool, p);
   }
   static void* data(const Block& b) { return b.get(); }
-
-  template <class F>
-  void submit(std::int64_t, F) {}
 
   // UMF has no empty_cache: a new pool starts empty (the miss path).
   void empty_cache() {

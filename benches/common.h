@@ -1,4 +1,6 @@
-// What every benchmark program shares: the Level Zero context they all
+// What every benchmark program shares: the SYCL context and in-order queues
+// they all use, as c10 makes them (one context for the platform's devices,
+// one queue per stream), the Level Zero context under it that they all
 // allocate in, the software driver's live-object counters, clocks, arguments,
 // one-line JSON results, and callgrind's collection switch.
 //
@@ -8,6 +10,8 @@
 #pragma once
 
 #include <level_zero/ze_api.h>
+#include <sycl/ext/oneapi/backend/level_zero.hpp>
+#include <sycl/sycl.hpp>
 
 #include <cinttypes>
 #include <cstdarg>
@@ -61,10 +65,17 @@ inline std::uint64_t now_ns() {
 // Keeps the compiler from dropping a result it cannot see used.
 inline void keep(const void* p) { asm volatile("" : : "r"(p) : "memory"); }
 
-// The one driver and context every subject allocates in (ours is handed it
-// with xpu_host_use_context, as PyTorch's start-up would), plus the
-// harness's own events: never destroyed, so nothing depends on exit order.
+// Streams 0 to kStreams - 1 exist; stream ids index them.
+constexpr std::int64_t kStreams = 4;
+
+// The SYCL context and queues, and the Level Zero driver and context under
+// them, which every subject allocates in (ours is handed them with
+// use_sycl_context, as PyTorch's start-up would), plus the harness's own
+// events: never destroyed, so nothing depends on exit order.
 struct Ze {
+  sycl::context sycl_context;
+  sycl::device sycl_device;
+  std::vector<sycl::queue> queues;
   ze_driver_handle_t driver = nullptr;
   ze_context_handle_t context = nullptr;
   ze_device_handle_t device = nullptr;
@@ -73,17 +84,24 @@ struct Ze {
   std::uint32_t harness_events = 0;
 };
 
+inline sycl::platform level_zero_platform() {
+  for (const sycl::platform& platform : sycl::platform::get_platforms()) {
+    if (platform.get_backend() == sycl::backend::ext_oneapi_level_zero) return platform;
+  }
+  die("no Level Zero platform (is ZE_ENABLE_ALT_DRIVERS set to the software driver?)");
+}
+
 inline Ze& ze() {
   static Ze* z = [] {
-    auto* z = new Ze;
-    BENCH_ZE(zeInit(0));
-    std::uint32_t count = 1;
-    BENCH_ZE(zeDriverGet(&count, &z->driver));
-    if (count == 0) die("no Level Zero driver (is ZE_ENABLE_ALT_DRIVERS set to the software driver?)");
-    count = 1;
-    BENCH_ZE(zeDeviceGet(z->driver, &count, &z->device));
-    ze_context_desc_t context_desc = {ZE_STRUCTURE_TYPE_CONTEXT_DESC, nullptr, 0};
-    BENCH_ZE(zeContextCreate(z->driver, &context_desc, &z->context));
+    sycl::platform platform = level_zero_platform();
+    std::vector<sycl::device> devices = platform.get_devices();
+    auto* z = new Ze{sycl::context(devices), devices[0], {}};
+    for (std::int64_t i = 0; i < kStreams; ++i) {
+      z->queues.emplace_back(z->sycl_context, z->sycl_device, sycl::property::queue::in_order());
+    }
+    z->driver = sycl::get_native<sycl::backend::ext_oneapi_level_zero>(platform);
+    z->context = sycl::get_native<sycl::backend::ext_oneapi_level_zero>(z->sycl_context);
+    z->device = sycl::get_native<sycl::backend::ext_oneapi_level_zero>(z->sycl_device);
     void* live = nullptr;
     BENCH_ZE(zeDriverGetExtensionFunctionAddress(z->driver, ZEX_SOFTWARE_DRIVER_GET_LIVE_OBJECTS_NAME, &live));
     z->live = reinterpret_cast<zex_pfnSoftwareDriverGetLiveObjects_t>(live);
@@ -94,13 +112,18 @@ inline Ze& ze() {
   return *z;
 }
 
+inline sycl::queue& queue(std::int64_t stream) {
+  if (stream < 0 || stream >= kStreams) die("no stream %lld", static_cast<long long>(stream));
+  return ze().queues[std::size_t(stream)];
+}
+
 inline zex_software_driver_live_objects_t live_objects() {
   zex_software_driver_live_objects_t live{};
   BENCH_ZE(ze().live(&live));
   return live;
 }
 
-// An event of the harness (not of any subject): to wait for a stream, or to hold one back.
+// An event of the harness (not of any subject), signalled by the host: to hold a stream back.
 inline ze_event_handle_t harness_event() {
   ze_event_desc_t desc = {ZE_STRUCTURE_TYPE_EVENT_DESC, nullptr, ze().harness_events++, ZE_EVENT_SCOPE_FLAG_HOST,
                           ZE_EVENT_SCOPE_FLAG_HOST};
@@ -108,6 +131,18 @@ inline ze_event_handle_t harness_event() {
   ze_event_handle_t event = nullptr;
   BENCH_ZE(zeEventCreate(ze().harness_pool, &desc, &event));
   return event;
+}
+
+// Waits until everything submitted to `stream` so far has run (not timed).
+inline void sync_stream(std::int64_t stream) { queue(stream).wait(); }
+
+// Holds `stream` back until the host signals `gate`: work submitted to it
+// after this waits, as behind a kernel that takes long.
+inline void hold_stream(std::int64_t stream, ze_event_handle_t gate) {
+  namespace level_zero = sycl::ext::oneapi::level_zero;
+  sycl::event held = sycl::make_event<sycl::backend::ext_oneapi_level_zero>({gate, level_zero::ownership::keep},
+                                                                             ze().sycl_context);
+  queue(stream).ext_oneapi_submit_barrier({held});
 }
 
 // key=value arguments after the scenario name.

@@ -4,8 +4,7 @@
 //   static constexpr bool has_streams;
 //   Block allocate(std::size_t n);        // Block frees itself when destroyed
 //   static void* data(const Block&);
-//   bool record(Block&, std::int64_t stream);               // if has_streams
-//   template <class F> void submit(std::int64_t stream, F f);  // f(list) appends to the stream
+//   bool record(Block&, std::int64_t stream);   // if has_streams: the harness's queue(stream) uses it
 //   void empty_cache();
 //   void extra(Json&);                    // its own statistics, if any
 //
@@ -32,17 +31,6 @@ inline double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   std::size_t n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-// Waits until everything submitted to `stream` so far has run (not timed).
-template <class S>
-void sync_stream(S& s, std::int64_t stream) {
-  static ze_event_handle_t done = harness_event();
-  s.submit(stream, [&](ze_command_list_handle_t list) {
-    BENCH_ZE(zeCommandListAppendBarrier(list, done, 0, nullptr));
-  });
-  BENCH_ZE(zeEventHostSynchronize(done, UINT64_MAX));
-  BENCH_ZE(zeEventHostReset(done));
 }
 
 // A fixed pseudo-random sequence, the same in every program.
@@ -152,11 +140,24 @@ void cycle_threads(S& s, const Args& args, Json& out) {
 // (not timed) the harness waits for the stream, so the next batch finds the
 // blocks' events complete (each command on the stream takes
 // ZE_SOFTWARE_DRIVER_COMMAND_LATENCY_US). Within a batch the events just
-// recorded are still pending.
+// recorded are still pending. The stream has no work of its own at each free
+// unless busy=1: then it is held back for the whole batch (by a wait on an
+// event the harness signals after it), as when the copy that used the block
+// has not run yet.
 template <class S>
 void stream_cycle(S& s, const Args& args, Json& out) {
   auto sizes = args.sizes("sizes", {65536, 1 << 20});
   long batch = args.number("batch", 32), batches = args.number("batches", 100), trials = args.number("trials", 3);
+  bool busy = args.number("busy", 0) != 0;
+  static ze_event_handle_t gate = harness_event();
+  auto hold = [&] {
+    if (busy) hold_stream(kStream, gate);
+  };
+  auto release = [&] {
+    if (busy) BENCH_ZE(zeEventHostSignal(gate));
+    sync_stream(kStream);
+    if (busy) BENCH_ZE(zeEventHostReset(gate));
+  };
   auto one_batch = [&] {
     for (long i = 0; i < batch; ++i) {
       auto block = s.allocate(sizes[std::size_t(i) % sizes.size()]);
@@ -170,25 +171,27 @@ void stream_cycle(S& s, const Args& args, Json& out) {
     for (long i = 0; i < batch; ++i) blocks.push_back(s.allocate(sizes[std::size_t(i) % sizes.size()]));
   }
   for (int warm = 0; warm < 2; ++warm) {
+    hold();
     one_batch();
-    sync_stream(s, kStream);
+    release();
   }
   std::uint64_t calls_before = live_objects().host_alloc_calls;
   std::vector<double> ns;
   for (long t = 0; t < trials; ++t) {
     std::uint64_t total = 0;
     for (long b = 0; b < batches; ++b) {
+      hold();
       std::uint64_t start = now_ns();
       collect_on();
       one_batch();
       collect_off();
       total += now_ns() - start;
-      sync_stream(s, kStream);
+      release();
     }
     ns.push_back(double(total) / double(batch * batches));
   }
   out.add("cycles", batch * batches).add("ns_per_cycle", min_of(ns)).add("trials_ns", ns);
-  out.add("latency_us", env_or("ZE_SOFTWARE_DRIVER_COMMAND_LATENCY_US", "0"));
+  out.add("latency_us", env_or("ZE_SOFTWARE_DRIVER_COMMAND_LATENCY_US", "0")).add("busy", int(busy));
   out.add("misses", live_objects().host_alloc_calls - calls_before);
 }
 
@@ -203,10 +206,8 @@ void held_stream(S& s, const Args& args, Json& out) {
   std::size_t size = std::size_t(args.number("size", 65536));
   long iterations = args.number("iterations", 1000), held_every = args.number("held_every", 4);
   ze_event_handle_t gate = harness_event();
-  s.submit(kHeldStream, [&](ze_command_list_handle_t list) {
-    BENCH_ZE(zeCommandListAppendWaitOnEvents(list, 1, &gate));
-  });
-  sync_stream(s, kStream);  // the fast stream exists before the clock starts
+  hold_stream(kHeldStream, gate);
+  sync_stream(kStream);
   auto before = live_objects();
   struct Freed {
     std::uint64_t ns;
@@ -240,7 +241,7 @@ void held_stream(S& s, const Args& args, Json& out) {
       take(S::data(block));
       if (!s.record(block, kHeldStream)) die("record_event was refused");
     }
-    sync_stream(s, kStream);
+    sync_stream(kStream);
   }
   std::uint64_t end = now_ns();
   for (auto& [p, freed] : freed_at) {
@@ -249,7 +250,7 @@ void held_stream(S& s, const Args& args, Json& out) {
   }
   auto after = live_objects();
   BENCH_ZE(zeEventHostSignal(gate));
-  sync_stream(s, kHeldStream);
+  sync_stream(kHeldStream);
   auto mean_of = [](const std::vector<double>& v) {
     double sum = 0;
     for (double x : v) sum += x;
