@@ -22,10 +22,34 @@ struct Hooks {
 
 std::atomic<std::uint64_t> recorded{0}, not_needed{0}, failed{0}, released{0};
 
+// After a record found `busy_queue` with work pending, this thread's next
+// records on it skip asking whether it is empty this many times: a stream
+// that is busy tends to stay busy (compute queued behind the copies), and the
+// question costs about a sixth of the barrier it cannot spare then. An idle
+// queue is asked every time.
+constexpr unsigned kBusyRecordsUnasked = 15;
+thread_local const sycl::queue* busy_queue = nullptr;
+thread_local unsigned unasked_left = 0;
+
+// Whether `queue` has nothing pending, as far as this thread needs to know.
+bool is_idle(const sycl::queue& queue) {
+  if (&queue == busy_queue && unasked_left > 0) {
+    --unasked_left;
+    return false;
+  }
+  if (queue.ext_oneapi_empty()) {
+    busy_queue = nullptr;
+    return true;
+  }
+  busy_queue = &queue;
+  unasked_left = kBusyRecordsUnasked;
+  return false;
+}
+
 // The event the allocator waits for on `queue`, or none if the queue has no
 // work pending.
 std::optional<sycl::event> stream_event(sycl::queue& queue, RecordWith record_with) {
-  if (record_with != RecordWith::Barrier && queue.ext_oneapi_empty()) {
+  if (record_with != RecordWith::Barrier && is_idle(queue)) {
     return std::nullopt;
   }
   bool last_event_is_enough = record_with == RecordWith::LastEventUnlessIdle && queue.is_in_order() &&

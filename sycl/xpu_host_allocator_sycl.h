@@ -34,16 +34,18 @@ using QueueLookup = sycl::queue* (*)(void* user_data, xpu_host_stream stream);
 // How the allocator's event for a stream is made when a block it used is freed.
 enum class RecordWith {
   // No event if the queue has nothing pending (queue.ext_oneapi_empty(): a
-  // query, no command), else a barrier. The default.
+  // query, no command), else a barrier. The default. A thread that found a
+  // queue busy skips the question for its next 15 records on that queue.
   BarrierUnlessIdle,
   // Always queue.ext_oneapi_submit_barrier(), as PyTorch's own
   // XPUEvent::record does.
   Barrier,
-  // No event if the queue has nothing pending, else on an in-order queue the
-  // event of its last command (queue.ext_oneapi_get_last_event()), elsewhere a
-  // barrier. For the v2 Level Zero adapter only: with v1 (2026.2) that call
-  // waits until the queue has run everything, and behind a stream that waits
-  // on the host it never returns. On v2 it costs about what a barrier does.
+  // No event if the queue has nothing pending (asked as above), else on an
+  // in-order queue the event of its last command
+  // (queue.ext_oneapi_get_last_event()), elsewhere a barrier. For the v2
+  // Level Zero adapter only: with v1 (2026.2) that call waits until the queue
+  // has run everything, and behind a stream that waits on the host it never
+  // returns. On v2 it costs about what a barrier does.
   LastEventUnlessIdle,
 };
 
