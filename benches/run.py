@@ -450,6 +450,18 @@ def targets_6(adapters, memory):
     return rows
 
 
+def targets_table(w, title, rows, note):
+    w(f"## {title}")
+    w("")
+    w("| scenario | adapter | target | measured | |")
+    w("|---|---|---|---|---|")
+    for number, adapter, target, ok, measured in rows:
+        w(f"| {number} | {adapter} | {target} | {measured} | {verdict(ok)} |")
+    w("")
+    w(f"{sum(1 for row in rows if row[3])} of {len(rows)} met.{note}")
+    w("")
+
+
 def ratios_table(w, adapter, a, cg):
     cycle, stream, busy, held = a["cycle"], a["stream"], a["stream_busy"], a["held"]
     w(f"### Adapter {adapter}")
@@ -609,28 +621,9 @@ def report(analysis, memory_raw, cg, plan, quick, seconds, command_line, loader,
         ratios_table(w, adapter, a, cg)
     memory_table(w, memory)
 
-    rows = targets_15(analysis)
-    w("## Targets against the seed (issue 15)")
-    w("")
-    w("| scenario | adapter | target | measured | |")
-    w("|---|---|---|---|---|")
-    for number, adapter, target, ok, measured in rows:
-        w(f"| {number} | {adapter} | {target} | {measured} | {verdict(ok)} |")
-    w("")
-    met = sum(1 for row in rows if row[3])
-    w(f"{met} of {len(rows)} met. Scenario 6 has no target against the seed: see the reading.")
-    w("")
-    rows6 = targets_6(analysis, memory)
-    w("## The other targets (issue 6)")
-    w("")
-    w("| scenario | adapter | target | measured | |")
-    w("|---|---|---|---|---|")
-    for number, adapter, target, ok, measured in rows6:
-        w(f"| {number} | {adapter} | {target} | {measured} | {verdict(ok)} |")
-    w("")
-    met = sum(1 for row in rows6 if row[3])
-    w(f"{met} of {len(rows6)} met.")
-    w("")
+    targets_table(w, "Targets against the seed (issue 15)", targets_15(analysis),
+                  " Scenario 6 has no target against the seed: see the reading.")
+    targets_table(w, "The other targets (issue 6)", targets_6(analysis, memory), "")
 
     w("## Reading")
     w("")

@@ -84,7 +84,7 @@ impl Event {
     /// counter-based event, a new completion that replaces the current one.
     pub fn arm(&self) -> Arc<Flag> {
         let mut state = lock(&self.state);
-        if self.pool.counter_based.is_some() {
+        if self.is_counter_based() {
             *state = Arc::new(Flag::new(false));
         }
         Arc::clone(&state)

@@ -268,9 +268,14 @@ pub struct Events {
 
 impl Events {
     pub fn new(context: ze_context_handle_t, count: u32) -> Events {
+        Events::chained(context, null(), count)
+    }
+
+    /// A pool whose descriptor chains `next` (an extension structure, or null).
+    pub fn chained(context: ze_context_handle_t, next: *const c_void, count: u32) -> Events {
         let pool_desc = ze_event_pool_desc_t {
             stype: ZE_STRUCTURE_TYPE_EVENT_POOL_DESC,
-            pNext: null(),
+            pNext: next,
             flags: ZE_EVENT_POOL_FLAG_HOST_VISIBLE,
             count,
         };

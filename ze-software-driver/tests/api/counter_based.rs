@@ -19,22 +19,7 @@ fn counter_based(context: ze_context_handle_t, flags: ze_event_pool_counter_base
         pNext: null(),
         flags,
     };
-    let desc = ze_event_pool_desc_t {
-        stype: ZE_STRUCTURE_TYPE_EVENT_POOL_DESC,
-        pNext: (&raw const counter_based).cast(),
-        flags: ZE_EVENT_POOL_FLAG_HOST_VISIBLE,
-        count,
-    };
-    let mut pool = null_mut();
-    ze!(zeEventPoolCreate(context, &desc, 0, null_mut(), &mut pool));
-    let events = (0..count)
-        .map(|index| {
-            let mut event = null_mut();
-            ze!(zeEventCreate(pool, &event_desc(index), &mut event));
-            event
-        })
-        .collect();
-    Events { pool, events }
+    Events::chained(context, (&raw const counter_based).cast(), count)
 }
 
 fn in_order_immediate(setup: &Setup, context: ze_context_handle_t) -> ze_command_list_handle_t {
