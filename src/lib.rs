@@ -7,6 +7,6 @@
 //! - `abi`: the C API, the `c10::Allocator`-compatible object and the exported
 //!   `at::xpu::` symbols. Only translation happens there.
 
+pub mod abi;
 pub mod caching;
 pub mod level_zero;
-pub mod abi;

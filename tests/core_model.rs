@@ -34,8 +34,9 @@ fn random_sequences_follow_the_model() {
         let mut rng = Rng::new(seed + 1);
         let length = 16 + rng.below(1024) as usize;
         let bytes: Vec<u8> = (0..length).map(|_| rng.next() as u8).collect();
-        let report = std::panic::catch_unwind(|| core_model::run(&bytes))
-            .unwrap_or_else(|_| panic!("sequence {seed} broke the model (XPU_HOST_MODEL_TRACE=1 prints its operations)"));
+        let report = std::panic::catch_unwind(|| core_model::run(&bytes)).unwrap_or_else(|_| {
+            panic!("sequence {seed} broke the model (XPU_HOST_MODEL_TRACE=1 prints its operations)")
+        });
         total.operations += report.operations;
         total.hostile += report.hostile;
         total.faults += report.faults;

@@ -114,7 +114,9 @@ fn memory_type(context: &Context, address: usize) -> ze::ze_memory_type_t {
     };
     let mut device = null_mut();
     // SAFETY: live context; the pointer is only looked up, not dereferenced.
-    let result = unsafe { ze::zeMemGetAllocProperties(context.handle(), address as *const c_void, &mut properties, &mut device) };
+    let result = unsafe {
+        ze::zeMemGetAllocProperties(context.handle(), address as *const c_void, &mut properties, &mut device)
+    };
     assert_eq!(result, ze::ZE_RESULT_SUCCESS);
     properties.type_
 }
@@ -305,8 +307,14 @@ fn hooks_record_and_release_every_event() {
     // SAFETY: live driver and context; out-pointers valid.
     unsafe {
         assert_eq!(ze::zeDeviceGet(context.driver(), &mut device_count, &mut device), ze::ZE_RESULT_SUCCESS);
-        assert_eq!(ze::zeCommandListCreateImmediate(context.handle(), device, &queue, &mut list), ze::ZE_RESULT_SUCCESS);
-        assert_eq!(ze::zeEventPoolCreate(context.handle(), &pool_desc, 0, null_mut(), &mut pool), ze::ZE_RESULT_SUCCESS);
+        assert_eq!(
+            ze::zeCommandListCreateImmediate(context.handle(), device, &queue, &mut list),
+            ze::ZE_RESULT_SUCCESS
+        );
+        assert_eq!(
+            ze::zeEventPoolCreate(context.handle(), &pool_desc, 0, null_mut(), &mut pool),
+            ze::ZE_RESULT_SUCCESS
+        );
     }
     let hooks = TestHooks {
         list: Mutex::new(list),

@@ -99,7 +99,8 @@ fn worker(thread: u64, plan: &Plan, counts: &Counts) {
             std::thread::sleep(Duration::from_micros(200));
         }
         let size = random_size(&mut rng, plan.large);
-        let (data, context) = allocate(size).unwrap_or_else(|(code, message)| panic!("allocate({size}): {code:?} {message}"));
+        let (data, context) =
+            allocate(size).unwrap_or_else(|(code, message)| panic!("allocate({size}): {code:?} {message}"));
         Counts::add(&counts.allocations, 1);
         // Host patterns have the top byte 0xA0 and device patterns 0xD0, each
         // with the thread and iteration, so a foreign word says who wrote it.
@@ -110,7 +111,8 @@ fn worker(thread: u64, plan: &Plan, counts: &Counts) {
         Counts::add(&counts.bytes_checked, size as u64);
         if let Some(foreign) = fill_and_check(data, size, host_pattern, hold) {
             if counts.violations.fetch_add(1, Ordering::Relaxed) < 5 {
-                let what = if plan.record_streams { "VIOLATION" } else { "torn block, as the negative control expects" };
+                let what =
+                    if plan.record_streams { "VIOLATION" } else { "torn block, as the negative control expects" };
                 println!(
                     "reliability: {what}: thread {thread} block {data:#x} ({size} bytes) held {foreign:#018x}, \
                      not its pattern {host_pattern:#018x}"
@@ -287,7 +289,11 @@ fn canary_stress_split_blocks_and_release_on_miss() {
 #[ignore = "runs in a child process with driver knobs (canary_stress_*)"]
 fn child_canary_stress() {
     let counts = stress(plan(true));
-    assert_eq!(counts.violations.load(Ordering::Relaxed), 0, "blocks were reused while the device still wrote into them");
+    assert_eq!(
+        counts.violations.load(Ordering::Relaxed),
+        0,
+        "blocks were reused while the device still wrote into them"
+    );
 }
 
 #[test]

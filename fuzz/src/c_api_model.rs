@@ -106,10 +106,24 @@ fn record(model: &Model, data: usize, context: usize, stream: xpu_host_stream) {
     assert_eq!((result, recorded), (XPU_HOST_SUCCESS, ours), "record({data:#x}, {context:#x})");
 }
 
-unsafe extern "C" fn fill(data: *mut c_void, list: level_zero_sys::ze_command_list_handle_t) -> level_zero_sys::ze_result_t {
+unsafe extern "C" fn fill(
+    data: *mut c_void,
+    list: level_zero_sys::ze_command_list_handle_t,
+) -> level_zero_sys::ze_result_t {
     let pattern = 0xd00d_u16;
     // SAFETY: a live block of at least 8 bytes; the pattern is copied at the append.
-    unsafe { level_zero_sys::zeCommandListAppendMemoryFill(list, data, (&raw const pattern).cast(), 2, 8, null_mut(), 0, null_mut()) }
+    unsafe {
+        level_zero_sys::zeCommandListAppendMemoryFill(
+            list,
+            data,
+            (&raw const pattern).cast(),
+            2,
+            8,
+            null_mut(),
+            0,
+            null_mut(),
+        )
+    }
 }
 
 fn stats() -> xpu_host_stats {
@@ -171,7 +185,10 @@ pub fn run(data: &[u8]) -> u64 {
                     assert_eq!(buffer[(needed - 1).min(capacity - 1)], 0, "not NUL-terminated within the capacity");
                 }
                 // SAFETY: null with a capacity is refused before anything is written.
-                assert_eq!(unsafe { xpu_host_describe(null_mut(), capacity + 1, null_mut()) }, XPU_HOST_ERROR_INVALID_ARGUMENT);
+                assert_eq!(
+                    unsafe { xpu_host_describe(null_mut(), capacity + 1, null_mut()) },
+                    XPU_HOST_ERROR_INVALID_ARGUMENT
+                );
             }
             9 => {
                 let capacity = bytes.byte() as usize % 4;

@@ -486,19 +486,27 @@ fn check_books(a: &CachingAllocator<Backend>, model: &Model, cap: usize) {
     assert_eq!(stats.requested_bytes.current, model.live.values().map(|b| b.requested as i64).sum::<i64>());
     assert_eq!(stats.allocations.current, books.live.len() as i64);
     assert_eq!(stats.allocated_bytes.current, books.live_bytes as i64);
-    let blocks = stats.active_requests.current + stats.pending_blocks.current + cached as i64 + model.retired.len() as i64;
+    let blocks =
+        stats.active_requests.current + stats.pending_blocks.current + cached as i64 + model.retired.len() as i64;
     if model.split {
         // Parts of one piece of backend memory are blocks of their own.
-        assert!(stats.allocations.current <= blocks, "every piece of memory held has a block live, pending, cached or retired");
+        assert!(
+            stats.allocations.current <= blocks,
+            "every piece of memory held has a block live, pending, cached or retired"
+        );
         assert!(stats.cached_bytes.current >= 0);
     } else {
         assert_eq!(stats.allocations.current, blocks, "every block held is live, pending, cached or retired");
-        assert!(stats.cached_bytes.current >= 0 && stats.cached_bytes.current as u64 <= cap as u64, "cache over its cap");
+        assert!(
+            stats.cached_bytes.current >= 0 && stats.cached_bytes.current as u64 <= cap as u64,
+            "cache over its cap"
+        );
     }
     assert!(books.live_bytes <= books.limit);
     assert!(stats.pending_blocks.current as usize <= model.freed.len());
     assert!(stats.cache_hits + stats.cache_misses >= stats.active_requests.allocated);
-    for stat in [stats.allocations, stats.active_requests, stats.active_bytes, stats.cached_bytes, stats.pending_blocks] {
+    for stat in [stats.allocations, stats.active_requests, stats.active_bytes, stats.cached_bytes, stats.pending_blocks]
+    {
         assert!(stat.current >= 0 && stat.peak >= stat.current, "{stat:?}");
     }
 }

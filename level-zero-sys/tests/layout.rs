@@ -38,7 +38,32 @@ fn bindings_match_the_c_headers() {
     layout!(c, ze_driver_properties_t { stype, pNext, uuid, driverVersion });
     layout!(c, ze_driver_memory_free_ext_properties_t { stype, pNext, freePolicies });
     layout!(c, ze_driver_extension_properties_t { name, version });
-    layout!(c, ze_device_properties_t { stype, pNext, type_, vendorId, deviceId, flags, subdeviceId, coreClockRate, maxMemAllocSize, maxHardwareContexts, maxCommandQueuePriority, numThreadsPerEU, physicalEUSimdWidth, numEUsPerSubslice, numSubslicesPerSlice, numSlices, timerResolution, timestampValidBits, kernelTimestampValidBits, uuid, name });
+    layout!(
+        c,
+        ze_device_properties_t {
+            stype,
+            pNext,
+            type_,
+            vendorId,
+            deviceId,
+            flags,
+            subdeviceId,
+            coreClockRate,
+            maxMemAllocSize,
+            maxHardwareContexts,
+            maxCommandQueuePriority,
+            numThreadsPerEU,
+            physicalEUSimdWidth,
+            numEUsPerSubslice,
+            numSubslicesPerSlice,
+            numSlices,
+            timerResolution,
+            timestampValidBits,
+            kernelTimestampValidBits,
+            uuid,
+            name
+        }
+    );
     layout!(c, ze_command_queue_group_properties_t { stype, pNext, flags, maxMemoryFillPatternSize, numQueues });
     layout!(c, ze_context_desc_t { stype, pNext, flags });
     layout!(c, ze_host_mem_alloc_desc_t { stype, pNext, flags });
@@ -56,49 +81,198 @@ fn bindings_match_the_c_headers() {
     layout!(c, ze_base_properties_t { stype, pNext });
     layout!(c, ze_init_driver_type_desc_t { stype, pNext, flags });
     layout!(c, ze_device_ip_version_ext_t { stype, pNext, ipVersion });
-    layout!(c, ze_device_memory_access_properties_t { stype, pNext, hostAllocCapabilities, deviceAllocCapabilities, sharedSingleDeviceAllocCapabilities, sharedCrossDeviceAllocCapabilities, sharedSystemAllocCapabilities });
+    layout!(
+        c,
+        ze_device_memory_access_properties_t {
+            stype,
+            pNext,
+            hostAllocCapabilities,
+            deviceAllocCapabilities,
+            sharedSingleDeviceAllocCapabilities,
+            sharedCrossDeviceAllocCapabilities,
+            sharedSystemAllocCapabilities
+        }
+    );
     layout!(c, ze_event_pool_counter_based_exp_desc_t { stype, pNext, flags });
     layout!(c, ze_relaxed_allocation_limits_exp_desc_t { stype, pNext, flags });
     layout!(c, zel_version_t { major, minor, patch });
     layout!(c, zel_component_version_t { component_name, spec_version, component_lib_version });
     layout!(c, ze_global_dditable_t { pfnInit, pfnInitDrivers });
-    layout!(c, ze_driver_dditable_t { pfnGet, pfnGetApiVersion, pfnGetProperties, pfnGetIpcProperties, pfnGetExtensionProperties, pfnGetExtensionFunctionAddress, pfnGetLastErrorDescription });
-    layout!(c, ze_device_dditable_t { pfnGet, pfnGetSubDevices, pfnGetProperties, pfnGetComputeProperties, pfnGetModuleProperties, pfnGetCommandQueueGroupProperties, pfnGetMemoryProperties, pfnGetMemoryAccessProperties, pfnGetRootDevice, pfnImportExternalSemaphoreExt, pfnReleaseExternalSemaphoreExt });
-    layout!(c, ze_context_dditable_t { pfnCreate, pfnDestroy, pfnGetStatus, pfnSystemBarrier, pfnMakeMemoryResident, pfnEvictMemory, pfnMakeImageResident, pfnEvictImage, pfnCreateEx });
+    layout!(
+        c,
+        ze_driver_dditable_t {
+            pfnGet,
+            pfnGetApiVersion,
+            pfnGetProperties,
+            pfnGetIpcProperties,
+            pfnGetExtensionProperties,
+            pfnGetExtensionFunctionAddress,
+            pfnGetLastErrorDescription
+        }
+    );
+    layout!(
+        c,
+        ze_device_dditable_t {
+            pfnGet,
+            pfnGetSubDevices,
+            pfnGetProperties,
+            pfnGetComputeProperties,
+            pfnGetModuleProperties,
+            pfnGetCommandQueueGroupProperties,
+            pfnGetMemoryProperties,
+            pfnGetMemoryAccessProperties,
+            pfnGetRootDevice,
+            pfnImportExternalSemaphoreExt,
+            pfnReleaseExternalSemaphoreExt
+        }
+    );
+    layout!(
+        c,
+        ze_context_dditable_t {
+            pfnCreate,
+            pfnDestroy,
+            pfnGetStatus,
+            pfnSystemBarrier,
+            pfnMakeMemoryResident,
+            pfnEvictMemory,
+            pfnMakeImageResident,
+            pfnEvictImage,
+            pfnCreateEx
+        }
+    );
     layout!(c, ze_command_queue_dditable_t { pfnCreate, pfnDestroy, pfnExecuteCommandLists, pfnSynchronize });
-    layout!(c, ze_command_list_dditable_t { pfnAppendBarrier, pfnAppendMemoryRangesBarrier, pfnCreate, pfnCreateImmediate, pfnDestroy, pfnClose, pfnReset, pfnAppendWriteGlobalTimestamp, pfnAppendMemoryCopy, pfnAppendMemoryFill, pfnAppendSignalEvent, pfnAppendWaitOnEvents, pfnAppendEventReset, pfnHostSynchronize, pfnIsImmediate, pfnAppendWaitExternalSemaphoreExt });
-    layout!(c, ze_event_dditable_t { pfnCreate, pfnDestroy, pfnHostSignal, pfnHostSynchronize, pfnQueryStatus, pfnHostReset, pfnQueryKernelTimestamp, pfnQueryKernelTimestampsExt, pfnGetWaitScope });
-    layout!(c, ze_event_pool_dditable_t { pfnCreate, pfnDestroy, pfnGetIpcHandle, pfnOpenIpcHandle, pfnCloseIpcHandle, pfnPutIpcHandle, pfnGetFlags });
+    layout!(
+        c,
+        ze_command_list_dditable_t {
+            pfnAppendBarrier,
+            pfnAppendMemoryRangesBarrier,
+            pfnCreate,
+            pfnCreateImmediate,
+            pfnDestroy,
+            pfnClose,
+            pfnReset,
+            pfnAppendWriteGlobalTimestamp,
+            pfnAppendMemoryCopy,
+            pfnAppendMemoryFill,
+            pfnAppendSignalEvent,
+            pfnAppendWaitOnEvents,
+            pfnAppendEventReset,
+            pfnHostSynchronize,
+            pfnIsImmediate,
+            pfnAppendWaitExternalSemaphoreExt
+        }
+    );
+    layout!(
+        c,
+        ze_event_dditable_t {
+            pfnCreate,
+            pfnDestroy,
+            pfnHostSignal,
+            pfnHostSynchronize,
+            pfnQueryStatus,
+            pfnHostReset,
+            pfnQueryKernelTimestamp,
+            pfnQueryKernelTimestampsExt,
+            pfnGetWaitScope
+        }
+    );
+    layout!(
+        c,
+        ze_event_pool_dditable_t {
+            pfnCreate,
+            pfnDestroy,
+            pfnGetIpcHandle,
+            pfnOpenIpcHandle,
+            pfnCloseIpcHandle,
+            pfnPutIpcHandle,
+            pfnGetFlags
+        }
+    );
     layout!(c, ze_fence_dditable_t { pfnCreate, pfnDestroy, pfnHostSynchronize, pfnQueryStatus, pfnReset });
-    layout!(c, ze_mem_dditable_t { pfnAllocShared, pfnAllocDevice, pfnAllocHost, pfnFree, pfnGetAllocProperties, pfnGetAddressRange, pfnGetIpcHandle, pfnOpenIpcHandle, pfnCloseIpcHandle, pfnFreeExt });
-    constants!(c,
-        ZE_RESULT_SUCCESS, ZE_RESULT_NOT_READY, ZE_RESULT_ERROR_UNINITIALIZED, ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY,
-        ZE_RESULT_ERROR_UNSUPPORTED_FEATURE, ZE_RESULT_ERROR_UNSUPPORTED_SIZE, ZE_RESULT_ERROR_UNSUPPORTED_ALIGNMENT,
-        ZE_RESULT_ERROR_INVALID_ENUMERATION, ZE_RESULT_ERROR_INVALID_NULL_HANDLE, ZE_RESULT_ERROR_INVALID_NULL_POINTER,
-        ZE_RESULT_ERROR_INVALID_ARGUMENT, ZE_RESULT_ERROR_INVALID_SIZE, ZE_RESULT_ERROR_HANDLE_OBJECT_IN_USE,
-        ZE_RESULT_ERROR_UNSUPPORTED_VERSION, ZE_RESULT_ERROR_UNKNOWN, ZE_RESULT_ERROR_DEVICE_LOST,
-        ZE_API_VERSION_1_0, ZE_API_VERSION_1_4, ZE_API_VERSION_1_12, ZE_API_VERSION_CURRENT,
+    layout!(
+        c,
+        ze_mem_dditable_t {
+            pfnAllocShared,
+            pfnAllocDevice,
+            pfnAllocHost,
+            pfnFree,
+            pfnGetAllocProperties,
+            pfnGetAddressRange,
+            pfnGetIpcHandle,
+            pfnOpenIpcHandle,
+            pfnCloseIpcHandle,
+            pfnFreeExt
+        }
+    );
+    constants!(
+        c,
+        ZE_RESULT_SUCCESS,
+        ZE_RESULT_NOT_READY,
+        ZE_RESULT_ERROR_UNINITIALIZED,
+        ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY,
+        ZE_RESULT_ERROR_UNSUPPORTED_FEATURE,
+        ZE_RESULT_ERROR_UNSUPPORTED_SIZE,
+        ZE_RESULT_ERROR_UNSUPPORTED_ALIGNMENT,
+        ZE_RESULT_ERROR_INVALID_ENUMERATION,
+        ZE_RESULT_ERROR_INVALID_NULL_HANDLE,
+        ZE_RESULT_ERROR_INVALID_NULL_POINTER,
+        ZE_RESULT_ERROR_INVALID_ARGUMENT,
+        ZE_RESULT_ERROR_INVALID_SIZE,
+        ZE_RESULT_ERROR_HANDLE_OBJECT_IN_USE,
+        ZE_RESULT_ERROR_UNSUPPORTED_VERSION,
+        ZE_RESULT_ERROR_UNKNOWN,
+        ZE_RESULT_ERROR_DEVICE_LOST,
+        ZE_API_VERSION_1_0,
+        ZE_API_VERSION_1_4,
+        ZE_API_VERSION_1_12,
+        ZE_API_VERSION_CURRENT,
         ZE_RESULT_ERROR_UNSUPPORTED_ENUMERATION,
-        ZE_STRUCTURE_TYPE_DRIVER_PROPERTIES, ZE_STRUCTURE_TYPE_DRIVER_MEMORY_FREE_EXT_PROPERTIES,
-        ZE_STRUCTURE_TYPE_DEVICE_PROPERTIES, ZE_STRUCTURE_TYPE_CONTEXT_DESC, ZE_STRUCTURE_TYPE_HOST_MEM_ALLOC_DESC,
-        ZE_STRUCTURE_TYPE_DEVICE_MEM_ALLOC_DESC, ZE_STRUCTURE_TYPE_MEMORY_ALLOCATION_PROPERTIES,
-        ZE_STRUCTURE_TYPE_MEMORY_FREE_EXT_DESC, ZE_STRUCTURE_TYPE_EVENT_POOL_DESC, ZE_STRUCTURE_TYPE_EVENT_DESC,
-        ZE_STRUCTURE_TYPE_COMMAND_QUEUE_DESC, ZE_STRUCTURE_TYPE_COMMAND_LIST_DESC, ZE_STRUCTURE_TYPE_FENCE_DESC,
+        ZE_STRUCTURE_TYPE_DRIVER_PROPERTIES,
+        ZE_STRUCTURE_TYPE_DRIVER_MEMORY_FREE_EXT_PROPERTIES,
+        ZE_STRUCTURE_TYPE_DEVICE_PROPERTIES,
+        ZE_STRUCTURE_TYPE_CONTEXT_DESC,
+        ZE_STRUCTURE_TYPE_HOST_MEM_ALLOC_DESC,
+        ZE_STRUCTURE_TYPE_DEVICE_MEM_ALLOC_DESC,
+        ZE_STRUCTURE_TYPE_MEMORY_ALLOCATION_PROPERTIES,
+        ZE_STRUCTURE_TYPE_MEMORY_FREE_EXT_DESC,
+        ZE_STRUCTURE_TYPE_EVENT_POOL_DESC,
+        ZE_STRUCTURE_TYPE_EVENT_DESC,
+        ZE_STRUCTURE_TYPE_COMMAND_QUEUE_DESC,
+        ZE_STRUCTURE_TYPE_COMMAND_LIST_DESC,
+        ZE_STRUCTURE_TYPE_FENCE_DESC,
         ZE_STRUCTURE_TYPE_COMMAND_QUEUE_GROUP_PROPERTIES,
-        ZE_MEMORY_TYPE_UNKNOWN, ZE_MEMORY_TYPE_HOST, ZE_MEMORY_TYPE_DEVICE, ZE_MEMORY_TYPE_SHARED,
-        ZE_EVENT_POOL_FLAG_HOST_VISIBLE, ZE_EVENT_SCOPE_FLAG_HOST, ZE_COMMAND_QUEUE_MODE_SYNCHRONOUS,
-        ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS, ZE_DRIVER_MEMORY_FREE_POLICY_EXT_FLAG_BLOCKING_FREE,
-        ZE_DRIVER_MEMORY_FREE_POLICY_EXT_FLAG_DEFER_FREE, ZE_HOST_MEM_ALLOC_FLAG_BIAS_CACHED,
-        ZE_COMMAND_QUEUE_GROUP_PROPERTY_FLAG_COMPUTE, ZE_COMMAND_QUEUE_GROUP_PROPERTY_FLAG_COPY,
+        ZE_MEMORY_TYPE_UNKNOWN,
+        ZE_MEMORY_TYPE_HOST,
+        ZE_MEMORY_TYPE_DEVICE,
+        ZE_MEMORY_TYPE_SHARED,
+        ZE_EVENT_POOL_FLAG_HOST_VISIBLE,
+        ZE_EVENT_SCOPE_FLAG_HOST,
+        ZE_COMMAND_QUEUE_MODE_SYNCHRONOUS,
+        ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS,
+        ZE_DRIVER_MEMORY_FREE_POLICY_EXT_FLAG_BLOCKING_FREE,
+        ZE_DRIVER_MEMORY_FREE_POLICY_EXT_FLAG_DEFER_FREE,
+        ZE_HOST_MEM_ALLOC_FLAG_BIAS_CACHED,
+        ZE_COMMAND_QUEUE_GROUP_PROPERTY_FLAG_COMPUTE,
+        ZE_COMMAND_QUEUE_GROUP_PROPERTY_FLAG_COPY,
         ZE_DEVICE_TYPE_GPU,
-        ZE_STRUCTURE_TYPE_INIT_DRIVER_TYPE_DESC, ZE_INIT_DRIVER_TYPE_FLAG_GPU, ZE_INIT_DRIVER_TYPE_FLAG_NPU,
-        ZE_STRUCTURE_TYPE_DEVICE_IP_VERSION_EXT, ZE_STRUCTURE_TYPE_DEVICE_MEMORY_ACCESS_PROPERTIES,
-        ZE_MEMORY_ACCESS_CAP_FLAG_RW, ZE_MEMORY_ACCESS_CAP_FLAG_CONCURRENT_ATOMIC,
-        ZE_STRUCTURE_TYPE_COUNTER_BASED_EVENT_POOL_EXP_DESC, ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_IMMEDIATE,
-        ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_NON_IMMEDIATE, ZE_EVENT_POOL_COUNTER_BASED_EXP_VERSION_CURRENT,
-        ZE_STRUCTURE_TYPE_RELAXED_ALLOCATION_LIMITS_EXP_DESC, ZE_RELAXED_ALLOCATION_LIMITS_EXP_FLAG_MAX_SIZE,
-        ZE_COMMAND_QUEUE_FLAG_IN_ORDER, ZE_COMMAND_LIST_FLAG_IN_ORDER, ZE_EVENT_POOL_FLAG_KERNEL_MAPPED_TIMESTAMP,
-        ZE_DEVICE_IP_VERSION_VERSION_CURRENT, ZE_RELAXED_ALLOCATION_LIMITS_EXP_VERSION_CURRENT,
+        ZE_STRUCTURE_TYPE_INIT_DRIVER_TYPE_DESC,
+        ZE_INIT_DRIVER_TYPE_FLAG_GPU,
+        ZE_INIT_DRIVER_TYPE_FLAG_NPU,
+        ZE_STRUCTURE_TYPE_DEVICE_IP_VERSION_EXT,
+        ZE_STRUCTURE_TYPE_DEVICE_MEMORY_ACCESS_PROPERTIES,
+        ZE_MEMORY_ACCESS_CAP_FLAG_RW,
+        ZE_MEMORY_ACCESS_CAP_FLAG_CONCURRENT_ATOMIC,
+        ZE_STRUCTURE_TYPE_COUNTER_BASED_EVENT_POOL_EXP_DESC,
+        ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_IMMEDIATE,
+        ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_NON_IMMEDIATE,
+        ZE_EVENT_POOL_COUNTER_BASED_EXP_VERSION_CURRENT,
+        ZE_STRUCTURE_TYPE_RELAXED_ALLOCATION_LIMITS_EXP_DESC,
+        ZE_RELAXED_ALLOCATION_LIMITS_EXP_FLAG_MAX_SIZE,
+        ZE_COMMAND_QUEUE_FLAG_IN_ORDER,
+        ZE_COMMAND_LIST_FLAG_IN_ORDER,
+        ZE_EVENT_POOL_FLAG_KERNEL_MAPPED_TIMESTAMP,
+        ZE_DEVICE_IP_VERSION_VERSION_CURRENT,
+        ZE_RELAXED_ALLOCATION_LIMITS_EXP_VERSION_CURRENT,
     );
 
     let dir = std::env::temp_dir().join(format!("level-zero-sys-layout-{}", std::process::id()));
@@ -113,22 +287,14 @@ fn bindings_match_the_c_headers() {
         .output()
         .expect("run the C compiler (install gcc)");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "the bindings disagree with the C header:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "the bindings disagree with the C header:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The headers the bindings come from, as `regenerate.sh` finds them.
 fn headers_1_20_includedir() -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/fetch-level-zero-loader");
     let out = std::process::Command::new(script).output().expect("run scripts/fetch-level-zero-loader");
-    assert!(
-        out.status.success(),
-        "scripts/fetch-level-zero-loader failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "scripts/fetch-level-zero-loader failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
     format!("{}/include", stdout.lines().last().expect("the script prints its directory"))
 }

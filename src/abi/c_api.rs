@@ -7,7 +7,9 @@
 
 use std::ffi::{c_char, c_void};
 
-use level_zero_sys::{ze_command_list_handle_t, ze_context_handle_t, ze_driver_handle_t, ze_event_handle_t, ze_result_t};
+use level_zero_sys::{
+    ze_command_list_handle_t, ze_context_handle_t, ze_driver_handle_t, ze_event_handle_t, ze_result_t,
+};
 
 use super::error::{ffi_call, xpu_host_result, Failure};
 use super::instance::{allocator, check_configuration, configure};
@@ -73,7 +75,8 @@ impl StreamHooks for CHooks {
     fn record(&self, stream: StreamKey) -> Result<Option<(ze_event_handle_t, usize)>, String> {
         let mut event = std::ptr::null_mut();
         let mut token = std::ptr::null_mut();
-        let stream = xpu_host_stream { device_type: stream.device_type, device_index: stream.device_index, id: stream.id };
+        let stream =
+            xpu_host_stream { device_type: stream.device_type, device_index: stream.device_index, id: stream.id };
         // SAFETY: the host promised, when it registered the hook, that it may be
         // called from any thread with its user data; the out-pointers are valid.
         let recorded = unsafe { (self.record)(self.user_data as *mut c_void, stream, &mut event, &mut token) };
@@ -168,7 +171,11 @@ pub extern "C" fn xpu_host_init() -> xpu_host_result {
 /// # Safety
 /// `data` and `context` are valid pointers to writable `void*`.
 #[no_mangle]
-pub unsafe extern "C" fn xpu_host_allocate(size: usize, data: *mut *mut c_void, context: *mut *mut c_void) -> xpu_host_result {
+pub unsafe extern "C" fn xpu_host_allocate(
+    size: usize,
+    data: *mut *mut c_void,
+    context: *mut *mut c_void,
+) -> xpu_host_result {
     ffi_call(|| {
         if data.is_null() || context.is_null() {
             return Err(Failure::invalid("data and context must not be null"));
@@ -278,7 +285,10 @@ pub unsafe extern "C" fn xpu_host_stream_submit(
 /// # Safety
 /// `driver` and `context` are valid pointers to writable handles.
 #[no_mangle]
-pub unsafe extern "C" fn xpu_host_get_context(driver: *mut ze_driver_handle_t, context: *mut ze_context_handle_t) -> xpu_host_result {
+pub unsafe extern "C" fn xpu_host_get_context(
+    driver: *mut ze_driver_handle_t,
+    context: *mut ze_context_handle_t,
+) -> xpu_host_result {
     ffi_call(|| {
         if driver.is_null() || context.is_null() {
             return Err(Failure::invalid("driver and context must not be null"));
@@ -300,7 +310,11 @@ pub unsafe extern "C" fn xpu_host_get_context(driver: *mut ze_driver_handle_t, c
 /// # Safety
 /// `buffer` is null with `capacity` 0, or valid for `capacity` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn xpu_host_describe(buffer: *mut c_char, capacity: usize, needed: *mut usize) -> xpu_host_result {
+pub unsafe extern "C" fn xpu_host_describe(
+    buffer: *mut c_char,
+    capacity: usize,
+    needed: *mut usize,
+) -> xpu_host_result {
     ffi_call(|| {
         let text = allocator()?.backend().context().describe();
         // SAFETY: forwarded from the caller's promise.
@@ -477,7 +491,11 @@ pub unsafe extern "C" fn xpu_host_get_stats(stats: *mut xpu_host_stats) -> xpu_h
 /// # Safety
 /// As for [`xpu_host_describe`].
 #[no_mangle]
-pub unsafe extern "C" fn xpu_host_stats_string(buffer: *mut c_char, capacity: usize, needed: *mut usize) -> xpu_host_result {
+pub unsafe extern "C" fn xpu_host_stats_string(
+    buffer: *mut c_char,
+    capacity: usize,
+    needed: *mut usize,
+) -> xpu_host_result {
     // SAFETY: forwarded from the caller's promise.
     ffi_call(|| unsafe { write_string(&current_stats().to_string(), buffer, capacity, needed) })
 }

@@ -8,7 +8,11 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::OnceLock;
 
 type AllocateException = unsafe extern "C" fn(size: usize) -> *mut c_void;
-type Throw = unsafe extern "C-unwind" fn(object: *mut c_void, type_info: *const c_void, destructor: unsafe extern "C" fn(*mut c_void)) -> !;
+type Throw = unsafe extern "C-unwind" fn(
+    object: *mut c_void,
+    type_info: *const c_void,
+    destructor: unsafe extern "C" fn(*mut c_void),
+) -> !;
 type Constructor = unsafe extern "C" fn(this: *mut c_void, message: *const c_char);
 type Destructor = unsafe extern "C" fn(this: *mut c_void);
 

@@ -116,7 +116,8 @@ pub(crate) fn check_configuration(text: &str) -> Result<(), Failure> {
 /// PyTorch's variable, then ours, then the C API's strings, each over the last.
 fn settings(configuration: &[String]) -> Result<Settings, Failure> {
     let mut settings = Settings::default();
-    for (variable, unknown) in [(PYTORCH_CONFIG_VARIABLE, UnknownKeys::Ignore), (CONFIG_VARIABLE, UnknownKeys::Reject)] {
+    for (variable, unknown) in [(PYTORCH_CONFIG_VARIABLE, UnknownKeys::Ignore), (CONFIG_VARIABLE, UnknownKeys::Reject)]
+    {
         if let Ok(text) = std::env::var(variable) {
             settings.apply(&text, variable, unknown).map_err(invalid_configuration)?;
         }

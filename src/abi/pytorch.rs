@@ -6,9 +6,9 @@
 use std::ffi::c_void;
 
 use super::c_api::{xpu_host_empty_cache, xpu_host_record_stream, xpu_host_stream};
-use super::error::xpu_host_result;
 use super::cxx_allocator::cxx_allocator;
 use super::error::catch_panic;
+use super::error::xpu_host_result;
 
 /// The process's allocator as a C++ `c10::Allocator*` (the object is static and
 /// never destroyed). Its `allocate` throws on failure; its `DataPtr`s free
@@ -23,7 +23,11 @@ pub extern "C" fn getCachingHostAllocator() -> *mut c_void {
 /// names a block in use, which `stream` now uses; false otherwise, changing
 /// nothing (an invalid stream also gives false, with the last error message set).
 #[no_mangle]
-pub extern "C" fn CachingHostAllocator_recordEvent(ptr: *mut c_void, ctx: *mut c_void, stream: xpu_host_stream) -> bool {
+pub extern "C" fn CachingHostAllocator_recordEvent(
+    ptr: *mut c_void,
+    ctx: *mut c_void,
+    stream: xpu_host_stream,
+) -> bool {
     let mut recorded = false;
     // SAFETY: `recorded` is a valid local; ptr and ctx are only compared.
     let result = unsafe { xpu_host_record_stream(ptr, ctx, stream, &mut recorded) };
@@ -43,7 +47,11 @@ extern "C" fn at_xpu_get_caching_host_allocator() -> *mut c_void {
 }
 
 #[export_name = "_ZN2at3xpu32CachingHostAllocator_recordEventEPvS1_N3c103xpu9XPUStreamE"]
-extern "C" fn at_xpu_caching_host_allocator_record_event(ptr: *mut c_void, ctx: *mut c_void, stream: xpu_host_stream) -> bool {
+extern "C" fn at_xpu_caching_host_allocator_record_event(
+    ptr: *mut c_void,
+    ctx: *mut c_void,
+    stream: xpu_host_stream,
+) -> bool {
     CachingHostAllocator_recordEvent(ptr, ctx, stream)
 }
 

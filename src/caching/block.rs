@@ -16,12 +16,12 @@ use loom::sync::{
     Mutex, MutexGuard,
 };
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 #[cfg(not(loom))]
 use std::sync::{
     atomic::{AtomicU64, AtomicUsize},
     Mutex, MutexGuard,
 };
-use std::sync::OnceLock;
 
 use super::backend::StreamKey;
 use super::spin_lock::SpinLock;

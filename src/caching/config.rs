@@ -85,10 +85,10 @@ impl Settings {
                 _ if unknown == UnknownKeys::Ignore => {}
                 _ => {
                     return Err(format!(
-                        "{source}: unknown key `{key}` (known: pinned_roundup_divisions, pinned_max_round_threshold_mb, \
+                    "{source}: unknown key `{key}` (known: pinned_roundup_divisions, pinned_max_round_threshold_mb, \
                          pinned_max_cached_size_mb, pinned_use_background_threads, pinned_release_cached_on_miss, \
                          pinned_split_blocks)"
-                    ))
+                ))
                 }
             }
         }
@@ -142,7 +142,8 @@ mod tests {
     #[test]
     fn bad_input_is_named_and_changes_nothing() {
         let mut s = Settings::default();
-        let error = s.apply("pinned_roundup_divisions:2,pinned_roundup_divisions:3", "VAR", UnknownKeys::Reject).unwrap_err();
+        let error =
+            s.apply("pinned_roundup_divisions:2,pinned_roundup_divisions:3", "VAR", UnknownKeys::Reject).unwrap_err();
         assert_eq!(error, "VAR: pinned_roundup_divisions must be 1, 2, 4 or 8, not `3`");
         assert_eq!(s, Settings::default());
         assert!(parse("pinned_bogus:1").unwrap_err().contains("unknown key `pinned_bogus`"));
@@ -156,8 +157,12 @@ mod tests {
     #[test]
     fn pytorchs_variable_keeps_only_our_keys() {
         let mut s = Settings::default();
-        s.apply("expandable_segments:True,pinned_use_cuda_host_register:True,pinned_max_cached_size_mb:8", "PYTORCH_ALLOC_CONF", UnknownKeys::Ignore)
-            .unwrap();
+        s.apply(
+            "expandable_segments:True,pinned_use_cuda_host_register:True,pinned_max_cached_size_mb:8",
+            "PYTORCH_ALLOC_CONF",
+            UnknownKeys::Ignore,
+        )
+        .unwrap();
         assert_eq!(s.max_cached_bytes, 8 << 20);
         assert!(s.apply("pinned_roundup_divisions:5", "PYTORCH_ALLOC_CONF", UnknownKeys::Ignore).is_err());
     }

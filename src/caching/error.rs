@@ -30,10 +30,9 @@ impl fmt::Display for Error {
             Error::UnknownBlock { context } => {
                 write!(f, "context {context:#x} is not a block of this allocator")
             }
-            Error::NotAllocated { context } => write!(
-                f,
-                "block {context:#x} is not allocated: freed twice, or freed after it was already returned"
-            ),
+            Error::NotAllocated { context } => {
+                write!(f, "block {context:#x} is not allocated: freed twice, or freed after it was already returned")
+            }
             Error::Backend(detail) => f.write_str(detail),
         }
     }

@@ -46,9 +46,9 @@ use std::sync::{Arc, Mutex};
 use block::{Arena, Block, BlockState, Claim, Entry, Freed, UsedStreams};
 use pending::PendingQueues;
 use reclaimer::Reclaim;
-use shards::Shards;
 use release::Oldest;
 use segments::SPLIT_MIN;
+use shards::Shards;
 use size_class::{fits, Rounding, SizeClass, CLASS_COUNT};
 use stats::Counters;
 use thread_cache::{Hot, Mine, ThreadCaches, PEAK_CHECK_EVERY, POLL_EVERY};
@@ -453,7 +453,11 @@ impl<B: Backend> CachingAllocator<B> {
             .into_iter()
             .enumerate()
             .filter(|(_, allocations)| allocations.allocated > 0 || allocations.current > 0)
-            .map(|(index, allocations)| ClassStats { size: size_class::class_size(index), allocations, cached: cached[index] })
+            .map(|(index, allocations)| ClassStats {
+                size: size_class::class_size(index),
+                allocations,
+                cached: cached[index],
+            })
             .collect()
     }
 
@@ -579,7 +583,13 @@ impl<B: Backend> CachingAllocator<B> {
     /// is emptied and the call made once more.
     #[cold]
     #[inline(never)]
-    fn new_memory_failed(&self, local: Mine<'_>, requested: usize, class: &SizeClass, error: BackendError) -> Result<usize, Error> {
+    fn new_memory_failed(
+        &self,
+        local: Mine<'_>,
+        requested: usize,
+        class: &SizeClass,
+        error: BackendError,
+    ) -> Result<usize, Error> {
         let address = match error {
             BackendError::OutOfMemory(_) => {
                 self.empty_cache_with(local)?;
@@ -646,7 +656,6 @@ impl<B: Backend> CachingAllocator<B> {
         entries.extend(self.caches.all_entries());
         entries
     }
-
 }
 
 impl<B: Backend + 'static> CachingAllocator<B> {

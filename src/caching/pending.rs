@@ -7,9 +7,9 @@
 
 #![allow(unexpected_cfgs)]
 
-use std::collections::VecDeque;
 #[cfg(loom)]
 use loom::sync::{atomic::AtomicUsize, Mutex};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 #[cfg(not(loom))]
 use std::sync::{atomic::AtomicUsize, Mutex};

@@ -127,7 +127,9 @@ impl Shards {
 
     /// Every entry, as the lists hold them now.
     pub fn entries(&self) -> Vec<Entry> {
-        (0..self.shards.len()).flat_map(|index| self.lock(index).lists.iter().flatten().copied().collect::<Vec<_>>()).collect()
+        (0..self.shards.len())
+            .flat_map(|index| self.lock(index).lists.iter().flatten().copied().collect::<Vec<_>>())
+            .collect()
     }
 }
 

@@ -93,7 +93,8 @@ fn round(request: usize, divisions: u32) -> Option<SizeClass> {
     let power = request.checked_next_power_of_two()?;
     let exponent = power.trailing_zeros() as usize;
     let half = power / 2;
-    let power_of_two = || Some(SizeClass { size: power, index: exponent * MAX_DIVISIONS + MAX_DIVISIONS - 1, step: half.max(1) });
+    let power_of_two =
+        || Some(SizeClass { size: power, index: exponent * MAX_DIVISIONS + MAX_DIVISIONS - 1, step: half.max(1) });
     // The default first, before any of the arithmetic of divisions.
     if divisions == 1 {
         return power_of_two();

@@ -1,7 +1,7 @@
 //! The core against an in-process backend whose streams complete only when a test says so.
 
-use super::*;
 use super::thread_cache::POLL_EVERY;
+use super::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -656,7 +656,10 @@ fn a_split_block_serves_smaller_requests_and_merges_back_when_freed() {
     assert_eq!((second.address, second.size), (big.address + 2 * MIB, MIB), "carved from what was left");
     assert_eq!(a.backend().live_bytes(), 8 * MIB, "no new memory");
     let s = a.stats();
-    assert_eq!((s.cached_bytes.current, s.active_bytes.current, s.cache_misses, s.cache_hits), (5 * MIB as i64, 3 * MIB as i64, 1, 2));
+    assert_eq!(
+        (s.cached_bytes.current, s.active_bytes.current, s.cache_misses, s.cache_hits),
+        (5 * MIB as i64, 3 * MIB as i64, 1, 2)
+    );
     // Small requests are never carved out of large blocks.
     let small = a.allocate(4096).unwrap().unwrap();
     assert_eq!(a.backend().live_bytes(), 8 * MIB + 4096);

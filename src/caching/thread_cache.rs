@@ -353,8 +353,11 @@ impl<'a> std::ops::Deref for Local<'a> {
 impl ThreadCaches {
     pub fn new() -> ThreadCaches {
         static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
-        let registry =
-            Arc::new(Registry { head: AtomicPtr::new(ptr::null_mut()), idle: Mutex::new(Vec::new()), closed: AtomicBool::new(false) });
+        let registry = Arc::new(Registry {
+            head: AtomicPtr::new(ptr::null_mut()),
+            idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        });
         let shared = ThreadCache::new();
         ThreadCaches {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -409,30 +412,31 @@ impl ThreadCaches {
             return None;
         }
         let key = exit_key()?;
-        HOLDS.try_with(|holds| {
-            if let Some(slot) = holds.iter().find(|slot| slot.get().0 == self.id) {
-                return Some(slot.get().2);
-            }
-            // Caches of allocators that are gone go back to make room.
-            for slot in holds {
-                let (_, registry, _) = slot.get();
-                // SAFETY: a filled slot holds a count of its registry.
-                if !registry.is_null() && unsafe { &*registry }.closed.load(Ordering::Relaxed) {
-                    // SAFETY: the slot's count, given up as the slot is emptied.
-                    drop(unsafe { Arc::from_raw(slot.replace(NOT_HELD).1) });
+        HOLDS
+            .try_with(|holds| {
+                if let Some(slot) = holds.iter().find(|slot| slot.get().0 == self.id) {
+                    return Some(slot.get().2);
                 }
-            }
-            let slot = holds.iter().find(|slot| slot.get().1.is_null())?;
-            // SAFETY: a non-null value makes the thread's exit run `give_back`.
-            if unsafe { libc::pthread_setspecific(key, ptr::NonNull::<c_void>::dangling().as_ptr()) } != 0 {
-                return None;
-            }
-            let cache: *const ThreadCache = self.registry.take();
-            slot.set((self.id, Arc::into_raw(self.registry.clone()), cache));
-            Some(cache)
-        })
-        .ok()
-        .flatten()
+                // Caches of allocators that are gone go back to make room.
+                for slot in holds {
+                    let (_, registry, _) = slot.get();
+                    // SAFETY: a filled slot holds a count of its registry.
+                    if !registry.is_null() && unsafe { &*registry }.closed.load(Ordering::Relaxed) {
+                        // SAFETY: the slot's count, given up as the slot is emptied.
+                        drop(unsafe { Arc::from_raw(slot.replace(NOT_HELD).1) });
+                    }
+                }
+                let slot = holds.iter().find(|slot| slot.get().1.is_null())?;
+                // SAFETY: a non-null value makes the thread's exit run `give_back`.
+                if unsafe { libc::pthread_setspecific(key, ptr::NonNull::<c_void>::dangling().as_ptr()) } != 0 {
+                    return None;
+                }
+                let cache: *const ThreadCache = self.registry.take();
+                slot.set((self.id, Arc::into_raw(self.registry.clone()), cache));
+                Some(cache)
+            })
+            .ok()
+            .flatten()
     }
 
     /// Every cache, the calling thread's among them.

@@ -33,7 +33,8 @@ impl Context {
         let Some(&driver) = drivers()?.first() else {
             return Err(no_driver("zeDriverGet found no driver".into()));
         };
-        let desc = ze::ze_context_desc_t { stype: ze::ZE_STRUCTURE_TYPE_CONTEXT_DESC, pNext: std::ptr::null(), flags: 0 };
+        let desc =
+            ze::ze_context_desc_t { stype: ze::ZE_STRUCTURE_TYPE_CONTEXT_DESC, pNext: std::ptr::null(), flags: 0 };
         let mut context = std::ptr::null_mut();
         // SAFETY: the driver handle was just returned by the loader; desc and context are valid.
         check("zeContextCreate", unsafe { ze::zeContextCreate(driver, &desc, &mut context) })?;
@@ -51,12 +52,17 @@ impl Context {
     /// `c10::xpu::get_device_context()`), so that its `is_pinned` recognises our memory.
     /// The driver must be one the loader reports; the context cannot be checked
     /// (the loader dereferences context handles) and must be a live context of it.
-    pub fn from_host(driver: ze::ze_driver_handle_t, context: ze::ze_context_handle_t) -> Result<Context, LevelZeroError> {
+    pub fn from_host(
+        driver: ze::ze_driver_handle_t,
+        context: ze::ze_context_handle_t,
+    ) -> Result<Context, LevelZeroError> {
         if driver.is_null() || context.is_null() {
             return Err(LevelZeroError::invalid("the driver and context handles must not be null".into()));
         }
         if !drivers()?.contains(&driver) {
-            return Err(LevelZeroError::invalid(format!("{driver:?} is not a Level Zero driver handle of this process")));
+            return Err(LevelZeroError::invalid(format!(
+                "{driver:?} is not a Level Zero driver handle of this process"
+            )));
         }
         let devices = devices_of(driver)?;
         Ok(Context { driver, context, devices, owned: false })
@@ -73,16 +79,17 @@ impl Context {
     /// The device a stream's device index names.
     pub fn device(&self, index: i8) -> Result<ze::ze_device_handle_t, LevelZeroError> {
         usize::try_from(index).ok().and_then(|i| self.devices.get(i).copied()).ok_or_else(|| {
-            LevelZeroError::invalid(format!("no device with index {index}: the driver has {} device(s)", self.devices.len()))
+            LevelZeroError::invalid(format!(
+                "no device with index {index}: the driver has {} device(s)",
+                self.devices.len()
+            ))
         })
     }
 
     /// The driver's name and version, for people reading logs.
     pub fn describe(&self) -> String {
-        let mut properties = ze::ze_device_properties_t {
-            stype: ze::ZE_STRUCTURE_TYPE_DEVICE_PROPERTIES,
-            ..Default::default()
-        };
+        let mut properties =
+            ze::ze_device_properties_t { stype: ze::ZE_STRUCTURE_TYPE_DEVICE_PROPERTIES, ..Default::default() };
         // SAFETY: the device handle is live; properties is a valid out-structure with pNext null.
         let named = !self.devices.is_empty()
             && unsafe { ze::zeDeviceGetProperties(self.devices[0], &mut properties) } == ze::ZE_RESULT_SUCCESS;
@@ -92,7 +99,11 @@ impl Context {
         } else {
             "unknown device".into()
         };
-        format!("{} device(s), first: {name}; context {}", self.devices.len(), if self.owned { "created by this library" } else { "handed in by the host" })
+        format!(
+            "{} device(s), first: {name}; context {}",
+            self.devices.len(),
+            if self.owned { "created by this library" } else { "handed in by the host" }
+        )
     }
 }
 
@@ -133,5 +144,9 @@ fn devices_of(driver: ze::ze_driver_handle_t) -> Result<Vec<ze::ze_device_handle
 }
 
 fn no_driver(what: String) -> LevelZeroError {
-    LevelZeroError { result: None, no_driver: true, message: format!("no Level Zero driver could be used: {what}. {HOW_TO_SELECT}") }
+    LevelZeroError {
+        result: None,
+        no_driver: true,
+        message: format!("no Level Zero driver could be used: {what}. {HOW_TO_SELECT}"),
+    }
 }

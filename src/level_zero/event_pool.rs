@@ -108,7 +108,8 @@ impl EventPool {
         // SAFETY: the event is live; query and host reset are thread-safe, and no
         // holder will poll it any more.
         let reusable = unsafe {
-            ze::zeEventQueryStatus(event) == ze::ZE_RESULT_SUCCESS && ze::zeEventHostReset(event) == ze::ZE_RESULT_SUCCESS
+            ze::zeEventQueryStatus(event) == ze::ZE_RESULT_SUCCESS
+                && ze::zeEventHostReset(event) == ze::ZE_RESULT_SUCCESS
         };
         if reusable {
             self.state.lock().unwrap_or_else(|e| e.into_inner()).free.push(event);

@@ -20,8 +20,8 @@ use level_zero_sys as ze;
 
 use crate::caching::{BackendError, HostMemory, StreamEvents, StreamKey};
 use event_pool::EventPool;
-use std::sync::Arc;
 use result::check;
+use std::sync::Arc;
 use streams::OwnStreams;
 
 /// All host memory is aligned like PyTorch's (`sycl::aligned_alloc_host(512, …)`).

@@ -43,7 +43,11 @@ pub struct LevelZeroError {
 
 impl LevelZeroError {
     pub fn call(function: &str, result: ze::ze_result_t) -> LevelZeroError {
-        LevelZeroError { result: Some(result), no_driver: false, message: format!("{function} returned {}", ZeResult(result)) }
+        LevelZeroError {
+            result: Some(result),
+            no_driver: false,
+            message: format!("{function} returned {}", ZeResult(result)),
+        }
     }
 
     pub fn invalid(message: String) -> LevelZeroError {

@@ -117,7 +117,10 @@ pub fn cached_blocks() -> i64 {
     let mut classes = vec![xpu_host_size_class_stats::default(); 512];
     let mut count = 0usize;
     // SAFETY: room for 512 entries; count is a valid local.
-    assert_eq!(unsafe { xpu_host_get_size_class_stats(classes.as_mut_ptr(), classes.len(), &mut count) }, XPU_HOST_SUCCESS);
+    assert_eq!(
+        unsafe { xpu_host_get_size_class_stats(classes.as_mut_ptr(), classes.len(), &mut count) },
+        XPU_HOST_SUCCESS
+    );
     classes.iter().take(count).map(|class| class.cached).sum()
 }
 
@@ -202,7 +205,12 @@ unsafe extern "C" fn append_fill(user_data: *mut c_void, list: ze::ze_command_li
 
 /// Device work on `stream`: fills `size` bytes at `data` with `pattern`, after
 /// everything already on the stream (and after the driver's command latency).
-pub fn submit_fill(stream: xpu_host_stream, data: usize, size: usize, pattern: u64) -> Result<(), (xpu_host_result, String)> {
+pub fn submit_fill(
+    stream: xpu_host_stream,
+    data: usize,
+    size: usize,
+    pattern: u64,
+) -> Result<(), (xpu_host_result, String)> {
     let fill = Fill { data, size, pattern };
     // SAFETY: append_fill matches the callback type and uses user_data only during the call.
     match unsafe { xpu_host_stream_submit(stream, Some(append_fill), (&raw const fill).cast_mut().cast()) } {

@@ -373,7 +373,12 @@ pub unsafe extern "C" fn get_address_range(
 /// Checks that `[pointer, pointer + size)` lies in one live allocation of
 /// `context`: all memory here is always resident, so that is all that making
 /// it resident, or evicting it, asks of this driver.
-fn check_range(context: ze_context_handle_t, device: ze_device_handle_t, pointer: *mut c_void, size: usize) -> ZeResult {
+fn check_range(
+    context: ze_context_handle_t,
+    device: ze_device_handle_t,
+    pointer: *mut c_void,
+    size: usize,
+) -> ZeResult {
     let context = CONTEXTS.get(context)?;
     device::lookup(device)?;
     if pointer.is_null() {

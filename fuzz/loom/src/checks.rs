@@ -284,8 +284,12 @@ pub fn a_cached_block_is_taken_once() {
             let first = entries[0];
             thread::spawn(move || arena.get(first.id).claim(first).then_some(first.id))
         };
-        let drained: Vec<u32> =
-            shards.drain().into_iter().filter(|&entry| arena.get(entry.id).claim(entry)).map(|entry| entry.id).collect();
+        let drained: Vec<u32> = shards
+            .drain()
+            .into_iter()
+            .filter(|&entry| arena.get(entry.id).claim(entry))
+            .map(|entry| entry.id)
+            .collect();
         let stolen = thief.join().unwrap();
         let evicted = evictor.join().unwrap();
         let mut taken: Vec<u32> = drained.into_iter().chain(stolen).chain(evicted).collect();

@@ -197,7 +197,8 @@ fn in_order_flags_and_the_copy_offload_hint_are_taken() {
     let setup = setup();
     let context = setup.context();
     for enabled in [0, 1] {
-        let hint = CopyOffloadHint { stype: COPY_OFFLOAD_HINT, p_next: std::ptr::null(), copy_offload_enabled: enabled };
+        let hint =
+            CopyOffloadHint { stype: COPY_OFFLOAD_HINT, p_next: std::ptr::null(), copy_offload_enabled: enabled };
         let desc = ze_command_queue_desc_t {
             pNext: (&raw const hint).cast(),
             flags: ZE_COMMAND_QUEUE_FLAG_IN_ORDER,
@@ -220,7 +221,10 @@ fn in_order_flags_and_the_copy_offload_hint_are_taken() {
     }
 
     let unknown = ze_base_desc_t { stype: ZE_STRUCTURE_TYPE_EVENT_DESC, pNext: std::ptr::null() };
-    let desc = ze_command_queue_desc_t { pNext: (&raw const unknown).cast(), ..queue_desc(ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS) };
+    let desc = ze_command_queue_desc_t {
+        pNext: (&raw const unknown).cast(),
+        ..queue_desc(ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS)
+    };
     let mut list = null_mut();
     assert_eq!(
         call!(zeCommandListCreateImmediate(context, setup.device, &desc, &mut list)),
@@ -256,8 +260,7 @@ fn in_order_flags_and_the_copy_offload_hint_are_taken() {
 #[test]
 fn host_synchronize_waits_for_an_immediate_list() {
     let setup = setup();
-    let host_synchronize: Option<ze_pfnCommandListHostSynchronize_t> =
-        newer_function(c"zeCommandListHostSynchronize");
+    let host_synchronize: Option<ze_pfnCommandListHostSynchronize_t> = newer_function(c"zeCommandListHostSynchronize");
     let Some(Some(host_synchronize)) = host_synchronize else {
         assert!(loader().1 < ZE_API_VERSION_1_6, "loader {} lacks zeCommandListHostSynchronize", loader().0);
         return;

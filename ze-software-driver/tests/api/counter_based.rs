@@ -23,8 +23,10 @@ fn counter_based(context: ze_context_handle_t, flags: ze_event_pool_counter_base
 }
 
 fn in_order_immediate(setup: &Setup, context: ze_context_handle_t) -> ze_command_list_handle_t {
-    let desc =
-        ze_command_queue_desc_t { flags: ZE_COMMAND_QUEUE_FLAG_IN_ORDER, ..queue_desc(ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS) };
+    let desc = ze_command_queue_desc_t {
+        flags: ZE_COMMAND_QUEUE_FLAG_IN_ORDER,
+        ..queue_desc(ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS)
+    };
     let mut list = null_mut();
     ze!(zeCommandListCreateImmediate(context, setup.device, &desc, &mut list));
     list
@@ -212,18 +214,18 @@ fn only_in_order_lists_of_the_pools_kinds_signal_it() {
     }
     let setup = setup();
     let context = setup.context();
-    let (immediate_only, regular_only, both) =
-        (counter_based(context, 0, 1), counter_based(context, ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_NON_IMMEDIATE, 1), counter_based(context, BOTH, 1));
+    let (immediate_only, regular_only, both) = (
+        counter_based(context, 0, 1),
+        counter_based(context, ZE_EVENT_POOL_COUNTER_BASED_EXP_FLAG_NON_IMMEDIATE, 1),
+        counter_based(context, BOTH, 1),
+    );
     let unordered = setup.immediate_list(context, ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS);
     let immediate = in_order_immediate(&setup, context);
     let regular = in_order_regular(&setup, context);
     let signal = |list, events: &Events| call!(zeCommandListAppendBarrier(list, events.events[0], 0, null_mut()));
 
     assert_eq!(signal(unordered, &both), ZE_RESULT_ERROR_INVALID_ARGUMENT, "a list not created in order");
-    assert_eq!(
-        call!(zeCommandListAppendSignalEvent(unordered, both.events[0])),
-        ZE_RESULT_ERROR_INVALID_ARGUMENT
-    );
+    assert_eq!(call!(zeCommandListAppendSignalEvent(unordered, both.events[0])), ZE_RESULT_ERROR_INVALID_ARGUMENT);
     assert_eq!(signal(regular, &immediate_only), ZE_RESULT_ERROR_INVALID_ARGUMENT, "a pool for immediate lists");
     assert_eq!(signal(immediate, &regular_only), ZE_RESULT_ERROR_INVALID_ARGUMENT, "a pool for regular lists");
     ze!(signal(immediate, &immediate_only));

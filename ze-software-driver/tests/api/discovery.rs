@@ -179,7 +179,8 @@ fn chained_structures_of_unknown_type_are_errors() {
         call!(zeDeviceGetMemoryAccessProperties(setup.device, &mut access)),
         ZE_RESULT_ERROR_UNSUPPORTED_ENUMERATION
     );
-    let desc = ze_context_desc_t { stype: ZE_STRUCTURE_TYPE_CONTEXT_DESC, pNext: (&raw const unknown).cast(), flags: 0 };
+    let desc =
+        ze_context_desc_t { stype: ZE_STRUCTURE_TYPE_CONTEXT_DESC, pNext: (&raw const unknown).cast(), flags: 0 };
     let mut context = null_mut();
     assert_eq!(call!(zeContextCreate(setup.driver, &desc, &mut context)), ZE_RESULT_ERROR_UNSUPPORTED_ENUMERATION);
 }

@@ -66,7 +66,13 @@ fn pool_and_event_errors() {
         |flags, count| ze_event_pool_desc_t { stype: ZE_STRUCTURE_TYPE_EVENT_POOL_DESC, pNext: null(), flags, count };
     assert_eq!(call!(zeEventPoolCreate(context, &desc(0, 0), 0, null_mut(), &mut pool)), ZE_RESULT_ERROR_INVALID_SIZE);
     assert_eq!(
-        call!(zeEventPoolCreate(context, &desc(ZE_EVENT_POOL_FLAG_KERNEL_MAPPED_TIMESTAMP << 1, 1), 0, null_mut(), &mut pool)),
+        call!(zeEventPoolCreate(
+            context,
+            &desc(ZE_EVENT_POOL_FLAG_KERNEL_MAPPED_TIMESTAMP << 1, 1),
+            0,
+            null_mut(),
+            &mut pool
+        )),
         ZE_RESULT_ERROR_INVALID_ENUMERATION
     );
     if nulls_are_checked() {

@@ -292,7 +292,10 @@ fn relaxed_allocation_limits_are_taken_and_checked() {
     ze!(zeMemAllocDevice(context, &device, 4096, 0, setup.device, &mut memory));
     ze!(zeMemFree(context, memory));
 
-    let bad = ze_relaxed_allocation_limits_exp_desc_t { flags: ZE_RELAXED_ALLOCATION_LIMITS_EXP_FLAG_MAX_SIZE << 1, ..relaxed };
+    let bad = ze_relaxed_allocation_limits_exp_desc_t {
+        flags: ZE_RELAXED_ALLOCATION_LIMITS_EXP_FLAG_MAX_SIZE << 1,
+        ..relaxed
+    };
     let host = ze_host_mem_alloc_desc_t { pNext: (&raw const bad).cast(), ..host_desc(0) };
     assert_eq!(call!(zeMemAllocHost(context, &host, 4096, 0, &mut memory)), ZE_RESULT_ERROR_INVALID_ENUMERATION);
     let unknown = ze_base_desc_t { stype: ZE_STRUCTURE_TYPE_EVENT_DESC, pNext: null() };
@@ -322,10 +325,7 @@ fn residency_is_checked_against_live_allocations() {
         ZE_RESULT_ERROR_INVALID_ARGUMENT,
         "memory of another context"
     );
-    assert_eq!(
-        call!(zeContextEvictMemory(context, setup.device, null_mut(), 1)),
-        ZE_RESULT_ERROR_INVALID_NULL_POINTER
-    );
+    assert_eq!(call!(zeContextEvictMemory(context, setup.device, null_mut(), 1)), ZE_RESULT_ERROR_INVALID_NULL_POINTER);
     free(context, memory);
     assert_eq!(
         call!(zeContextMakeMemoryResident(context, setup.device, memory.cast(), 8192)),
