@@ -7,6 +7,7 @@
 //!   the streams and frees the block at once, while the fill is still queued;
 //! - host user: fills the block with its own pattern, waits a little, and checks
 //!   that every word still holds it, then frees it.
+//!
 //! Device users also write and check their own pattern before submitting. A
 //! block handed out again before the device finished writing into it shows up
 //! as a torn pattern: a violation. Another thread empties the cache all along.

@@ -5,6 +5,9 @@
 //! [`xpu_host_result`]; on failure [`super::error::xpu_host_last_error_message`]
 //! says why. No function aborts the process or lets a Rust panic out.
 
+// The types are named as C programs see them in the generated header.
+#![allow(non_camel_case_types)]
+
 use std::ffi::{c_char, c_void};
 
 use level_zero_sys::{
@@ -19,7 +22,6 @@ use crate::level_zero::{Context, StreamHooks};
 /// A stream as PyTorch passes one (`c10::xpu::XPUStream`, `c10::Stream`): 16
 /// bytes, passed by value. Device type 12 is XPU. The allocator treats it as an
 /// opaque key; streams with the same three values are the same stream.
-#[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct xpu_host_stream {
@@ -39,7 +41,6 @@ impl From<xpu_host_stream> for StreamKey {
 /// back to `release` with it. A null `*event` says the stream has no work
 /// pending: nothing to wait for, and nothing to release. Returns false if it
 /// could not.
-#[allow(non_camel_case_types)]
 pub type xpu_host_record_hook = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -50,14 +51,12 @@ pub type xpu_host_record_hook = Option<
 >;
 
 /// The allocator no longer polls `event`: it has completed, or the allocator gave up on it.
-#[allow(non_camel_case_types)]
 pub type xpu_host_release_hook =
     Option<unsafe extern "C" fn(user_data: *mut c_void, event: ze_event_handle_t, token: *mut c_void)>;
 
 /// How a host runtime that owns its streams' command lists (a SYCL runtime)
 /// records the events the allocator waits for. Both hooks may be called from any
 /// thread, concurrently; `user_data` must stay valid for the life of the process.
-#[allow(non_camel_case_types)]
 #[repr(C)]
 pub struct xpu_host_stream_hooks {
     pub user_data: *mut c_void,
@@ -223,11 +222,17 @@ pub unsafe extern "C" fn xpu_host_record_stream(
         if recorded.is_null() {
             return Err(Failure::invalid("recorded must not be null"));
         }
-        let result = allocator()?.record_stream(data as usize, context as usize, stream.into())?;
+        let result = record_stream(data, context, stream)?;
         // SAFETY: checked non-null; the caller promises it is writable.
         unsafe { *recorded = result };
         Ok(())
     })
+}
+
+/// [`xpu_host_record_stream`] without its out-pointer: whether `stream` now
+/// uses a block of ours. The pointers are compared, never dereferenced.
+pub(crate) fn record_stream(data: *mut c_void, context: *mut c_void, stream: xpu_host_stream) -> Result<bool, Failure> {
+    Ok(allocator()?.record_stream(data as usize, context as usize, stream.into())?)
 }
 
 /// Reclaims blocks whose stream events have completed, then returns every free
@@ -342,7 +347,6 @@ unsafe fn write_string(text: &str, buffer: *mut c_char, capacity: usize, needed:
 }
 
 /// A counter with its history, as in PyTorch's `c10::CachingAllocator::Stat`.
-#[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct xpu_host_stat {
@@ -353,7 +357,6 @@ pub struct xpu_host_stat {
 }
 
 /// Time spent in driver calls, in microseconds.
-#[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct xpu_host_duration_stat {
@@ -364,7 +367,6 @@ pub struct xpu_host_duration_stat {
 }
 
 /// Statistics, named as PyTorch's `at::HostStats`.
-#[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct xpu_host_stats {
@@ -423,7 +425,6 @@ impl From<caching::Stats> for xpu_host_stats {
 }
 
 /// One size class: blocks of it held from the driver, and how many are cached.
-#[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct xpu_host_size_class_stats {

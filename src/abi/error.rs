@@ -10,7 +10,7 @@ use crate::level_zero::LevelZeroError;
 
 /// What every fallible C function returns. Anything but `XPU_HOST_SUCCESS` leaves
 /// a message for [`xpu_host_last_error_message`] on the calling thread.
-#[allow(non_camel_case_types)]
+#[allow(non_camel_case_types)] // named as C programs see it in the generated header
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum xpu_host_result {

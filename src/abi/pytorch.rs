@@ -5,10 +5,9 @@
 
 use std::ffi::c_void;
 
-use super::c_api::{xpu_host_empty_cache, xpu_host_record_stream, xpu_host_stream};
+use super::c_api::{record_stream, xpu_host_empty_cache, xpu_host_stream};
 use super::cxx_allocator::cxx_allocator;
-use super::error::catch_panic;
-use super::error::xpu_host_result;
+use super::error::{catch_panic, ffi_call, xpu_host_result};
 
 /// The process's allocator as a C++ `c10::Allocator*` (the object is static and
 /// never destroyed). Its `allocate` throws on failure; its `DataPtr`s free
@@ -29,8 +28,10 @@ pub extern "C" fn CachingHostAllocator_recordEvent(
     stream: xpu_host_stream,
 ) -> bool {
     let mut recorded = false;
-    // SAFETY: `recorded` is a valid local; ptr and ctx are only compared.
-    let result = unsafe { xpu_host_record_stream(ptr, ctx, stream, &mut recorded) };
+    let result = ffi_call(|| {
+        recorded = record_stream(ptr, ctx, stream)?;
+        Ok(())
+    });
     result == xpu_host_result::XPU_HOST_SUCCESS && recorded
 }
 

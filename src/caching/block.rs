@@ -8,8 +8,6 @@
 //! and without dereferencing anything that is not ours. Headers whose memory
 //! went back to the driver are recycled for new blocks.
 
-#![allow(unexpected_cfgs)]
-
 #[cfg(loom)]
 use loom::sync::{
     atomic::{AtomicU64, AtomicUsize},

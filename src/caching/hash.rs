@@ -41,5 +41,5 @@ impl Hasher for IntegerHasher {
     }
 }
 
-/// A `HashMap` with [`IntegerHasher`].
+/// A `HashMap` with `IntegerHasher`.
 pub type IntegerMap<K, V> = HashMap<K, V, BuildHasherDefault<IntegerHasher>>;

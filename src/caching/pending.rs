@@ -5,8 +5,6 @@
 //! polled. A stream that is held back stalls its own queue, never another
 //! stream's (PyTorch's single queue stops at the first event not ready).
 
-#![allow(unexpected_cfgs)]
-
 #[cfg(loom)]
 use loom::sync::{atomic::AtomicUsize, Mutex};
 use std::collections::VecDeque;

@@ -7,8 +7,6 @@
 //! dropped when met. Lists are swept of stale entries as they grow, so they
 //! stay in proportion to the blocks they hold.
 
-#![allow(unexpected_cfgs)]
-
 #[cfg(loom)]
 use loom::sync::{Mutex, MutexGuard};
 use std::cell::Cell;

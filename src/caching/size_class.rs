@@ -25,7 +25,7 @@ pub(crate) const MIN_STEP: usize = 512;
 pub struct SizeClass {
     /// Bytes a new block for this request gets.
     pub size: usize,
-    /// Free list serving it, below [`CLASS_COUNT`].
+    /// Free list serving it, below `CLASS_COUNT`.
     pub index: usize,
     /// The rounding step: the most a reused block may waste.
     pub step: usize,

@@ -12,8 +12,6 @@
 //!
 //! Under loom it is loom's mutex, so that the checks of the arena explore it.
 
-#![allow(unexpected_cfgs)]
-
 #[cfg(not(loom))]
 mod imp {
     use std::cell::UnsafeCell;

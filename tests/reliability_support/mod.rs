@@ -3,6 +3,7 @@
 //! counts, a held-back stream, a small random generator, and the child-process
 //! pattern for tests that need driver knobs (knobs are read from the
 //! environment when the driver loads, so they are set before a child starts).
+// Each test binary that includes this module uses only some of it.
 #![allow(dead_code)]
 
 use std::ffi::{c_void, CStr};

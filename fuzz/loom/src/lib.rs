@@ -2,8 +2,9 @@
 //! under `--cfg loom` (their `use` lines then take loom's atomics and locks),
 //! and the loom checks of them. (size_class.rs comes along as shards.rs uses
 //! it, spin_lock.rs as block.rs does.)
-#![allow(unexpected_cfgs)]
 #![cfg(loom)]
+// The core's files are compiled here for a few of their items; the rest, and
+// the imports only they use, go unused.
 #![allow(dead_code, unused_imports)]
 
 #[path = "../../../src/caching/backend.rs"]

@@ -1,5 +1,4 @@
 //! Runs the loom checks: `RUSTFLAGS="--cfg loom" cargo test --release` in fuzz/loom.
-#![allow(unexpected_cfgs)]
 #![cfg(loom)]
 
 use xpu_caching_host_allocator_loom::checks;

@@ -10,6 +10,7 @@ pub use level_zero_sys::*;
 /// Calls a Level Zero function and returns its result.
 macro_rules! call {
     ($call:expr) => {{
+        // Some of the calls are to safe function pointers.
         #[allow(unused_unsafe)]
         // SAFETY: the tests pass live handles and pointers to live locals, as
         // the API requires; where a test passes a bad argument, it does so on
