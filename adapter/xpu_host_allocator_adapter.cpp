@@ -113,7 +113,7 @@ bool HostAllocatorAdapter::record_event(void* ptr, void* ctx, c10::Stream stream
 void HostAllocatorAdapter::empty_cache() { check(xpu_host_empty_cache(), "xpu_host_empty_cache"); }
 
 at::HostStats HostAllocatorAdapter::get_stats() {
-  xpu_host_stats ours{};
+  xpu_host_stats ours{sizeof(xpu_host_stats)};
   check(xpu_host_get_stats(&ours), "xpu_host_get_stats");
   at::HostStats stats;
   fill_counters(stats, ours);

@@ -64,7 +64,7 @@ struct Ours {
   void empty_cache() { at::xpu::CachingHostAllocator_emptyCache(); }
 
   void extra(bench::Json& out) {
-    xpu_host_stats stats{};
+    xpu_host_stats stats{sizeof(xpu_host_stats)};
     if (xpu_host_get_stats(&stats) != XPU_HOST_SUCCESS) bench::die("xpu_host_get_stats failed");
     out.add("stats_allocated_bytes_peak", stats.allocated_bytes.peak);
     out.add("stats_requested_bytes_peak", stats.requested_bytes.peak);

@@ -66,7 +66,7 @@ static void test_stream_ordering(void) {
   CHECK(recorded);
   CHECK_OK(xpu_host_free(a.ctx));
 
-  xpu_host_stats stats;
+  xpu_host_stats stats = {sizeof(xpu_host_stats)};
   CHECK_OK(xpu_host_get_stats(&stats));
   CHECK(stats.pending_blocks.current == 1);
 
@@ -133,7 +133,7 @@ static void test_record_stream_targets(void) {
   int gone = 0;
   for (int i = 0; i < 5000 && !gone; ++i) {
     CachingHostAllocator_emptyCache();
-    xpu_host_stats stats;
+    xpu_host_stats stats = {sizeof(xpu_host_stats)};
     CHECK_OK(xpu_host_get_stats(&stats));
     gone = stats.pending_blocks.current == 0 && stats.cached_bytes.current == 0;
     if (!gone) sleep_ms(1);
@@ -182,7 +182,7 @@ static void test_stats(void) {
   xpu_host_reset_accumulated_stats();
   xpu_host_reset_peak_stats();
   block a = alloc_block(1000), b = alloc_block(3000);
-  xpu_host_stats s;
+  xpu_host_stats s = {sizeof(xpu_host_stats)};
   CHECK_OK(xpu_host_get_stats(&s));
   CHECK(s.active_requests.current == 2 && s.active_requests.allocated == 2);
   CHECK(s.active_bytes.current == 1024 + 4096);

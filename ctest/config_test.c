@@ -13,7 +13,7 @@
 #define MiB ((size_t)1 << 20)
 
 static xpu_host_stats stats(void) {
-  xpu_host_stats s;
+  xpu_host_stats s = {sizeof(xpu_host_stats)};
   CHECK_OK(xpu_host_get_stats(&s));
   return s;
 }
@@ -42,7 +42,7 @@ static void api(void) {
   CHECK_OK(xpu_host_allocate(MiB + 1, &c, &cctx));
   CHECK(c == b); /* the newer one stayed */
 
-  xpu_host_size_class_stats classes[4];
+  xpu_host_size_class_stats classes[4] = {{sizeof(xpu_host_size_class_stats)}};
   size_t count = 0;
   CHECK_OK(xpu_host_get_size_class_stats(classes, 4, &count));
   CHECK(count == 1 && classes[0].block_size == MiB + 256 * 1024);

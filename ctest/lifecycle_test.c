@@ -45,7 +45,7 @@ static void child(void *parent_ctx) {
   ok &= xpu_host_empty_cache() == XPU_HOST_ERROR_FORKED;
   ok &= !CachingHostAllocator_recordEvent(parent_ctx, parent_ctx, (xpu_host_stream){12, 0, 0});
   ok &= getCachingHostAllocator() != NULL;
-  xpu_host_stats stats;
+  xpu_host_stats stats = {sizeof(xpu_host_stats)};
   ok &= xpu_host_get_stats(&stats) == XPU_HOST_SUCCESS && stats.active_requests.current == 0;
   _exit(ok ? 0 : 1);
 }

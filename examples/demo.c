@@ -34,7 +34,7 @@ static ze_result_t fill(void *user_data, ze_command_list_handle_t list) {
 }
 
 static void print_stats(const char *when) {
-  xpu_host_stats s;
+  xpu_host_stats s = {sizeof(xpu_host_stats)};
   if (xpu_host_get_stats(&s) != XPU_HOST_SUCCESS) return;
   printf("  %-28s pinned %5.1f MiB in %lld block(s), in use %lld, waiting on streams %lld, cached %5.1f MiB\n",
          when, s.allocated_bytes.current / (double)MiB, (long long)s.allocations.current,

@@ -17,9 +17,20 @@
 #include <level_zero/ze_api.h>
 
 /*
- No neighbour: the end of the backend's memory.
+ The version of the library this header describes: what changes in a minor
+ or a patch release is said in the README ("Conventions and ABI stability").
  */
-#define NO_BLOCK UINT32_MAX
+#define XPU_HOST_VERSION_MAJOR 0
+
+#define XPU_HOST_VERSION_MINOR 2
+
+#define XPU_HOST_VERSION_PATCH 0
+
+/*
+ The three in one number, `(major << 16) | (minor << 8) | patch`, as
+ [`xpu_host_version`] returns the library's.
+ */
+#define XPU_HOST_VERSION (((XPU_HOST_VERSION_MAJOR << 16) | (XPU_HOST_VERSION_MINOR << 8)) | XPU_HOST_VERSION_PATCH)
 
 /*
  What every fallible C function returns. Anything but `XPU_HOST_SUCCESS` leaves
@@ -111,6 +122,10 @@ typedef void (*xpu_host_release_hook)(void *user_data, ze_event_handle_t event, 
  thread, concurrently; `user_data` must stay valid for the life of the process.
  */
 typedef struct {
+  /*
+   `sizeof(xpu_host_stream_hooks)`, set by the caller.
+   */
+  size_t size;
   void *user_data;
   xpu_host_record_hook record;
   xpu_host_release_hook release;
@@ -130,6 +145,12 @@ typedef struct {
  One size class: blocks of it held from the driver, and how many are cached.
  */
 typedef struct {
+  /*
+   `sizeof(xpu_host_size_class_stats)`, set by the caller in the array's
+   first element: the array's stride. On return, in every element filled,
+   the bytes filled.
+   */
+  size_t size;
   /*
    Bytes of a rounded block of the class (unrounded large blocks are listed with their class).
    */
@@ -155,6 +176,10 @@ typedef struct {
  Statistics, named as PyTorch's `at::HostStats`.
  */
 typedef struct {
+  /*
+   `sizeof(xpu_host_stats)`, set by the caller; on return, the bytes filled.
+   */
+  size_t size;
   /*
    Blocks of pinned memory held (from the driver, not yet given back).
    */
@@ -191,14 +216,16 @@ typedef struct {
   int64_t cache_misses;
 } xpu_host_stats;
 
-/*
- Divisions per power of two that a configuration may ask for.
- */
-#define ALLOWED_DIVISIONS { 1, 2, 4, 8, }
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/*
+ The version of the library loaded, encoded as `XPU_HOST_VERSION`. A program
+ built against this header works with a library of the same major version
+ and the same or a later minor version.
+ */
+uint32_t xpu_host_version(void);
 
 /*
  Allocates in the host runtime's Level Zero driver and context instead of a
@@ -218,7 +245,8 @@ xpu_host_result xpu_host_use_context(ze_driver_handle_t driver, ze_context_handl
  allocator is first used.
 
  # Safety
- `hooks` is null or points at a valid `xpu_host_stream_hooks`.
+ `hooks` is null or points at an `xpu_host_stream_hooks` whose `size` is
+ set and readable.
  */
 xpu_host_result xpu_host_set_stream_hooks(const xpu_host_stream_hooks *hooks);
 
@@ -326,18 +354,20 @@ xpu_host_result xpu_host_describe(char *buffer, size_t capacity, size_t *needed)
  smallest first; `*count` gets how many there are (which may exceed `capacity`).
 
  # Safety
- `classes` is null with `capacity` 0, or valid for `capacity` elements;
- `count` is a valid pointer.
+ `classes` is null with `capacity` 0, or valid for `capacity` elements of
+ `classes[0].size` bytes each; `count` is a valid pointer.
  */
 xpu_host_result xpu_host_get_size_class_stats(xpu_host_size_class_stats *classes,
                                               size_t capacity,
                                               size_t *count);
 
 /*
- Fills `*stats`. Before the allocator has started, every counter is 0.
+ Fills `*stats`, as far as `stats->size` reaches. Before the allocator has
+ started, every counter is 0.
 
  # Safety
- `stats` is a valid pointer to a writable `xpu_host_stats`.
+ `stats` is a valid pointer to an `xpu_host_stats` whose `size` is set and
+ writable for that many bytes.
  */
 xpu_host_result xpu_host_get_stats(xpu_host_stats *stats);
 

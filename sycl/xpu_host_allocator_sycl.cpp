@@ -124,7 +124,7 @@ void use_sycl_context(const sycl::context& context, QueueLookup lookup, void* us
   // Never freed once the library holds it: a hook may run at any time until
   // the process ends.
   auto hooks = std::make_unique<Hooks>(Hooks{context, lookup, user_data, record_with});
-  xpu_host_stream_hooks table = {hooks.get(), &record, &release};
+  xpu_host_stream_hooks table = {sizeof(xpu_host_stream_hooks), hooks.get(), &record, &release};
   check(xpu_host_set_stream_hooks(&table), "xpu_host_set_stream_hooks");
   hooks.release();
 }

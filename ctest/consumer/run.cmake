@@ -34,6 +34,23 @@ foreach(installed include/xpu_caching_host_allocator.h
   endif()
 endforeach()
 
+# The library under its three names, as shared libraries install on Linux.
+file(GLOB installed_files "${prefix}/${LIBDIR}/libxpu_caching_host_allocator.so.*.*.*")
+list(LENGTH installed_files count)
+if(NOT count EQUAL 1)
+  message(FATAL_ERROR "cmake --install should install one libxpu_caching_host_allocator.so.MAJOR.MINOR.PATCH, "
+                      "not: ${installed_files}")
+endif()
+foreach(link libxpu_caching_host_allocator.so.0 libxpu_caching_host_allocator.so)
+  if(NOT IS_SYMLINK "${prefix}/${LIBDIR}/${link}")
+    message(FATAL_ERROR "cmake --install did not install the link ${link}")
+  endif()
+endforeach()
+run("readelf -d the installed library" readelf -d "${installed_files}")
+if(NOT run_output MATCHES "Library soname: \\[libxpu_caching_host_allocator\\.so\\.0\\]")
+  message(FATAL_ERROR "the installed library's SONAME is not libxpu_caching_host_allocator.so.0:\n${run_output}")
+endif()
+
 # find_package(xpu_caching_host_allocator) and the imported target.
 run("configure the consumer project with CMAKE_PREFIX_PATH=${prefix}"
     "${CMAKE_COMMAND}" -S "${SOURCE_DIR}/project" -B "${WORK_DIR}/cmake-build"
@@ -60,3 +77,8 @@ run("compile the consumer with pkg-config's flags"
     "${CXX}" -std=c++17 "${SOURCE_DIR}/project/consumer.cpp" ${flags} "-Wl,-rpath,${prefix}/${LIBDIR}" -o "${WORK_DIR}/consumer-pkg-config")
 run("run the consumer built with pkg-config" "${WORK_DIR}/consumer-pkg-config")
 message("${run_output}")
+# What the consumers recorded is the SONAME, never the development name.
+run("readelf -d the consumer" readelf -d "${WORK_DIR}/consumer-pkg-config")
+if(NOT run_output MATCHES "Shared library: \\[libxpu_caching_host_allocator\\.so\\.0\\]")
+  message(FATAL_ERROR "the consumer does not need libxpu_caching_host_allocator.so.0:\n${run_output}")
+endif()

@@ -34,7 +34,7 @@ static void sleep_us(long us) {
 }
 
 static xpu_host_stats stats(void) {
-  xpu_host_stats s;
+  xpu_host_stats s = {sizeof(xpu_host_stats)};
   CHECK_OK(xpu_host_get_stats(&s));
   return s;
 }
@@ -53,7 +53,7 @@ static zex_software_driver_live_objects_t live_objects(void) {
 
 /* Empties the cache until nothing waits for a stream and nothing is cached. */
 static xpu_host_stats drain(void) {
-  xpu_host_stats s;
+  xpu_host_stats s = {sizeof(xpu_host_stats)};
   for (int i = 0; i < 10000; ++i) {
     CHECK_OK(xpu_host_empty_cache());
     s = stats();
@@ -81,7 +81,7 @@ static void before_start(void) {
   CHECK_CODE(HOSTILE(xpu_host_configure("pinned_use_background_threads")), XPU_HOST_ERROR_INVALID_CONFIGURATION);
   CHECK_CODE(HOSTILE(xpu_host_configure("\xff\xfe:1")), XPU_HOST_ERROR_INVALID_ARGUMENT);
   CHECK_CODE(HOSTILE(xpu_host_set_stream_hooks(NULL)), XPU_HOST_ERROR_INVALID_ARGUMENT);
-  xpu_host_stream_hooks half = {NULL, dummy_record, NULL};
+  xpu_host_stream_hooks half = {sizeof(xpu_host_stream_hooks), NULL, dummy_record, NULL};
   CHECK_CODE(HOSTILE(xpu_host_set_stream_hooks(&half)), XPU_HOST_ERROR_INVALID_ARGUMENT);
   int local = 0;
   CHECK(HOSTILE(xpu_host_use_context(NULL, NULL)) != XPU_HOST_SUCCESS);
@@ -214,10 +214,14 @@ static void buffers_and_settings(void) {
   CHECK_CODE(HOSTILE(xpu_host_stats_string(NULL, 1, NULL)), XPU_HOST_ERROR_INVALID_ARGUMENT);
   CHECK_CODE(HOSTILE(xpu_host_get_stats(NULL)), XPU_HOST_ERROR_INVALID_ARGUMENT);
   size_t count = 0;
-  xpu_host_size_class_stats one;
+  xpu_host_size_class_stats one = {0};
+  CHECK_CODE(HOSTILE(xpu_host_get_size_class_stats(&one, 1, &count)), XPU_HOST_ERROR_INVALID_ARGUMENT);
+  one.size = sizeof one;
   CHECK_CODE(HOSTILE(xpu_host_get_size_class_stats(NULL, 4, &count)), XPU_HOST_ERROR_INVALID_ARGUMENT);
   CHECK_CODE(HOSTILE(xpu_host_get_size_class_stats(&one, 1, NULL)), XPU_HOST_ERROR_INVALID_ARGUMENT);
   CHECK_OK(HOSTILE(xpu_host_get_size_class_stats(&one, 1, &count)));
+  xpu_host_stats unsized = {0};
+  CHECK_CODE(HOSTILE(xpu_host_get_stats(&unsized)), XPU_HOST_ERROR_INVALID_ARGUMENT);
   ze_driver_handle_t driver = NULL;
   ze_context_handle_t context = NULL;
   CHECK_CODE(HOSTILE(xpu_host_get_context(NULL, &context)), XPU_HOST_ERROR_INVALID_ARGUMENT);
@@ -226,7 +230,7 @@ static void buffers_and_settings(void) {
   /* Settings once started. */
   CHECK_CODE(HOSTILE(xpu_host_configure("pinned_roundup_divisions:2")), XPU_HOST_ERROR_ALREADY_INITIALIZED);
   CHECK_CODE(HOSTILE(xpu_host_use_context(driver, context)), XPU_HOST_ERROR_ALREADY_INITIALIZED);
-  xpu_host_stream_hooks hooks = {NULL, dummy_record, dummy_release};
+  xpu_host_stream_hooks hooks = {sizeof(xpu_host_stream_hooks), NULL, dummy_record, dummy_release};
   CHECK_CODE(HOSTILE(xpu_host_set_stream_hooks(&hooks)), XPU_HOST_ERROR_ALREADY_INITIALIZED);
   CHECK_OK(HOSTILE(xpu_host_init()));
   CHECK(xpu_host_last_error_message() != NULL);

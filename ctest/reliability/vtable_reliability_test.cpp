@@ -33,7 +33,7 @@ using xpu_host_test::check_still_works;
 namespace {
 
 xpu_host_stats stats() {
-  xpu_host_stats s{};
+  xpu_host_stats s{sizeof(xpu_host_stats)};
   xpu_host_get_stats(&s);
   return s;
 }

@@ -77,7 +77,7 @@ struct Block {
 };
 
 xpu_host_stats stats() {
-  xpu_host_stats s;
+  xpu_host_stats s{sizeof(xpu_host_stats)};
   CHECK(xpu_host_get_stats(&s) == XPU_HOST_SUCCESS);
   return s;
 }

@@ -18,7 +18,7 @@
 
 namespace xpu_host_test {
 
-// A c10::Stream as the C API names it (the layout of ABI.md section 2).
+// A c10::Stream as the C API names it (the layout of docs/ABI.md section 2).
 inline xpu_host_stream xpu_stream_key(const c10::Stream& stream) {
   return {static_cast<std::int8_t>(stream.device_type()), static_cast<std::int8_t>(stream.device_index()), stream.id()};
 }
@@ -42,7 +42,7 @@ inline at::Tensor pinned_empty(const FrontEnd& front, at::IntArrayRef sizes, at:
 inline void* context_of(const at::Tensor& t) { return t.storage().data_ptr().get_context(); }
 
 inline std::int64_t active_requests() {
-  xpu_host_stats stats{};
+  xpu_host_stats stats{sizeof(xpu_host_stats)};
   xpu_host_get_stats(&stats);
   return stats.active_requests.current;
 }

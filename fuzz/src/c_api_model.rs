@@ -127,7 +127,7 @@ unsafe extern "C" fn fill(
 }
 
 fn stats() -> xpu_host_stats {
-    let mut stats = xpu_host_stats::default();
+    let mut stats = xpu_host_stats { size: std::mem::size_of::<xpu_host_stats>(), ..Default::default() };
     // SAFETY: a valid local.
     assert_eq!(unsafe { xpu_host_get_stats(&mut stats) }, XPU_HOST_SUCCESS);
     stats
@@ -193,6 +193,7 @@ pub fn run(data: &[u8]) -> u64 {
             9 => {
                 let capacity = bytes.byte() as usize % 4;
                 let mut classes = [xpu_host_size_class_stats::default(); 4];
+                classes[0].size = std::mem::size_of::<xpu_host_size_class_stats>();
                 let mut count = 0usize;
                 // SAFETY: room for `capacity` entries.
                 let result = unsafe { xpu_host_get_size_class_stats(classes.as_mut_ptr(), capacity, &mut count) };

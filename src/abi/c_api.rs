@@ -16,8 +16,45 @@ use level_zero_sys::{
 
 use super::error::{ffi_call, xpu_host_result, Failure};
 use super::instance::{allocator, check_configuration, configure};
+use super::sized::{self, CarriesSize};
 use crate::caching::{self, StreamKey};
 use crate::level_zero::{Context, StreamHooks};
+
+/// The version of the library this header describes: what changes in a minor
+/// or a patch release is said in the README ("Conventions and ABI stability").
+pub const XPU_HOST_VERSION_MAJOR: u32 = 0;
+pub const XPU_HOST_VERSION_MINOR: u32 = 2;
+pub const XPU_HOST_VERSION_PATCH: u32 = 0;
+/// The three in one number, `(major << 16) | (minor << 8) | patch`, as
+/// [`xpu_host_version`] returns the library's.
+pub const XPU_HOST_VERSION: u32 =
+    (XPU_HOST_VERSION_MAJOR << 16) | (XPU_HOST_VERSION_MINOR << 8) | XPU_HOST_VERSION_PATCH;
+
+// The header's constants are literals (cbindgen copies them); Cargo.toml's
+// version is the one releases are tagged with. They must agree.
+const _: () = {
+    const fn decimal(text: &str) -> u32 {
+        let bytes = text.as_bytes();
+        let mut value = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            value = value * 10 + (bytes[i] - b'0') as u32;
+            i += 1;
+        }
+        value
+    }
+    assert!(decimal(env!("CARGO_PKG_VERSION_MAJOR")) == XPU_HOST_VERSION_MAJOR);
+    assert!(decimal(env!("CARGO_PKG_VERSION_MINOR")) == XPU_HOST_VERSION_MINOR);
+    assert!(decimal(env!("CARGO_PKG_VERSION_PATCH")) == XPU_HOST_VERSION_PATCH);
+};
+
+/// The version of the library loaded, encoded as `XPU_HOST_VERSION`. A program
+/// built against this header works with a library of the same major version
+/// and the same or a later minor version.
+#[no_mangle]
+pub extern "C" fn xpu_host_version() -> u32 {
+    XPU_HOST_VERSION
+}
 
 /// A stream as PyTorch passes one (`c10::xpu::XPUStream`, `c10::Stream`): 16
 /// bytes, passed by value. Device type 12 is XPU. The allocator treats it as an
@@ -59,9 +96,16 @@ pub type xpu_host_release_hook =
 /// thread, concurrently; `user_data` must stay valid for the life of the process.
 #[repr(C)]
 pub struct xpu_host_stream_hooks {
+    /// `sizeof(xpu_host_stream_hooks)`, set by the caller.
+    pub size: usize,
     pub user_data: *mut c_void,
     pub record: xpu_host_record_hook,
     pub release: xpu_host_release_hook,
+}
+
+// SAFETY: repr(C), `size` first; zeroed, the pointer is null and the hooks None.
+unsafe impl CarriesSize for xpu_host_stream_hooks {
+    const NAME: &'static str = "xpu_host_stream_hooks";
 }
 
 struct CHooks {
@@ -113,12 +157,16 @@ pub extern "C" fn xpu_host_use_context(driver: ze_driver_handle_t, context: ze_c
 /// allocator is first used.
 ///
 /// # Safety
-/// `hooks` is null or points at a valid `xpu_host_stream_hooks`.
+/// `hooks` is null or points at an `xpu_host_stream_hooks` whose `size` is
+/// set and readable.
 #[no_mangle]
 pub unsafe extern "C" fn xpu_host_set_stream_hooks(hooks: *const xpu_host_stream_hooks) -> xpu_host_result {
     ffi_call(|| {
-        // SAFETY: the caller passes null or a valid pointer.
-        let hooks = unsafe { hooks.as_ref() }.ok_or_else(|| Failure::invalid("hooks is null"))?;
+        if hooks.is_null() {
+            return Err(Failure::invalid("hooks is null"));
+        }
+        // SAFETY: non-null; the caller promises `hooks->size` readable bytes.
+        let hooks = unsafe { sized::read(hooks) }?;
         let (Some(record), Some(release)) = (hooks.record, hooks.release) else {
             return Err(Failure::invalid("both the record and the release hook are required"));
         };
@@ -370,6 +418,8 @@ pub struct xpu_host_duration_stat {
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct xpu_host_stats {
+    /// `sizeof(xpu_host_stats)`, set by the caller; on return, the bytes filled.
+    pub size: usize,
     /// Blocks of pinned memory held (from the driver, not yet given back).
     pub allocations: xpu_host_stat,
     /// Bytes of those blocks: what the process has pinned.
@@ -404,9 +454,15 @@ impl From<caching::DurationStat> for xpu_host_duration_stat {
     }
 }
 
+// SAFETY: repr(C), `size` first, all integers.
+unsafe impl CarriesSize for xpu_host_stats {
+    const NAME: &'static str = "xpu_host_stats";
+}
+
 impl From<caching::Stats> for xpu_host_stats {
     fn from(s: caching::Stats) -> Self {
         xpu_host_stats {
+            size: std::mem::size_of::<Self>(),
             allocations: s.allocations.into(),
             allocated_bytes: s.allocated_bytes.into(),
             active_requests: s.active_requests.into(),
@@ -428,6 +484,10 @@ impl From<caching::Stats> for xpu_host_stats {
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct xpu_host_size_class_stats {
+    /// `sizeof(xpu_host_size_class_stats)`, set by the caller in the array's
+    /// first element: the array's stride. On return, in every element filled,
+    /// the bytes filled.
+    pub size: usize,
     /// Bytes of a rounded block of the class (unrounded large blocks are listed with their class).
     pub block_size: usize,
     pub allocations: xpu_host_stat,
@@ -435,12 +495,17 @@ pub struct xpu_host_size_class_stats {
     pub cached: i64,
 }
 
+// SAFETY: repr(C), `size` first, all integers.
+unsafe impl CarriesSize for xpu_host_size_class_stats {
+    const NAME: &'static str = "xpu_host_size_class_stats";
+}
+
 /// Fills `classes[0..capacity)` with the size classes that ever held a block,
 /// smallest first; `*count` gets how many there are (which may exceed `capacity`).
 ///
 /// # Safety
-/// `classes` is null with `capacity` 0, or valid for `capacity` elements;
-/// `count` is a valid pointer.
+/// `classes` is null with `capacity` 0, or valid for `capacity` elements of
+/// `classes[0].size` bytes each; `count` is a valid pointer.
 #[no_mangle]
 pub unsafe extern "C" fn xpu_host_get_size_class_stats(
     classes: *mut xpu_host_size_class_stats,
@@ -452,14 +517,25 @@ pub unsafe extern "C" fn xpu_host_get_size_class_stats(
             return Err(Failure::invalid("count is null, or classes is null with a capacity"));
         }
         let all = super::instance::started().map(|a| a.class_stats()).unwrap_or_default();
-        for (i, class) in all.iter().take(capacity).enumerate() {
-            let entry = xpu_host_size_class_stats {
-                block_size: class.size,
-                allocations: class.allocations.into(),
-                cached: class.cached as i64,
-            };
-            // SAFETY: i < capacity, for which the caller promises room.
-            unsafe { classes.add(i).write(entry) };
+        if capacity > 0 {
+            // SAFETY: `classes` has room for `capacity > 0` elements (contract).
+            let stride = unsafe { sized::stride(classes) }?;
+            for (i, class) in all.iter().take(capacity).enumerate() {
+                let entry = xpu_host_size_class_stats {
+                    size: stride,
+                    block_size: class.size,
+                    allocations: class.allocations.into(),
+                    cached: class.cached as i64,
+                };
+                // SAFETY: element `i < capacity` starts `i * stride` bytes in,
+                // with room for `stride` bytes (contract); its `size` is set
+                // to that room before the write reads it.
+                unsafe {
+                    let element = classes.byte_add(i * stride);
+                    element.cast::<usize>().write_unaligned(stride);
+                    sized::write(element, entry)?;
+                }
+            }
         }
         // SAFETY: checked non-null.
         unsafe { *count = all.len() };
@@ -471,19 +547,20 @@ fn current_stats() -> caching::Stats {
     super::instance::started().map(|a| a.stats()).unwrap_or_default()
 }
 
-/// Fills `*stats`. Before the allocator has started, every counter is 0.
+/// Fills `*stats`, as far as `stats->size` reaches. Before the allocator has
+/// started, every counter is 0.
 ///
 /// # Safety
-/// `stats` is a valid pointer to a writable `xpu_host_stats`.
+/// `stats` is a valid pointer to an `xpu_host_stats` whose `size` is set and
+/// writable for that many bytes.
 #[no_mangle]
 pub unsafe extern "C" fn xpu_host_get_stats(stats: *mut xpu_host_stats) -> xpu_host_result {
     ffi_call(|| {
         if stats.is_null() {
             return Err(Failure::invalid("stats must not be null"));
         }
-        // SAFETY: checked non-null; the caller promises it is writable.
-        unsafe { *stats = current_stats().into() };
-        Ok(())
+        // SAFETY: checked non-null; the caller promises `stats->size` bytes.
+        unsafe { sized::write(stats, current_stats().into()) }
     })
 }
 

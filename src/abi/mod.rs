@@ -8,6 +8,7 @@
 //! - `error`: the error-code enum, the last error message, the panic guard.
 //! - `instance`: the one allocator of the process.
 //! - `lifecycle`: what a forked child and an exiting process get.
+//! - `sized`: reading and writing the C structs that carry their size.
 
 pub mod c_api;
 mod cxx_allocator;
@@ -16,3 +17,4 @@ pub mod error;
 mod instance;
 mod lifecycle;
 pub mod pytorch;
+mod sized;

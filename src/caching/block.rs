@@ -138,7 +138,7 @@ pub struct Block {
 }
 
 /// No neighbour: the end of the backend's memory.
-pub const NO_BLOCK: u32 = u32::MAX;
+pub(crate) const NO_BLOCK: u32 = u32::MAX;
 const NO_NEIGHBOURS: u64 = u64::MAX;
 
 /// What a successful free did with a block.

@@ -107,7 +107,7 @@ pub fn record(data: usize, context: usize, stream: xpu_host_stream) -> Result<bo
 }
 
 pub fn stats() -> xpu_host_stats {
-    let mut stats = xpu_host_stats::default();
+    let mut stats = xpu_host_stats { size: std::mem::size_of::<xpu_host_stats>(), ..Default::default() };
     // SAFETY: a valid local.
     assert_eq!(unsafe { xpu_host_get_stats(&mut stats) }, XPU_HOST_SUCCESS);
     stats
@@ -116,6 +116,7 @@ pub fn stats() -> xpu_host_stats {
 /// Cached blocks per the size-class statistics (the stats struct counts bytes only).
 pub fn cached_blocks() -> i64 {
     let mut classes = vec![xpu_host_size_class_stats::default(); 512];
+    classes[0].size = std::mem::size_of::<xpu_host_size_class_stats>();
     let mut count = 0usize;
     // SAFETY: room for 512 entries; count is a valid local.
     assert_eq!(
