@@ -4,7 +4,7 @@
 # directory <torch-dir> (the `torch` folder of a wheel or of site-packages: it
 # holds include/ and lib/), without the CUDA toolkits that the wheel's own
 # TorchConfig.cmake insists on. <cxx11-abi> is the wheel's
-# _GLIBCXX_USE_CXX11_ABI (ABI.md section 7: 0 for 2.5.1, 1 for 2.8 and later).
+# _GLIBCXX_USE_CXX11_ABI (docs/ABI.md section 7: 0 for 2.5.1, 1 for 2.8 and later).
 function(xpu_host_torch_package prefix torch_dir cxx11_abi)
   if(NOT EXISTS "${torch_dir}/include/c10/core/Allocator.h" OR NOT EXISTS "${torch_dir}/lib/libtorch_cpu.so")
     message(FATAL_ERROR "${torch_dir} is not a PyTorch package directory (no include/c10/core/Allocator.h or lib/libtorch_cpu.so); "

@@ -1,8 +1,8 @@
 // PyTorch 2.4-2.7's ATen/xpu/CachingHostAllocator.h, which cannot be included
 // here: through c10/xpu/XPUStream.h it pulls in SYCL. These are its three
 // declarations, with a mirror of c10::xpu::XPUStream: the same name (so the
-// same mangled names, ABI.md section 1) and the same layout, one c10::Stream
-// (PYTORCH_NOTES section 4), held against the real c10::Stream below.
+// same mangled names, docs/ABI.md section 1) and the same layout, one c10::Stream
+// (docs/ABI.md section 2), held against the real c10::Stream below.
 #pragma once
 
 #include <c10/core/Allocator.h>
@@ -26,7 +26,7 @@ class XPUStream {
 static_assert(sizeof(XPUStream) == sizeof(c10::Stream) && sizeof(XPUStream) == 16, "XPUStream is one c10::Stream, 16 bytes");
 static_assert(alignof(XPUStream) == alignof(c10::Stream) && alignof(XPUStream) == 8, "XPUStream aligns as c10::Stream");
 static_assert(std::is_trivially_copyable_v<c10::Stream> && std::is_trivially_copyable_v<XPUStream>,
-              "passed by value in two registers (ABI.md section 2)");
+              "passed by value in two registers (docs/ABI.md section 2)");
 }  // namespace c10::xpu
 
 namespace at::xpu {

@@ -1,6 +1,6 @@
 // The allocator as PyTorch 2.4-2.7 sees it, compiled against the REAL torch
 // 2.5.1 headers and linked to its libc10.so: reached only through
-// c10::Allocator* and PyTorch's mangled at::xpu:: declarations (ABI.md
+// c10::Allocator* and PyTorch's mangled at::xpu:: declarations (docs/ABI.md
 // sections 1-6). With ZE_SOFTWARE_DRIVER_HOST_MEMORY_LIMIT set it also checks
 // that running out of pinned memory throws and the allocator recovers.
 #include <c10/core/Allocator.h>
@@ -40,7 +40,7 @@ T read_at(const void* object, std::size_t offset) {
 }
 
 void check_data_ptr_layout(Checks& checks) {
-  static_assert(sizeof(c10::DataPtr) == 32 && alignof(c10::DataPtr) == 8, "ABI.md section 4");
+  static_assert(sizeof(c10::DataPtr) == 32 && alignof(c10::DataPtr) == 8, "docs/ABI.md section 4");
   int data = 0, ctx = 0;
   {
     c10::DataPtr p(&data, &ctx, recording_deleter, c10::Device(c10::DeviceType::CPU));

@@ -1,6 +1,6 @@
 //! The object `getCachingHostAllocator()` returns: to C++ it is a
 //! `c10::Allocator`, with a vtable laid out as g++ lays out that class's
-//! (ABI.md section 3) and `DataPtr`s laid out as libstdc++ lays them out (section 4).
+//! (docs/ABI.md section 3) and `DataPtr`s laid out as libstdc++ lays them out (section 4).
 
 use std::cell::UnsafeCell;
 use std::ffi::c_void;

@@ -1,5 +1,5 @@
 //! Throwing a real C++ exception from Rust, for callers of the `c10::Allocator`
-//! vtable who expect `allocate` to throw on failure (ABI.md section 6).
+//! vtable who expect `allocate` to throw on failure (docs/ABI.md section 6).
 //!
 //! The C++ runtime is looked up at run time: a C-only process has none, and then
 //! the caller gets a null `DataPtr` and the last error message instead.

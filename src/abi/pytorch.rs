@@ -1,6 +1,6 @@
 //! The three functions PyTorch 2.4–2.7's `ATen/xpu/CachingHostAllocator.h`
 //! declares, under their plain C names (in the generated header) and under
-//! their Itanium-mangled `at::xpu::` names (ABI.md section 1), so that a PyTorch
+//! their Itanium-mangled `at::xpu::` names (docs/ABI.md section 1), so that a PyTorch
 //! XPU build links against this library in place of `CachingHostAllocator.cpp`.
 
 use std::ffi::c_void;

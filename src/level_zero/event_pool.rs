@@ -39,7 +39,7 @@ pub struct PooledEvent {
     complete: AtomicBool,
 }
 
-// SAFETY: querying and host-resetting an event are thread-safe (LEVEL_ZERO.md);
+// SAFETY: querying and host-resetting an event are thread-safe (docs/LEVEL_ZERO.md);
 // the handle is never appended to a list outside that list's lock.
 unsafe impl Send for PooledEvent {}
 // SAFETY: as above.

@@ -46,7 +46,7 @@ pub enum Event {
 }
 
 // SAFETY: a Level Zero event handle may be queried, host-reset and released from
-// any thread (zeEventQueryStatus and zeEventHostReset are thread-safe, LEVEL_ZERO.md).
+// any thread (zeEventQueryStatus and zeEventHostReset are thread-safe, docs/LEVEL_ZERO.md).
 unsafe impl Send for Event {}
 
 impl LevelZeroBackend {

@@ -2,9 +2,10 @@
 //!
 //! A host runtime that owns its streams' command lists (a SYCL runtime appends
 //! to them under its own lock) records through [`StreamHooks`]. Without hooks
-//! this library keeps one in-order immediate command list per stream, created
-//! on first use, and appends to it under a lock of its own. Frees recorded with
-//! nothing appended in between share one barrier's event.
+//! this library keeps one immediate command list per stream, created on first
+//! use, and appends to it under a lock of its own; a record is a barrier, which
+//! waits for everything appended before it whatever the list's ordering. Frees
+//! recorded with nothing appended in between share one barrier's event.
 
 use std::sync::{Arc, Mutex};
 
