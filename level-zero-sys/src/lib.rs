@@ -11,8 +11,12 @@
 //!   program that must also start on an older loader (Debian 12's 1.8.12 has
 //!   API 1.4) calls only functions that loader has: the others are linked
 //!   only where used.
+//! - [`software_driver`] (always): the extension of the workspace's software
+//!   driver, from `ze-software-driver/include/ze_software_driver.h`, here so
+//!   that the tests calling the driver through the loader share it with the
+//!   driver without linking the driver crate.
 //!
-//! `tests/layout.rs` checks sizes, offsets and constants against the real header
+//! `tests/layout.rs` checks sizes, offsets and constants against the real headers
 //! with the C compiler.
 #![no_std]
 // Generated from the C headers: C's names, and code clippy has no say in.
@@ -22,6 +26,9 @@
 #[rustfmt::skip]
 pub mod types;
 pub use types::*;
+
+#[rustfmt::skip]
+pub mod software_driver;
 
 #[cfg(feature = "loader")]
 #[rustfmt::skip]

@@ -1,8 +1,9 @@
 //! Checks the committed bindings against the headers they were generated from
-//! (Level Zero loader 1.20.6, unpacked by `scripts/fetch-level-zero-loader`)
-//! with the C compiler: every size, alignment, field offset and constant listed
+//! (Level Zero loader 1.20.6, unpacked by `scripts/fetch-level-zero-loader`,
+//! and the software driver's `ze_software_driver.h`) with the C compiler: every size, alignment, field offset and constant listed
 //! here becomes a `_Static_assert` in a C file that must compile.
 
+use level_zero_sys::software_driver::*;
 use level_zero_sys::*;
 use std::fmt::Write as _;
 use std::mem::{align_of, offset_of, size_of};
@@ -33,7 +34,7 @@ macro_rules! constants {
 fn bindings_match_the_c_headers() {
     let mut c = String::from(
         "#include <stddef.h>\n#include <ze_api.h>\n#include <ze_ddi.h>\n#include <zet_ddi.h>\n#include <zes_ddi.h>\n\
-         #include <loader/ze_loader.h>\n",
+         #include <loader/ze_loader.h>\n#include <ze_software_driver.h>\n",
     );
     layout!(c, ze_driver_properties_t { stype, pNext, uuid, driverVersion });
     layout!(c, ze_driver_memory_free_ext_properties_t { stype, pNext, freePolicies });
@@ -204,6 +205,29 @@ fn bindings_match_the_c_headers() {
             pfnFreeExt
         }
     );
+    layout!(
+        c,
+        zex_software_driver_live_objects_t {
+            allocations,
+            allocated_bytes,
+            event_pools,
+            events,
+            command_lists,
+            command_queues,
+            fences,
+            contexts,
+            host_alloc_calls,
+            host_free_calls
+        }
+    );
+    // GCC and Clang fold a strcmp of two literals; standard C has no way to
+    // compare strings at compile time.
+    writeln!(
+        c,
+        "_Static_assert(__builtin_strcmp(ZEX_SOFTWARE_DRIVER_GET_LIVE_OBJECTS_NAME, {:?}) == 0, \"ZEX_SOFTWARE_DRIVER_GET_LIVE_OBJECTS_NAME\");",
+        ZEX_SOFTWARE_DRIVER_GET_LIVE_OBJECTS_NAME.to_str().unwrap()
+    )
+    .unwrap();
     constants!(
         c,
         ZE_RESULT_SUCCESS,
@@ -283,6 +307,7 @@ fn bindings_match_the_c_headers() {
     let out = std::process::Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
         .args(["-std=c11", "-fsyntax-only", "-Werror"])
         .arg(format!("-I{include}/level_zero"))
+        .arg(concat!("-I", env!("CARGO_MANIFEST_DIR"), "/../ze-software-driver/include"))
         .arg(&source)
         .output()
         .expect("run the C compiler (install gcc)");

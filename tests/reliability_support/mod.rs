@@ -12,6 +12,7 @@ use std::ptr::null_mut;
 use std::time::{Duration, Instant};
 
 use level_zero_sys as ze;
+use level_zero_sys::software_driver::*;
 use xpu_caching_host_allocator::abi::c_api::*;
 use xpu_caching_host_allocator::abi::error::{xpu_host_last_error_message, xpu_host_result};
 
@@ -133,34 +134,24 @@ pub fn allocator_context() -> (ze::ze_driver_handle_t, ze::ze_context_handle_t) 
     (driver, context)
 }
 
-/// `zex_software_driver_live_objects_t` (ze-software-driver/include/ze_software_driver.h).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LiveObjects {
-    pub allocations: u64,
-    pub allocated_bytes: u64,
-    pub event_pools: u64,
-    pub events: u64,
-    pub command_lists: u64,
-    pub command_queues: u64,
-    pub fences: u64,
-    pub contexts: u64,
-    pub host_alloc_calls: u64,
-    pub host_free_calls: u64,
-}
-
 /// The software driver's process-wide live-object counts.
-pub fn live_objects() -> LiveObjects {
+pub fn live_objects() -> zex_software_driver_live_objects_t {
     let (driver, _) = allocator_context();
     let mut function: *mut c_void = null_mut();
     // SAFETY: a live driver handle, a NUL-terminated name and a valid out-pointer.
     let found = unsafe {
-        ze::zeDriverGetExtensionFunctionAddress(driver, c"zexSoftwareDriverGetLiveObjects".as_ptr(), &mut function)
+        ze::zeDriverGetExtensionFunctionAddress(
+            driver,
+            ZEX_SOFTWARE_DRIVER_GET_LIVE_OBJECTS_NAME.as_ptr(),
+            &mut function,
+        )
     };
     assert_eq!(found, ze::ZE_RESULT_SUCCESS, "the software driver has the live-objects extension");
-    // SAFETY: the driver documents this signature for that name.
-    let get: unsafe extern "C" fn(*mut LiveObjects) -> ze::ze_result_t = unsafe { std::mem::transmute(function) };
-    let mut live = LiveObjects::default();
+    // SAFETY: the driver hands out this function under this name
+    // (ze-software-driver/include/ze_software_driver.h); null becomes None.
+    let get: zex_pfnSoftwareDriverGetLiveObjects_t = unsafe { std::mem::transmute(function) };
+    let get = get.expect("the live-objects function");
+    let mut live = zex_software_driver_live_objects_t::default();
     // SAFETY: a valid out-pointer.
     assert_eq!(unsafe { get(&mut live) }, ze::ZE_RESULT_SUCCESS);
     live

@@ -4,6 +4,7 @@
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use level_zero_sys::software_driver::ZEX_SOFTWARE_DRIVER_GET_LIVE_OBJECTS_NAME;
 use level_zero_sys::*;
 
 use crate::api::{check_flags, entry, unknown_handle, unknown_stype, ZeResult};
@@ -166,7 +167,7 @@ pub unsafe extern "C" fn get_extension_function_address(
         // SAFETY: application pointers, valid per the API contract; a
         // non-null name is a NUL-terminated string.
         let (name, function) = unsafe { (CStr::from_ptr(input(name)?), output(function)?) };
-        if name.to_bytes() != live_objects::FUNCTION_NAME.as_bytes() {
+        if name != ZEX_SOFTWARE_DRIVER_GET_LIVE_OBJECTS_NAME {
             return Err(ZE_RESULT_ERROR_INVALID_ARGUMENT);
         }
         *function = live_objects::get as *mut c_void;

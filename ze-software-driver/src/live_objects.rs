@@ -3,6 +3,7 @@
 //! report. It takes no handles: the loader does not unwrap handles passed to
 //! extension functions when its intercept layer is on.
 
+use level_zero_sys::software_driver::*;
 use level_zero_sys::*;
 
 use crate::api::entry;
@@ -14,31 +15,22 @@ use crate::ffi::output;
 use crate::memory;
 use crate::queue::COMMAND_QUEUES;
 
-pub const FUNCTION_NAME: &str = "zexSoftwareDriverGetLiveObjects";
+/// The name strict mode reports this entry point under.
+const NAME: &str = match ZEX_SOFTWARE_DRIVER_GET_LIVE_OBJECTS_NAME.to_str() {
+    Ok(name) => name,
+    Err(_) => panic!("the header names the function in ASCII"),
+};
 
-/// `zex_software_driver_live_objects_t` of include/ze_software_driver.h.
-#[repr(C)]
-pub struct LiveObjects {
-    pub allocations: u64,
-    pub allocated_bytes: u64,
-    pub event_pools: u64,
-    pub events: u64,
-    pub command_lists: u64,
-    pub command_queues: u64,
-    pub fences: u64,
-    pub contexts: u64,
-    /// Successful `zeMemAllocHost` calls since the driver was loaded.
-    pub host_alloc_calls: u64,
-    /// Successful frees of host allocations (`zeMemFree`, `zeMemFreeExt`).
-    pub host_free_calls: u64,
-}
+// zeDriverGetExtensionFunctionAddress hands `get` out as `void *`; this keeps
+// it to the header's signature.
+const _: zex_pfnSoftwareDriverGetLiveObjects_t = Some(get);
 
-pub unsafe extern "C" fn get(live: *mut LiveObjects) -> ze_result_t {
-    entry(FUNCTION_NAME, || {
+pub unsafe extern "C" fn get(live: *mut zex_software_driver_live_objects_t) -> ze_result_t {
+    entry(NAME, || {
         // SAFETY: application pointer, valid per the extension's contract.
         let live = unsafe { output(live) }?;
         let memory = memory::statistics();
-        *live = LiveObjects {
+        *live = zex_software_driver_live_objects_t {
             allocations: memory.allocations,
             allocated_bytes: memory.allocated_bytes,
             event_pools: EVENT_POOLS.len(),

@@ -5,6 +5,7 @@ use std::ffi::c_void;
 use std::process::{Command, Output};
 use std::ptr::{null, null_mut};
 
+pub use level_zero_sys::software_driver::*;
 pub use level_zero_sys::*;
 
 /// Calls a Level Zero function and returns its result.
@@ -180,42 +181,21 @@ impl Setup {
     }
 
     /// The `zexSoftwareDriverGetLiveObjects` counts.
-    pub fn live_objects(&self) -> LiveObjects {
+    pub fn live_objects(&self) -> zex_software_driver_live_objects_t {
         let mut function = null_mut();
         ze!(zeDriverGetExtensionFunctionAddress(
             self.driver,
-            c"zexSoftwareDriverGetLiveObjects".as_ptr(),
+            ZEX_SOFTWARE_DRIVER_GET_LIVE_OBJECTS_NAME.as_ptr(),
             &mut function
         ));
-        assert!(!function.is_null());
-        // SAFETY: the driver hands out this function with this signature
-        // (include/ze_software_driver.h).
-        let function: GetLiveObjects = unsafe { std::mem::transmute(function) };
-        let mut live = LiveObjects::default();
+        // SAFETY: the driver hands out this function under this name
+        // (include/ze_software_driver.h); null becomes None.
+        let function: zex_pfnSoftwareDriverGetLiveObjects_t = unsafe { std::mem::transmute(function) };
+        let function = function.expect("the live-objects function");
+        let mut live = zex_software_driver_live_objects_t::default();
         ze!(function(&mut live));
         live
     }
-}
-
-type GetLiveObjects = unsafe extern "C" fn(*mut LiveObjects) -> ze_result_t;
-
-/// `zex_software_driver_live_objects_t` of include/ze_software_driver.h,
-/// declared again rather than taken from the driver crate: linking the crate
-/// into the test executable would bring its exported getters and its unload
-/// destructor with it, and the tests use the driver only through the loader.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LiveObjects {
-    pub allocations: u64,
-    pub allocated_bytes: u64,
-    pub event_pools: u64,
-    pub events: u64,
-    pub command_lists: u64,
-    pub command_queues: u64,
-    pub fences: u64,
-    pub contexts: u64,
-    pub host_alloc_calls: u64,
-    pub host_free_calls: u64,
 }
 
 pub fn queue_desc(mode: ze_command_queue_mode_t) -> ze_command_queue_desc_t {

@@ -92,7 +92,7 @@ fn extension_function_addresses() {
     assert_eq!(
         call!(zeDriverGetExtensionFunctionAddress(
             setup.driver,
-            c"zexSoftwareDriverGetLiveObjects".as_ptr(),
+            ZEX_SOFTWARE_DRIVER_GET_LIVE_OBJECTS_NAME.as_ptr(),
             null_mut()
         )),
         ZE_RESULT_ERROR_INVALID_NULL_POINTER

@@ -17,7 +17,7 @@ fn live_object_counts_child() {
         return;
     }
     let setup = setup();
-    assert_eq!(setup.live_objects(), LiveObjects::default());
+    assert_eq!(setup.live_objects(), zex_software_driver_live_objects_t::default());
     let context = setup.context();
     let host = alloc_host(context, 100);
     let mut device_memory = null_mut();
@@ -31,7 +31,7 @@ fn live_object_counts_child() {
     ze!(zeFenceCreate(queue, &fence_desc, &mut fence));
     assert_eq!(
         setup.live_objects(),
-        LiveObjects {
+        zex_software_driver_live_objects_t {
             allocations: 2,
             allocated_bytes: 150,
             event_pools: 1,
@@ -52,7 +52,10 @@ fn live_object_counts_child() {
     ze!(zeMemFree(context, device_memory));
     free(context, host);
     ze!(zeContextDestroy(context));
-    assert_eq!(setup.live_objects(), LiveObjects { host_alloc_calls: 1, host_free_calls: 1, ..Default::default() });
+    assert_eq!(
+        setup.live_objects(),
+        zex_software_driver_live_objects_t { host_alloc_calls: 1, host_free_calls: 1, ..Default::default() }
+    );
 }
 
 /// Runs the leaky child; returns its output and the address it leaked.
