@@ -7,17 +7,22 @@
 mod bytes;
 #[path = "../fuzz/src/core_model.rs"]
 mod core_model;
+#[path = "../src/caching/fake_backend.rs"]
+#[allow(dead_code)] // the model uses only part of it, the unit tests the rest
+mod fake_backend;
 mod reliability_support;
 
+use fake_backend::FakeBackend;
 use reliability_support::{env_number, Rng};
-use xpu_caching_host_allocator::caching::{CachingAllocator, Settings};
+// `caching` for fake_backend.rs, which names the core's types by `crate::caching`.
+use xpu_caching_host_allocator::caching::{self, CachingAllocator, Settings};
 
 /// Found by the model: after reset_accumulated_stats, the per-class statistics
 /// dropped classes that still held blocks (they listed classes by their
 /// accumulated count only).
 #[test]
 fn class_statistics_keep_classes_holding_blocks_after_an_accumulated_reset() {
-    let a = CachingAllocator::new(core_model::Backend::unlimited(), Settings::default());
+    let a = CachingAllocator::new(FakeBackend::default(), Settings::default());
     let block = a.allocate(4096).unwrap().unwrap();
     a.free(block.context).unwrap();
     a.reset_accumulated_stats();

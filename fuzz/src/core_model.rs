@@ -3,10 +3,11 @@
 //! it (fuzz_targets/core_sequence.rs) and `cargo test` replays it on seeded
 //! random inputs (tests/core_model.rs includes this file).
 //!
-//! The core runs on an in-process backend: host memory is bookkeeping (no
-//! memory is touched), a stream's "device work" is a counter the sequence
-//! advances, and faults (out of memory, other allocation failures, event
-//! records failing) are injected by the sequence. After every operation the
+//! The core runs on the library's fake backend (src/caching/fake_backend.rs):
+//! host memory is bookkeeping (no memory is touched), a stream's device work
+//! is a pair of counters the sequence advances, and faults (out of memory,
+//! other allocation failures, event records failing) are injected by the
+//! sequence. After every operation the
 //! model checks the answer and the invariants:
 //! - a block handed out is not in use by anyone, and every stream that used it
 //!   before has completed all work submitted before its free (the property
@@ -26,123 +27,14 @@
 //! the cap, and the memory of a retired part stays with it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 
 use crate::bytes::Bytes;
+use crate::fake_backend::FakeBackend;
 use xpu_caching_host_allocator::caching::size_class::Rounding;
-use xpu_caching_host_allocator::caching::{
-    size_class, BackendError, CachingAllocator, Error, HostMemory, Settings, StreamEvents, StreamKey,
-};
+use xpu_caching_host_allocator::caching::{size_class, CachingAllocator, Error, Settings, StreamKey};
 
-/// Devices the backend has: stream device indices 0 and 1 are valid.
-const DEVICES: i8 = 2;
-const MAX_ALLOCATION: usize = 1 << 40;
 /// The core splits requests from this size up, and parts no smaller.
 const SPLIT_MIN: usize = 1 << 20;
-
-#[derive(Default)]
-struct Books {
-    live: HashMap<usize, usize>,
-    live_bytes: usize,
-    next_address: usize,
-    limit: usize,
-    /// Injected: the next allocations fail, as out of memory or otherwise.
-    fail_oom: u32,
-    fail_other: u32,
-    fail_records: u32,
-    /// Per stream: work submitted, work completed.
-    streams: HashMap<StreamKey, (u64, u64)>,
-    events_out: i64,
-    allocate_calls: u64,
-}
-
-/// The in-process backend.
-pub struct Backend {
-    books: Mutex<Books>,
-}
-
-impl Backend {
-    /// A backend without a memory limit and without faults.
-    pub fn unlimited() -> Backend {
-        Backend { books: Mutex::new(Books { limit: usize::MAX, ..Books::default() }) }
-    }
-
-    fn books(&self) -> std::sync::MutexGuard<'_, Books> {
-        self.books.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl HostMemory for Backend {
-    fn allocate(&self, size: usize) -> Result<usize, BackendError> {
-        let mut books = self.books();
-        books.allocate_calls += 1;
-        assert!(size > 0, "the core asked the backend for 0 bytes");
-        if books.fail_other > 0 {
-            books.fail_other -= 1;
-            return Err(BackendError::Failed("injected failure".into()));
-        }
-        if books.fail_oom > 0 {
-            books.fail_oom -= 1;
-            return Err(BackendError::OutOfMemory("injected out of memory".into()));
-        }
-        // Like a real driver, nothing above 1 TiB (the sizes stay within i64).
-        if size > MAX_ALLOCATION || size > books.limit - books.live_bytes {
-            return Err(BackendError::OutOfMemory(format!("{size} bytes past the limit")));
-        }
-        // Addresses 2 TiB apart, never reused: distinct blocks never overlap.
-        books.next_address += 1;
-        let address = books.next_address * (2 * MAX_ALLOCATION);
-        books.live.insert(address, size);
-        books.live_bytes += size;
-        Ok(address)
-    }
-
-    fn free(&self, address: usize, size: usize) -> Result<(), BackendError> {
-        let mut books = self.books();
-        let held = books.live.remove(&address);
-        assert_eq!(held, Some(size), "the core freed {address:#x} ({size} bytes), which it does not hold");
-        books.live_bytes -= size;
-        Ok(())
-    }
-}
-
-impl StreamEvents for Backend {
-    /// The stream and the work submitted to it when the event was recorded.
-    type Event = (StreamKey, u64);
-
-    fn check_stream(&self, stream: StreamKey) -> Result<(), BackendError> {
-        if (0..DEVICES).contains(&stream.device_index) {
-            Ok(())
-        } else {
-            Err(BackendError::Failed(format!("no device {}", stream.device_index)))
-        }
-    }
-
-    fn record(&self, stream: StreamKey) -> Result<Option<Self::Event>, BackendError> {
-        let mut books = self.books();
-        assert!((0..DEVICES).contains(&stream.device_index), "an event recorded on a stream that was refused");
-        if books.fail_records > 0 {
-            books.fail_records -= 1;
-            return Err(BackendError::Failed("injected record failure".into()));
-        }
-        let (submitted, completed) = *books.streams.entry(stream).or_default();
-        // A stream whose work has all completed needs no event, as a SYCL
-        // queue that reports itself empty.
-        if completed >= submitted {
-            return Ok(None);
-        }
-        books.events_out += 1;
-        Ok(Some((stream, submitted)))
-    }
-
-    fn is_complete(&self, event: &Self::Event) -> Result<bool, BackendError> {
-        Ok(self.books().streams.get(&event.0).is_none_or(|&(_, completed)| completed >= event.1))
-    }
-
-    fn release(&self, _event: Self::Event) {
-        self.books().events_out -= 1;
-    }
-}
 
 struct LiveBlock {
     address: usize,
@@ -216,8 +108,7 @@ pub fn run(data: &[u8]) -> Report {
         ..Settings::default()
     };
     let rounding = Rounding { divisions, threshold };
-    let backend = Backend { books: Mutex::new(Books { limit, ..Books::default() }) };
-    let a = CachingAllocator::new(backend, settings);
+    let a = CachingAllocator::new(FakeBackend::with_limit(limit), settings);
     let mut model = Model { split, ..Model::default() };
     let mut report = Report::default();
     let trace = std::env::var_os("XPU_HOST_MODEL_TRACE").is_some();
@@ -251,16 +142,13 @@ pub fn run(data: &[u8]) -> Report {
             6 => {
                 // Device work on a stream: it now has more to complete.
                 let stream = stream_from(&mut bytes);
-                if (0..DEVICES).contains(&stream.device_index) {
-                    a.backend().books().streams.entry(stream).or_default().0 += 1;
+                if (0..FakeBackend::DEVICES).contains(&stream.device_index) {
+                    a.backend().submit(stream);
                 }
             }
             7 => {
                 let stream = stream_from(&mut bytes);
-                let steps = u64::from(bytes.byte() % 4);
-                if let Some(entry) = a.backend().books().streams.get_mut(&stream) {
-                    entry.1 = (entry.1 + steps).min(entry.0);
-                }
+                a.backend().complete(stream, u64::from(bytes.byte() % 4));
             }
             8 => {
                 assert_eq!(a.empty_cache(), Ok(()));
@@ -270,11 +158,10 @@ pub fn run(data: &[u8]) -> Report {
             }
             9 => a.poll_pending(),
             10 => {
-                let mut books = a.backend().books();
                 match bytes.byte() % 3 {
-                    0 => books.fail_oom += 1 + u32::from(bytes.byte() % 2),
-                    1 => books.fail_other += 1,
-                    _ => books.fail_records += 1,
+                    0 => a.backend().inject_out_of_memory(1 + u32::from(bytes.byte() % 2)),
+                    1 => a.backend().inject_allocation_failures(1),
+                    _ => a.backend().inject_record_failures(1),
                 }
                 report.faults += 1;
             }
@@ -291,13 +178,7 @@ pub fn run(data: &[u8]) -> Report {
     }
 
     // The end: every stream completes, every block is freed, the cache emptied.
-    {
-        let mut books = a.backend().books();
-        books.streams.values_mut().for_each(|entry| entry.1 = entry.0);
-        books.fail_oom = 0;
-        books.fail_other = 0;
-        books.fail_records = 0;
-    }
+    a.backend().settle();
     let contexts: Vec<usize> = model.live.keys().copied().collect();
     for context in contexts {
         free(&a, &mut model, context);
@@ -306,25 +187,32 @@ pub fn run(data: &[u8]) -> Report {
     check_books(&a, &model, cap);
     let stats = a.stats();
     assert_eq!((stats.active_requests.current, stats.pending_blocks.current), (0, 0));
-    let books = a.backend().books();
+    let memory = a.backend().memory();
     if model.split {
         // A retired part keeps the rest of its memory, cached, from going back.
-        for (&base, &size) in &books.live {
+        for (&base, &size) in &memory {
             let holds_retired = model.retired.keys().any(|&address| base <= address && address < base + size);
             assert!(holds_retired, "memory at {base:#x} left with the backend holds no retired part");
         }
     } else {
         assert_eq!(stats.cached_bytes.current, 0);
-        assert_eq!(books.live.len(), model.retired.len(), "memory left with the backend is the retired blocks'");
-        assert_eq!(books.live_bytes, model.retired.values().sum::<usize>());
+        assert_eq!(memory.len(), model.retired.len(), "memory left with the backend is the retired blocks'");
+        assert_eq!(a.backend().live_bytes(), model.retired.values().sum::<usize>());
     }
-    assert_eq!(books.events_out, 0, "events recorded and never released");
+    let (recorded, released) = a.backend().events();
+    assert_eq!(recorded, released, "events recorded and never released");
     report
 }
 
-fn allocate(a: &CachingAllocator<Backend>, model: &mut Model, rounding: &Rounding, size: usize, report: &mut Report) {
+fn allocate(
+    a: &CachingAllocator<FakeBackend>,
+    model: &mut Model,
+    rounding: &Rounding,
+    size: usize,
+    report: &mut Report,
+) {
     let class = (size > 0).then(|| rounding.classify(size)).flatten();
-    let calls_before = a.backend().books().allocate_calls;
+    let calls_before = a.backend().allocate_calls();
     let result = a.allocate(size);
     if size == 0 {
         assert_eq!(result, Ok(None), "size 0");
@@ -333,7 +221,7 @@ fn allocate(a: &CachingAllocator<Backend>, model: &mut Model, rounding: &Roundin
     let Some(class) = class else {
         report.hostile += 1;
         assert_eq!(result, Err(Error::SizeTooLarge { requested: size }));
-        assert_eq!(a.backend().books().allocate_calls, calls_before, "a size too large reached the backend");
+        assert_eq!(a.backend().allocate_calls(), calls_before, "a size too large reached the backend");
         return;
     };
     let allocation = match result {
@@ -345,8 +233,7 @@ fn allocate(a: &CachingAllocator<Backend>, model: &mut Model, rounding: &Roundin
             if !model.split {
                 assert_eq!(a.stats().cached_bytes.current, 0, "out of memory without emptying the cache");
             }
-            let books = a.backend().books();
-            let calls = books.allocate_calls - calls_before;
+            let calls = a.backend().allocate_calls() - calls_before;
             assert_eq!(calls, 2, "an out-of-memory allocation is tried exactly twice");
             return;
         }
@@ -367,19 +254,19 @@ fn allocate(a: &CachingAllocator<Backend>, model: &mut Model, rounding: &Roundin
     assert!(!model.live.values().any(|b| overlaps(b.address, b.size)), "memory handed out twice");
     assert!(!model.retired.iter().any(|(&address, &size)| overlaps(address, size)), "a retired block handed out again");
     {
-        let books = a.backend().books();
+        let memory = a.backend().memory();
         if model.split {
-            let within = books.live.iter().any(|(&base, &length)| base <= start && end <= base + length);
+            let within = memory.iter().any(|(&base, &length)| base <= start && end <= base + length);
             assert!(within, "{start:#x}..{end:#x} is not within memory from the backend");
         } else {
-            assert_eq!(books.live.get(&allocation.address), Some(&allocation.size), "not backend memory of that size");
+            assert_eq!(memory.get(&allocation.address), Some(&allocation.size), "not backend memory of that size");
         }
         for (&address, (freed_size, requirements)) in &model.freed {
             if !overlaps(address, *freed_size) {
                 continue;
             }
             for &(stream, submitted) in requirements {
-                let completed = books.streams.get(&stream).map_or(0, |entry| entry.1);
+                let (_, completed) = a.backend().work(stream);
                 assert!(
                     completed >= submitted,
                     "memory of block {address:#x} handed out again while stream {stream:?} has completed {completed} \
@@ -415,8 +302,8 @@ fn choose_context(bytes: &mut Bytes, model: &Model, report: &mut Report) -> usiz
     }
 }
 
-fn free(a: &CachingAllocator<Backend>, model: &mut Model, context: usize) {
-    let records_failing = a.backend().books().fail_records > 0;
+fn free(a: &CachingAllocator<FakeBackend>, model: &mut Model, context: usize) {
+    let records_failing = a.backend().records_failing();
     let result = a.free(context);
     let Some(block) = model.live.remove(&context) else {
         let expected = if model.contexts.contains(&context) {
@@ -429,8 +316,7 @@ fn free(a: &CachingAllocator<Backend>, model: &mut Model, context: usize) {
     };
     match result {
         Ok(()) => {
-            let books = a.backend().books();
-            let requirements = block.streams.iter().map(|&s| (s, books.streams.get(&s).map_or(0, |e| e.0))).collect();
+            let requirements = block.streams.iter().map(|&s| (s, a.backend().work(s).0)).collect();
             model.freed.insert(block.address, (block.size, requirements));
         }
         Err(Error::Backend(message)) => {
@@ -459,9 +345,9 @@ fn choose_target(bytes: &mut Bytes, model: &Model, report: &mut Report) -> (usiz
     }
 }
 
-fn record(a: &CachingAllocator<Backend>, model: &mut Model, address: usize, context: usize, stream: StreamKey) {
+fn record(a: &CachingAllocator<FakeBackend>, model: &mut Model, address: usize, context: usize, stream: StreamKey) {
     let result = a.record_stream(address, context, stream);
-    if !(0..DEVICES).contains(&stream.device_index) {
+    if !(0..FakeBackend::DEVICES).contains(&stream.device_index) {
         assert!(matches!(result, Err(Error::Backend(_))), "a stream on device {} was accepted", stream.device_index);
         return;
     }
@@ -477,15 +363,14 @@ fn record(a: &CachingAllocator<Backend>, model: &mut Model, address: usize, cont
 }
 
 /// The statistics agree with the model's and the backend's books.
-fn check_books(a: &CachingAllocator<Backend>, model: &Model, cap: usize) {
+fn check_books(a: &CachingAllocator<FakeBackend>, model: &Model, cap: usize) {
     let stats = a.stats();
-    let books = a.backend().books();
     let cached: usize = a.class_stats().iter().map(|class| class.cached).sum();
     assert_eq!(stats.active_requests.current, model.live.len() as i64);
     assert_eq!(stats.active_bytes.current, model.live.values().map(|b| b.size as i64).sum::<i64>());
     assert_eq!(stats.requested_bytes.current, model.live.values().map(|b| b.requested as i64).sum::<i64>());
-    assert_eq!(stats.allocations.current, books.live.len() as i64);
-    assert_eq!(stats.allocated_bytes.current, books.live_bytes as i64);
+    assert_eq!(stats.allocations.current, a.backend().memory().len() as i64);
+    assert_eq!(stats.allocated_bytes.current, a.backend().live_bytes() as i64);
     let blocks =
         stats.active_requests.current + stats.pending_blocks.current + cached as i64 + model.retired.len() as i64;
     if model.split {
@@ -502,7 +387,6 @@ fn check_books(a: &CachingAllocator<Backend>, model: &Model, cap: usize) {
             "cache over its cap"
         );
     }
-    assert!(books.live_bytes <= books.limit);
     assert!(stats.pending_blocks.current as usize <= model.freed.len());
     assert!(stats.cache_hits + stats.cache_misses >= stats.active_requests.allocated);
     for stat in [stats.allocations, stats.active_requests, stats.active_bytes, stats.cached_bytes, stats.pending_blocks]

@@ -3,3 +3,9 @@
 pub mod bytes;
 pub mod c_api_model;
 pub mod core_model;
+#[path = "../../src/caching/fake_backend.rs"]
+#[allow(dead_code)] // the model uses only part of it, the core's unit tests the rest
+mod fake_backend;
+
+// For fake_backend.rs, which names the core's types by `crate::caching`.
+use xpu_caching_host_allocator::caching;

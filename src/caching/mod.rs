@@ -686,4 +686,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
+#[allow(dead_code)] // the unit tests use part of it, the model the rest
+mod fake_backend;
+#[cfg(test)]
 mod tests;

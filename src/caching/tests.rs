@@ -1,80 +1,11 @@
-//! The core against an in-process backend whose streams complete only when a test says so.
+//! The core against the fake backend (fake_backend.rs): a stream has work
+//! only when a test submits it, and completes it only when the test says so.
 
+use super::fake_backend::FakeBackend;
 use super::thread_cache::POLL_EVERY;
 use super::*;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Host memory is a counter; a stream's events complete when the test advances it.
-#[derive(Default)]
-struct FakeBackend {
-    next_address: AtomicUsize,
-    live: Mutex<HashMap<usize, usize>>,
-    /// Per stream: events recorded so far, and how many of them are complete.
-    streams: Mutex<HashMap<StreamKey, (u64, u64)>>,
-    fail_allocations: AtomicUsize,
-    fail_records: AtomicUsize,
-    /// Every stream has its work done: records need no event.
-    idle_streams: AtomicBool,
-    released_events: AtomicUsize,
-}
-
-impl FakeBackend {
-    fn complete_all(&self, stream: StreamKey) {
-        let mut streams = self.streams.lock().unwrap();
-        let entry = streams.entry(stream).or_default();
-        entry.1 = entry.0;
-    }
-    fn live_bytes(&self) -> usize {
-        self.live.lock().unwrap().values().sum()
-    }
-}
-
-impl HostMemory for FakeBackend {
-    fn allocate(&self, size: usize) -> Result<usize, BackendError> {
-        if self.fail_allocations.load(Ordering::SeqCst) > 0 {
-            self.fail_allocations.fetch_sub(1, Ordering::SeqCst);
-            return Err(BackendError::OutOfMemory("fake: no memory".into()));
-        }
-        let address = 0x1000_0000 + self.next_address.fetch_add(size.next_multiple_of(512), Ordering::SeqCst);
-        self.live.lock().unwrap().insert(address, size);
-        Ok(address)
-    }
-    fn free(&self, address: usize, size: usize) -> Result<(), BackendError> {
-        assert_eq!(self.live.lock().unwrap().remove(&address), Some(size), "freed memory that is not live");
-        Ok(())
-    }
-}
-
-impl StreamEvents for FakeBackend {
-    type Event = (StreamKey, u64);
-    fn check_stream(&self, stream: StreamKey) -> Result<(), BackendError> {
-        if stream.device_index < 0 {
-            return Err(BackendError::Failed("fake: no such device".into()));
-        }
-        Ok(())
-    }
-    fn record(&self, stream: StreamKey) -> Result<Option<Self::Event>, BackendError> {
-        if self.fail_records.load(Ordering::SeqCst) > 0 {
-            return Err(BackendError::Failed("fake: cannot record".into()));
-        }
-        if self.idle_streams.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        let mut streams = self.streams.lock().unwrap();
-        let entry = streams.entry(stream).or_default();
-        entry.0 += 1;
-        Ok(Some((stream, entry.0)))
-    }
-    fn is_complete(&self, event: &Self::Event) -> Result<bool, BackendError> {
-        Ok(self.streams.lock().unwrap()[&event.0].1 >= event.1)
-    }
-    fn release(&self, _event: Self::Event) {
-        self.released_events.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 const S1: StreamKey = StreamKey { device_type: 12, device_index: 0, id: 1 };
 const S2: StreamKey = StreamKey { device_type: 12, device_index: 0, id: 2 };
@@ -125,6 +56,7 @@ fn a_block_used_on_a_stream_waits_for_its_event() {
     let a = allocator();
     let block = a.allocate(4096).unwrap().unwrap();
     assert!(a.record_stream(block.address, block.context, S1).unwrap());
+    a.backend().submit(S1);
     a.free(block.context).unwrap();
     let meanwhile = a.allocate(4096).unwrap().unwrap();
     assert_ne!(meanwhile.address, block.address, "reused while the stream may still use it");
@@ -136,7 +68,7 @@ fn a_block_used_on_a_stream_waits_for_its_event() {
     assert_eq!(a.allocate(4096).unwrap().unwrap(), meanwhile);
     assert_eq!(a.allocate(4096).unwrap().unwrap(), block);
     assert_eq!(a.stats().pending_blocks.current, 0);
-    assert_eq!(a.backend().released_events.load(Ordering::SeqCst), 1);
+    assert_eq!(a.backend().events(), (1, 1), "its event was released");
 }
 
 #[test]
@@ -145,6 +77,8 @@ fn a_block_used_on_two_streams_waits_for_both() {
     let block = a.allocate(512).unwrap().unwrap();
     assert!(a.record_stream(block.address, block.context, S1).unwrap());
     assert!(a.record_stream(block.address, block.context, S2).unwrap());
+    a.backend().submit(S1);
+    a.backend().submit(S2);
     a.free(block.context).unwrap();
     a.backend().complete_all(S1);
     assert_ne!(a.allocate(512).unwrap().unwrap().address, block.address);
@@ -157,9 +91,11 @@ fn a_held_back_stream_does_not_hold_back_another() {
     let a = allocator();
     let slow = a.allocate(512).unwrap().unwrap();
     a.record_stream(slow.address, slow.context, S1).unwrap();
+    a.backend().submit(S1);
     a.free(slow.context).unwrap();
     let fast = a.allocate(512).unwrap().unwrap();
     a.record_stream(fast.address, fast.context, S2).unwrap();
+    a.backend().submit(S2);
     a.free(fast.context).unwrap();
     a.backend().complete_all(S2);
     assert_eq!(a.allocate(512).unwrap().unwrap().address, fast.address);
@@ -180,6 +116,7 @@ fn record_stream_accepts_the_context_or_the_base_address_only() {
     let no_device = StreamKey { device_type: 12, device_index: -1, id: 0 };
     assert!(matches!(a.record_stream(block.address, block.context, no_device), Err(Error::Backend(_))));
     // Stale after empty_cache.
+    a.backend().submit(S1);
     a.free(block.context).unwrap();
     a.backend().complete_all(S1);
     a.empty_cache().unwrap();
@@ -208,6 +145,7 @@ fn empty_cache_frees_only_free_blocks() {
     let waiting = a.allocate(1024).unwrap().unwrap();
     let free = a.allocate(2048).unwrap().unwrap();
     a.record_stream(waiting.address, waiting.context, S1).unwrap();
+    a.backend().submit(S1);
     a.free(waiting.context).unwrap();
     a.free(free.context).unwrap();
     a.empty_cache().unwrap();
@@ -228,10 +166,10 @@ fn out_of_memory_empties_the_cache_and_retries_once() {
     let a = allocator();
     let cached = a.allocate(512).unwrap().unwrap();
     a.free(cached.context).unwrap();
-    a.backend().fail_allocations.store(1, Ordering::SeqCst);
+    a.backend().inject_out_of_memory(1);
     let block = a.allocate(4096).unwrap().unwrap();
     assert_eq!(a.backend().live_bytes(), 4096, "the cache was emptied before the retry");
-    a.backend().fail_allocations.store(2, Ordering::SeqCst);
+    a.backend().inject_out_of_memory(2);
     assert!(matches!(a.allocate(8192), Err(Error::OutOfMemory { requested: 8192, size: 8192, .. })));
     // Nothing lost: the live block is still ours and the allocator still works.
     a.free(block.context).unwrap();
@@ -250,15 +188,17 @@ fn sizes_too_large_to_round_are_errors() {
 #[test]
 fn a_block_whose_streams_have_nothing_pending_is_cached_at_its_free() {
     let a = allocator();
-    a.backend().idle_streams.store(true, Ordering::SeqCst);
     let block = a.allocate(512).unwrap().unwrap();
+    // S1's work has all completed; S2 never had any.
+    a.backend().submit(S1);
+    a.backend().complete_all(S1);
     a.record_stream(block.address, block.context, S1).unwrap();
     a.record_stream(block.address, block.context, S2).unwrap();
     a.free(block.context).unwrap();
     let s = a.stats();
     assert_eq!((s.pending_blocks.current, s.cached_bytes.current), (0, 512));
     assert_eq!(a.allocate(512).unwrap().unwrap().address, block.address, "reused with no poll");
-    assert_eq!(a.backend().released_events.load(Ordering::SeqCst), 0, "no event, nothing to release");
+    assert_eq!(a.backend().events(), (0, 0), "no event recorded");
 }
 
 #[test]
@@ -266,9 +206,8 @@ fn a_failed_record_retires_the_block() {
     let a = allocator();
     let block = a.allocate(512).unwrap().unwrap();
     a.record_stream(block.address, block.context, S1).unwrap();
-    a.backend().fail_records.store(1, Ordering::SeqCst);
+    a.backend().inject_record_failures(1);
     assert!(matches!(a.free(block.context), Err(Error::Backend(_))));
-    a.backend().fail_records.store(0, Ordering::SeqCst);
     assert_ne!(a.allocate(512).unwrap().unwrap().address, block.address);
     a.empty_cache().unwrap();
     assert!(a.backend().live_bytes() >= 512, "retired memory is never freed under the device");
@@ -316,6 +255,7 @@ fn threads_allocate_record_free_and_empty_at_once() {
                     let block = a.allocate(512 << (i % 4)).unwrap().unwrap();
                     if i % 3 == 0 {
                         assert!(a.record_stream(block.address, block.context, stream).unwrap());
+                        a.backend().submit(stream);
                     }
                     a.free(block.context).unwrap();
                     if i % 50 == 0 {
@@ -376,7 +316,7 @@ fn the_cache_cap_gives_back_the_oldest_blocks_first() {
     let stats = a.stats();
     assert_eq!(stats.cached_bytes.current, 3 << 20);
     assert_eq!((stats.num_host_free, stats.allocations.current), (1, 3));
-    assert!(!a.backend().live.lock().unwrap().contains_key(&blocks[0].address), "the oldest went first");
+    assert!(!a.backend().memory().contains_key(&blocks[0].address), "the oldest went first");
     // Reuse and free again many times: the bookkeeping stays bounded and right.
     for _ in 0..1000 {
         let x = a.allocate(1 << 20).unwrap().unwrap();
@@ -394,6 +334,7 @@ fn the_reclaimer_recycles_blocks_without_the_allocation_path_polling() {
     let reclaimer = a.start_reclaimer().unwrap();
     let block = a.allocate(512).unwrap().unwrap();
     a.record_stream(block.address, block.context, S1).unwrap();
+    a.backend().submit(S1);
     a.free(block.context).unwrap();
     a.backend().complete_all(S1);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -406,6 +347,7 @@ fn the_reclaimer_recycles_blocks_without_the_allocation_path_polling() {
     // Stopped, the allocation path polls again.
     let again = a.allocate(512).unwrap().unwrap();
     a.record_stream(again.address, again.context, S1).unwrap();
+    a.backend().submit(S1);
     a.free(again.context).unwrap();
     a.backend().complete_all(S1);
     assert_eq!(a.allocate(512).unwrap().unwrap().address, again.address);
@@ -421,6 +363,7 @@ fn a_hit_polls_only_now_and_then() {
     let a = allocator();
     let waiting = a.allocate(512).unwrap().unwrap();
     a.record_stream(waiting.address, waiting.context, S1).unwrap();
+    a.backend().submit(S1);
     a.free(waiting.context).unwrap();
     let cached = a.allocate(512).unwrap().unwrap();
     a.free(cached.context).unwrap();
@@ -482,6 +425,7 @@ fn threads_with_a_cap_and_a_reclaimer_keep_every_count_right() {
                     let block = a.allocate(4096 + 4096 * (i % 7)).unwrap().unwrap();
                     if i % 4 == 0 {
                         a.record_stream(block.address, block.context, stream).unwrap();
+                        a.backend().submit(stream);
                     }
                     a.free(block.context).unwrap();
                     if i % 100 == 0 {
@@ -688,6 +632,7 @@ fn parts_of_a_split_block_take_streams_by_context_or_address_and_wait_for_them()
     let rest = a.allocate(MIB).unwrap().unwrap();
     assert_eq!(rest.address, part.address + 2 * MIB);
     assert!(a.record_stream(rest.address, 0xdead_0000, S1).unwrap(), "found by its address");
+    a.backend().submit(S1);
     a.free(rest.context).unwrap();
     a.free(part.context).unwrap();
     // `rest` waits for S1, so the memory is not whole yet.
@@ -727,6 +672,7 @@ fn splitting_threads(settings: &str) -> i64 {
                     if i % 5 == 0 {
                         let stream = StreamKey { device_type: 12, device_index: 0, id: (t % 2) as i64 };
                         a.record_stream(block.address, block.context, stream).unwrap();
+                        a.backend().submit(stream);
                     }
                     held.push_back(block);
                     if held.len() > 6 {
