@@ -23,6 +23,7 @@ use std::sync::{
 
 use super::backend::StreamKey;
 use super::spin_lock::SpinLock;
+use super::sync::lock;
 
 /// Where a block is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,7 +309,7 @@ impl Block {
 
     /// Notes that `stream` uses the block. False if the block is not allocated.
     pub fn add_stream(&self, stream: StreamKey) -> bool {
-        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let mut streams = lock(&self.streams);
         let marked = self.transition(BlockState::Allocated, BlockState::AllocatedOnStreams)
             || self.state() == BlockState::AllocatedOnStreams;
         if marked && !streams.contains(&stream) {
@@ -332,7 +333,7 @@ impl Block {
                 return Some(Freed::Owned);
             }
         }
-        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let streams = lock(&self.streams);
         if !self.transition(BlockState::AllocatedOnStreams, BlockState::Pending) {
             return None;
         }

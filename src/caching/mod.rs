@@ -21,6 +21,7 @@ mod block;
 mod clock;
 mod config;
 mod error;
+mod gauges;
 mod hash;
 mod pending;
 mod reclaimer;
@@ -29,7 +30,9 @@ mod segments;
 mod shards;
 pub mod size_class;
 mod spin_lock;
+mod stack;
 mod stats;
+pub(crate) mod sync;
 mod thread_cache;
 mod thread_slot;
 
@@ -44,14 +47,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use block::{Arena, Block, BlockState, Claim, Entry, Freed, UsedStreams};
+use gauges::{Hot, PEAK_CHECK_EVERY};
 use pending::PendingQueues;
 use reclaimer::Reclaim;
 use release::Oldest;
 use segments::SPLIT_MIN;
 use shards::Shards;
 use size_class::{fits, Rounding, SizeClass, CLASS_COUNT};
+use stack::Stack;
 use stats::Counters;
-use thread_cache::{Hot, Mine, ThreadCaches, PEAK_CHECK_EVERY, POLL_EVERY};
+use sync::lock;
+use thread_cache::{Mine, ThreadCaches, POLL_EVERY};
 
 /// A block handed to a caller: its memory and the context that names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,7 +160,7 @@ impl<B: Backend> CachingAllocator<B> {
     #[inline(always)]
     pub fn allocate_cached(&self, size: usize) -> Option<Allocation> {
         let local = self.caches.mine()?;
-        let next = local.next_allocation();
+        let next = local.shares().next_allocation();
         if next % POLL_EVERY == 0 {
             // The slow path polls, and checks the peaks when they are due.
             if self.polls_inline() {
@@ -166,7 +172,7 @@ impl<B: Backend> CachingAllocator<B> {
         }
         // Zero and sizes that do not round go the slow way.
         let class = self.rounding.classify_rounded(size)?;
-        let top = local.top(class.index)?;
+        let top = local.stack(class.index)?.top()?;
         let block = top.block;
         if block.size() != class.size {
             return None;
@@ -209,7 +215,7 @@ impl<B: Backend> CachingAllocator<B> {
         // the counting in calls of their own, a miss took 1.046 times the
         // backend's own allocation, and 1.035 times as it is (BENCHMARKS.md
         // scenario 6, medians of 80 alternating processes).
-        if local.next_allocation() % PEAK_CHECK_EVERY == 0
+        if local.shares().next_allocation() % PEAK_CHECK_EVERY == 0
             || self.polls_inline()
             || self.caches.current_value(Hot::CachedBytes) > 0
         {
@@ -226,7 +232,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// the request out of one (`pinned_split_blocks`); `None` if neither.
     #[inline(never)]
     fn allocate_reusing(&self, local: Mine<'_>, size: usize, class: &SizeClass) -> Option<Allocation> {
-        if local.next_allocation() % PEAK_CHECK_EVERY == 0 {
+        if local.shares().next_allocation() % PEAK_CHECK_EVERY == 0 {
             self.caches.raise_peaks();
         }
         if self.polls_inline() {
@@ -281,15 +287,15 @@ impl<B: Backend> CachingAllocator<B> {
         let Some(block) = self.blocks.lookup(context) else { return false };
         let Some(local) = self.caches.mine() else { return false };
         // Stable while the caller owns the block; if it does not, the free fails.
-        let Some(room) = local.room(block.class()) else { return false };
+        let Some(room) = local.stack(block.class()).and_then(Stack::room) else { return false };
         let Some(entry) = block.free_to_cache() else { return false };
         // Still ours to read: no entry claims the block before it is pushed
         // (and a block not in split memory has no neighbour to merge it).
         let (bytes, requested) = (block.size() as i64, block.requested() as i64);
-        local.taken_back(bytes, requested);
+        local.shares().taken_back(bytes, requested);
         // Counted before it can be taken, as `cache` does; its peak after, so
         // that the push need not wait for the sums.
-        let passed = local.count(Hot::CachedBytes, bytes);
+        let passed = local.shares().count(Hot::CachedBytes, bytes);
         room.push(entry, block);
         if passed {
             local.raise_marks(&self.caches);
@@ -305,7 +311,7 @@ impl<B: Backend> CachingAllocator<B> {
         let (bytes, requested) = (block.size() as i64, block.requested() as i64);
         let Some(freed) = block.free() else { return Err(Error::NotAllocated { context }) };
         let held = self.caches.local();
-        held.taken_back(bytes, requested);
+        held.shares().taken_back(bytes, requested);
         match freed {
             Freed::Cached(entry) => {
                 self.cache(*held, block, entry);
@@ -522,7 +528,9 @@ impl<B: Backend> CachingAllocator<B> {
         let (classes, count) = self.candidate_classes(class);
         let classes = &classes[..count];
         let mut offer = |entry| self.offer(entry, |size| fits(size, request, class));
-        if let Some(entry) = classes.iter().find_map(|&index| local.take(index, &mut offer)) {
+        if let Some(entry) =
+            classes.iter().find_map(|&index| local.stack(index).and_then(|stack| stack.take(&mut offer)))
+        {
             return Some(entry);
         }
         if let Some(entry) = self.shards.take(self.shards.current(), classes, &mut offer) {
@@ -631,7 +639,11 @@ impl<B: Backend> CachingAllocator<B> {
 
     #[inline(always)]
     fn push_entry(&self, local: Mine<'_>, block: &Block, entry: Entry) {
-        if let Some(oldest) = local.push(block.class(), entry, block, |entry| self.is_current(entry)) {
+        let evicted = match local.stack(block.class()) {
+            Some(stack) => stack.push(entry, block, |entry| self.is_current(entry)),
+            None => Some(entry),
+        };
+        if let Some(oldest) = evicted {
             self.overflow(block.class(), oldest);
         }
         if let Some(oldest) = &self.oldest {
@@ -679,10 +691,6 @@ impl<B: Backend + 'static> Reclaim for CachingAllocator<B> {
         self.reclaimer_running.store(false, Ordering::Relaxed);
         *lock(&self.reclaimer) = None;
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::sync::{atomic::AtomicUsize, Mutex};
 
 use super::backend::{StreamEvents, StreamKey};
 use super::hash::IntegerMap;
+use super::sync::lock;
 
 struct Waiting<E> {
     event: E,
@@ -36,7 +37,7 @@ impl<E> PendingQueues<E> {
     }
 
     pub fn push(&self, stream: StreamKey, event: E, block: u32) {
-        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queues = lock(&self.queues);
         queues.entry(stream).or_default().push_back(Waiting { event, block });
         self.waiting.fetch_add(1, Ordering::Release);
     }
@@ -53,7 +54,7 @@ impl<E> PendingQueues<E> {
         }
         let mut done = Vec::new();
         {
-            let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queues = lock(&self.queues);
             for queue in queues.values_mut() {
                 while let Some(front) = queue.front() {
                     if !matches!(backend.is_complete(&front.event), Ok(true)) {

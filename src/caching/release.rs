@@ -7,8 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use super::block::{Block, BlockState, Entry};
-use super::thread_cache::{Hot, Mine};
-use super::{lock, Backend, CachingAllocator, Error};
+use super::gauges::Hot;
+use super::sync::lock;
+use super::thread_cache::Mine;
+use super::{Backend, CachingAllocator, Error};
 
 /// Cached blocks' entries in the order they were cached (entries of blocks
 /// taken since are stale), for the cap and release on miss.
@@ -75,7 +77,7 @@ impl<B: Backend> CachingAllocator<B> {
             return Ok(0);
         }
         let size = block.size();
-        local.remove(Hot::CachedBytes, size as i64);
+        local.shares().remove(Hot::CachedBytes, size as i64);
         self.release_memory(block).map(|()| size).map_err(|error| (size, error))
     }
 

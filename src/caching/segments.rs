@@ -6,9 +6,11 @@
 //! taking and caching parts goes on through entries as for any block.
 
 use super::block::{Block, BlockState, NO_BLOCK};
+use super::gauges::Hot;
 use super::size_class::{SizeClass, CLASS_COUNT, MIN_STEP};
-use super::thread_cache::{Hot, Mine};
-use super::{lock, Backend, CachingAllocator};
+use super::sync::lock;
+use super::thread_cache::Mine;
+use super::{Backend, CachingAllocator};
 use std::sync::atomic::Ordering;
 
 /// Splitting serves requests from this size up, and leaves parts at least
@@ -38,7 +40,7 @@ impl<B: Backend> CachingAllocator<B> {
             return None;
         }
         let size = block.size();
-        local.remove(Hot::CachedBytes, size as i64);
+        local.shares().remove(Hot::CachedBytes, size as i64);
         let rest = size - carve;
         if rest < SPLIT_MIN {
             return Some(block);

@@ -16,6 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::block::{Claim, Entry};
 use super::size_class::CLASS_COUNT;
+use super::sync::lock;
 
 /// A list is swept of stale entries whenever its length reaches a power of
 /// two from this one up: sweeps cost O(1) per push, amortised.
@@ -79,7 +80,7 @@ impl Shards {
 
     fn lock(&self, index: usize) -> Locked<'_> {
         let shard = &self.shards[index];
-        Locked { lists: shard.lists.lock().unwrap_or_else(|e| e.into_inner()), entries: &shard.entries }
+        Locked { lists: lock(&shard.lists), entries: &shard.entries }
     }
 
     /// Adds an entry to list `class` of shard `index`; `is_current` tells which

@@ -6,8 +6,9 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::clock::Clock;
+use super::gauges::Hot;
 use super::spin_lock::SpinLock;
-use super::thread_cache::{Hot, ThreadCaches};
+use super::thread_cache::ThreadCaches;
 
 /// A gauge with its history: what it is now, its highest value since the last
 /// peak reset, and the totals added and removed since the last accumulated reset.

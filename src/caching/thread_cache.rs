@@ -1,68 +1,41 @@
-//! What a thread touches on the hot path: its own cache of recently freed
-//! blocks (a short stack per size class) and its own share of the counters
-//! that change on every allocation and free.
+//! Each thread's cache of recently freed blocks (a stack per size class,
+//! stack.rs) and its share of the gauges that change on every allocation and
+//! free (gauges.rs), and the registry that lists every thread's.
 //!
 //! The thread is the only writer of both, so the hot path takes no lock and
 //! makes no read-modify-write of them: a cycle's only read-modify-writes are
 //! the block's own, its claim when allocated and its free (block.rs). Other
-//! threads only read them (a peak reset also lowers the marks the peaks are
-//! checked at): statistics sum every thread's counters, and a
-//! thread whose own cache misses, `empty_cache` and the cache cap take blocks
-//! from other threads' stacks by claiming the entries there (exactly one taker
-//! wins a claim; the owner skips the stale entry afterwards). So no cached
-//! block is ever out of reach, and a thread that exits leaves its cache and
-//! counters to the next thread that starts.
+//! threads only read them: statistics sum every thread's shares, and a thread
+//! whose own cache misses, `empty_cache` and the cache cap take blocks from
+//! other threads' stacks by claiming the entries there. So no cached block is
+//! ever out of reach, and a thread that exits leaves its cache and shares to
+//! the next thread that starts.
 
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use super::block::{Block, Claim, Entry};
+use super::block::Entry;
+use super::gauges::{Hot, Peaks, Shares};
 use super::size_class::CLASS_COUNT;
+use super::stack::Stack;
 use super::stats::Stat;
-use super::{lock, thread_slot};
+use super::sync::lock;
+use super::thread_slot;
 
-/// Entries a thread keeps per size class (a batch of same-size tensors fits);
-/// more go to the shards (shards.rs).
-const DEPTH: usize = 16;
 /// While blocks wait for events (and no reclaimer polls), every
 /// `POLL_EVERY`-th allocation of a thread polls them, so that a completed
 /// block comes back into use even while other cached blocks keep serving hits.
 pub(crate) const POLL_EVERY: i64 = 32;
-/// Every `PEAK_CHECK_EVERY`-th allocation of a thread checks the peaks against
-/// the sum of every thread's counters (see `Mine::add`). It reads the lines
-/// other threads write, a cache miss each (about 100 ns here), so it is rarer
-/// than the poll: a fraction of a nanosecond per allocation.
-pub(crate) const PEAK_CHECK_EVERY: i64 = 256;
 
-/// The gauges kept per thread and read as their sum.
-#[derive(Clone, Copy)]
-pub(crate) enum Hot {
-    ActiveRequests = 0,
-    ActiveBytes = 1,
-    RequestedBytes = 2,
-    CachedBytes = 3,
-}
-
-const HOT: usize = 4;
-
-/// One thread's cache and counters. Every field is written by the owning
-/// thread only (a load and a store, never a read-modify-write), except that a
-/// peak reset lowers the high-water marks, and read by any. Aligned to a
-/// pair of cache lines, as blocks are (block.rs): with 64 bytes, two threads
-/// cycling blocks on their own caches ran at 1.3x one thread, with 128 at 1.75x.
+/// One thread's cache and shares. Aligned to a pair of cache lines, as blocks
+/// are (block.rs): with 64 bytes, two threads cycling blocks on their own
+/// caches ran at 1.3x one thread, with 128 at 1.75x.
 #[repr(align(128))]
 pub(crate) struct ThreadCache {
-    /// This thread's share of each gauge (what it added less what it removed),
-    /// and the total it added; what it removed is their difference. The
-    /// total added to `ActiveRequests` counts the thread's allocations.
-    value: [AtomicI64; HOT],
-    added: [AtomicI64; HOT],
-    /// The highest this thread's share of each gauge reached since the peaks
-    /// were last checked against the sum (`i64::MIN` after a peak reset).
-    high_water: [AtomicI64; HOT],
+    shares: Shares,
     /// The next cache of the registry, which lists every cache it ever made.
     next: AtomicPtr<ThreadCache>,
     /// One stack per size class, inline, so that the hot path finds a stack
@@ -72,103 +45,12 @@ pub(crate) struct ThreadCache {
     stacks: [Stack; CLASS_COUNT],
 }
 
-/// Entries of one class, most recent last.
-///
-/// `top` repeats the most recent slot, in the line that holds `len`, so
-/// that an allocation reads its block without first reading `len` to find
-/// the slot: one dependent load less before the claim. Aligned so that the
-/// two never straddle lines. Only the owner reads `top`; others read `slots`.
-#[repr(C, align(32))]
-struct Stack {
-    len: AtomicUsize,
-    top: Slot,
-    slots: [Slot; DEPTH],
-}
-
-impl Stack {
-    /// Puts an entry into the slot at `len`, the first free one, and on top.
-    #[inline(always)]
-    fn push_at(&self, len: usize, entry: Entry, block: &Block) {
-        let Some(slot) = self.slots.get(len) else { return };
-        let (entry, block) = (entry.pack(), block as *const Block as *mut Block);
-        slot.set(entry, block);
-        self.top.set(entry, block);
-        self.len.store(len + 1, Ordering::Release);
-    }
-
-    /// Sets the length, and `top` to the slot that is now the most recent.
-    #[inline(always)]
-    fn set_len(&self, len: usize) {
-        if let Some(slot) = self.slots.get(len.wrapping_sub(1)) {
-            self.top.copy_from(slot);
-        }
-        self.len.store(len, Ordering::Release);
-    }
-}
-
-/// An entry, and for its owner the block it names (which others find through the arena).
-#[derive(Default)]
-struct Slot {
-    entry: AtomicU64,
-    block: AtomicPtr<Block>,
-}
-
-impl Slot {
-    /// The block first: a reader that sees the entry (acquire) sees its block.
-    #[inline(always)]
-    fn set(&self, entry: u64, block: *mut Block) {
-        self.block.store(block, Ordering::Relaxed);
-        self.entry.store(entry, Ordering::Release);
-    }
-
-    fn copy_from(&self, other: &Slot) {
-        self.set(other.entry.load(Ordering::Relaxed), other.block.load(Ordering::Relaxed));
-    }
-}
-
-/// The most recent entry of a thread's stack, as `Mine::top` found it.
-pub(crate) struct Top<'a> {
-    stack: &'a Stack,
-    len: usize,
-    pub entry: Entry,
-    pub block: &'a Block,
-}
-
-/// Room on top of a thread's stack, as `Mine::room` found it.
-pub(crate) struct Room<'a> {
-    stack: &'a Stack,
-    len: usize,
-}
-
-impl Room<'_> {
-    /// Pushes `block`'s entry (only its thread changes the stack, so the room is still there).
-    #[inline(always)]
-    pub fn push(self, entry: Entry, block: &Block) {
-        self.stack.push_at(self.len, entry, block);
-    }
-}
-
-impl Top<'_> {
-    /// Removes the entry from the stack (only its thread changes the stack, so
-    /// the entry is still on top).
-    #[inline]
-    pub fn pop(&self) {
-        self.stack.set_len(self.len.wrapping_sub(1));
-    }
-
-    /// Puts the entry back after `pop` (its block unclaimed, see `Block::unclaim`).
-    #[inline]
-    pub fn restore(&self) {
-        self.stack.set_len(self.len);
-    }
-}
-
 impl ThreadCache {
     /// Made in place: too large to build on a thread's stack first.
     fn new() -> Box<ThreadCache> {
         let layout = std::alloc::Layout::new::<ThreadCache>();
-        // SAFETY: zero is a valid value of every field (atomics and arrays of
-        // them), and the block has the type's layout.
+        // SAFETY: zero is a valid value of every field (atomics, and shares
+        // and stacks, which say so), and the block has the type's layout.
         unsafe {
             let raw = std::alloc::alloc_zeroed(layout);
             if raw.is_null() {
@@ -179,21 +61,9 @@ impl ThreadCache {
         }
     }
 
-    #[inline]
-    fn stack(&self, class: usize) -> Option<&Stack> {
-        self.stacks.get(class)
-    }
-
     /// The entries of list `class` as they are now (another thread may be changing them).
     fn entries(&self, class: usize) -> impl Iterator<Item = Entry> + '_ {
-        self.stack(class).into_iter().flat_map(|stack| {
-            let len = stack.len.load(Ordering::Acquire).min(DEPTH);
-            stack.slots[..len].iter().map(|slot| Entry::unpack(slot.entry.load(Ordering::Acquire)))
-        })
-    }
-
-    fn share(&self, gauge: usize) -> i64 {
-        self.value[gauge].load(Ordering::Relaxed)
+        self.stacks.get(class).into_iter().flat_map(Stack::entries)
     }
 }
 
@@ -210,10 +80,7 @@ pub(crate) struct ThreadCaches {
     shared: Box<ThreadCache>,
     shared_lock: Mutex<()>,
     shared_used: AtomicBool,
-    peaks: [AtomicI64; HOT],
-    /// Totals at the last reset of the accumulated statistics.
-    baseline_added: [AtomicI64; HOT],
-    baseline_removed: [AtomicI64; HOT],
+    peaks: Peaks,
 }
 
 /// Owns the caches. Threads hold it too, so that one that exits after the
@@ -250,7 +117,7 @@ impl Registry {
         idle.unwrap_or_else(|| self.make())
     }
 
-    fn caches(&self) -> impl Iterator<Item = &ThreadCache> {
+    fn caches(&self) -> impl Iterator<Item = &ThreadCache> + Clone {
         let mut next = self.head.load(Ordering::Acquire);
         std::iter::from_fn(move || {
             // SAFETY: listed caches live as long as the registry (see `make`).
@@ -365,9 +232,7 @@ impl ThreadCaches {
             shared,
             shared_lock: Mutex::new(()),
             shared_used: AtomicBool::new(false),
-            peaks: Default::default(),
-            baseline_added: Default::default(),
-            baseline_removed: Default::default(),
+            peaks: Peaks::default(),
         }
     }
 
@@ -440,7 +305,7 @@ impl ThreadCaches {
     }
 
     /// Every cache, the calling thread's among them.
-    pub fn caches(&self) -> impl Iterator<Item = &ThreadCache> {
+    pub fn caches(&self) -> impl Iterator<Item = &ThreadCache> + Clone {
         let shared = self.shared_used.load(Ordering::Acquire).then_some(&*self.shared);
         self.registry.caches().chain(shared)
     }
@@ -455,76 +320,32 @@ impl ThreadCaches {
         self.caches().flat_map(|cache| (0..CLASS_COUNT).flat_map(move |class| cache.entries(class))).collect()
     }
 
-    /// Wrapping, so that the hot path's peak checks cannot panic.
-    fn sum(&self, of: impl Fn(&ThreadCache) -> i64) -> i64 {
-        self.caches().fold(0, |sum, cache| sum.wrapping_add(of(cache)))
+    /// Every thread's shares of the gauges.
+    fn shares(&self) -> impl Iterator<Item = &Shares> + Clone {
+        self.caches().map(|cache| &cache.shares)
     }
 
     pub fn current_value(&self, gauge: Hot) -> i64 {
-        self.sum(|cache| cache.share(gauge as usize))
+        self.peaks.current_value(self.shares(), gauge)
     }
 
     pub fn stat(&self, gauge: Hot) -> Stat {
-        let gauge = gauge as usize;
-        let added = self.sum(|cache| cache.added[gauge].load(Ordering::Relaxed));
-        let current = self.sum(|cache| cache.share(gauge));
-        let removed = added - current;
-        Stat {
-            current,
-            // A reset raced by a concurrent change may leave the peak a little behind.
-            peak: self.peaks[gauge].load(Ordering::Relaxed).max(current),
-            allocated: added - self.baseline_added[gauge].load(Ordering::Relaxed),
-            freed: removed - self.baseline_removed[gauge].load(Ordering::Relaxed),
-        }
+        self.peaks.stat(self.shares(), gauge)
     }
 
-    /// Sets each peak to the gauge's value. The threads' marks start over, so
-    /// that each thread's next addition checks the new peaks (a thread
-    /// raising its mark at that moment may keep its old one: its peaks then
-    /// lag until its next `PEAK_CHECK_EVERY`-th allocation).
     pub fn reset_peaks(&self) {
-        for cache in self.caches() {
-            for mark in &cache.high_water {
-                mark.store(i64::MIN, Ordering::Relaxed);
-            }
-        }
-        for gauge in 0..HOT {
-            self.peaks[gauge].store(self.sum(|cache| cache.share(gauge)), Ordering::Relaxed);
-        }
+        self.peaks.reset_peaks(self.shares());
     }
 
-    /// Zeroes the totals (as seen in `stat`), keeping each gauge's current value:
-    /// the threads' counters stay as they are, the totals now count from here.
     pub fn reset_totals(&self) {
-        for gauge in 0..HOT {
-            let added = self.sum(|cache| cache.added[gauge].load(Ordering::Relaxed));
-            let removed = added - self.sum(|cache| cache.share(gauge));
-            self.baseline_added[gauge].store(added, Ordering::Relaxed);
-            self.baseline_removed[gauge].store(removed, Ordering::Relaxed);
-        }
+        self.peaks.reset_totals(self.shares());
     }
 
-    /// Raises every peak to its gauge's sum, reading each cache once: at the
-    /// `PEAK_CHECK_EVERY`-th allocation, and when a thread's share passes its mark.
+    /// Raises every peak to its gauge's sum: at a thread's `PEAK_CHECK_EVERY`-th
+    /// allocation, and when a thread's share passes its mark.
     #[inline(always)]
     pub fn raise_peaks(&self) {
-        let mut sums = [0i64; HOT];
-        for cache in self.caches() {
-            for (sum, gauge) in sums.iter_mut().zip(0..HOT) {
-                *sum = sum.wrapping_add(cache.share(gauge));
-            }
-        }
-        for (gauge, sum) in sums.into_iter().enumerate() {
-            self.raise_peak_to(gauge, sum);
-        }
-    }
-
-    #[inline(always)]
-    fn raise_peak_to(&self, gauge: usize, now: i64) {
-        let peak = &self.peaks[gauge];
-        if now > peak.load(Ordering::Relaxed) {
-            peak.fetch_max(now, Ordering::Relaxed);
-        }
+        self.peaks.raise(self.shares());
     }
 }
 
@@ -535,174 +356,44 @@ impl Drop for ThreadCaches {
 }
 
 impl<'a> Mine<'a> {
-    /// Room for one more entry on list `class`, if its stack is not full.
+    /// The stack of list `class`; `None` for a class out of range.
     #[inline(always)]
-    pub fn room(self, class: usize) -> Option<Room<'a>> {
-        let stack = self.0.stack(class)?;
-        let len = stack.len.load(Ordering::Relaxed);
-        (len < DEPTH).then_some(Room { stack, len })
-    }
-
-    /// The most recent entry of list `class`, left in place until popped.
-    #[inline(always)]
-    pub fn top(self, class: usize) -> Option<Top<'a>> {
-        let stack = self.0.stack(class)?;
-        let len = stack.len.load(Ordering::Relaxed);
-        if len == 0 {
-            return None;
-        }
-        let entry = Entry::unpack(stack.top.entry.load(Ordering::Relaxed));
-        // SAFETY: with entries on the stack, `top` is the most recent, which
-        // this thread pushed with the `&Block` its entry names; blocks live in
-        // the allocator's arena, which outlives its caches' borrows.
-        let block = unsafe { &*stack.top.block.load(Ordering::Relaxed) };
-        Some(Top { stack, len, entry, block })
+    pub fn stack(self, class: usize) -> Option<&'a Stack> {
+        self.0.stacks.get(class)
     }
 
     /// Empties every stack of this thread's (their entries are the caller's to deal with).
     pub fn clear(self) {
-        for class in 0..CLASS_COUNT {
-            if let Some(stack) = self.0.stack(class) {
-                stack.set_len(0);
-            }
-        }
+        self.0.stacks.iter().for_each(Stack::clear);
     }
 
-    /// The most recent entry of list `class` that `offer` takes, dropping the
-    /// stale ones it meets.
-    #[inline]
-    pub fn take(self, class: usize, mut offer: impl FnMut(Entry) -> Claim) -> Option<Entry> {
-        let stack = self.0.stack(class)?;
-        let mut len = stack.len.load(Ordering::Relaxed);
-        let mut position = len;
-        let mut taken = None;
-        while position > 0 && taken.is_none() {
-            position -= 1;
-            let entry = Entry::unpack(stack.slots[position].entry.load(Ordering::Relaxed));
-            match offer(entry) {
-                Claim::Skip => continue,
-                Claim::Taken => taken = Some(entry),
-                Claim::Stale => {}
-            }
-            // Close the gap: entries above move down one.
-            for above in position + 1..len {
-                stack.slots[above - 1].copy_from(&stack.slots[above]);
-            }
-            len -= 1;
-        }
-        stack.set_len(len);
-        taken
-    }
-
-    /// Pushes `block`'s entry onto list `class`. When the list is full of
-    /// entries `is_current` keeps, the oldest makes room and is returned (the
-    /// caller puts it elsewhere), so the stack always holds the most recent.
+    /// The thread's shares of the gauges.
     #[inline(always)]
-    pub fn push(self, class: usize, entry: Entry, block: &Block, is_current: impl Fn(Entry) -> bool) -> Option<Entry> {
-        let stack = &self.0.stacks[class];
-        let mut len = stack.len.load(Ordering::Relaxed);
-        let mut evicted = None;
-        if len == DEPTH {
-            // Entries claimed through other lists since are dead weight: drop them.
-            let mut kept = 0;
-            for position in 0..len {
-                if is_current(Entry::unpack(stack.slots[position].entry.load(Ordering::Relaxed))) {
-                    stack.slots[kept].copy_from(&stack.slots[position]);
-                    kept += 1;
-                }
-            }
-            len = kept;
-            if len == DEPTH {
-                evicted = Some(Entry::unpack(stack.slots[0].entry.load(Ordering::Relaxed)));
-                for position in 1..DEPTH {
-                    stack.slots[position - 1].copy_from(&stack.slots[position]);
-                }
-                len -= 1;
-            }
-        }
-        stack.push_at(len, entry, block);
-        evicted
-    }
-
-    /// The number of the thread's next allocation, for the cadences above.
-    #[inline(always)]
-    pub fn next_allocation(self) -> i64 {
-        self.added[Hot::ActiveRequests as usize].load(Ordering::Relaxed).wrapping_add(1)
+    pub fn shares(self) -> &'a Shares {
+        &self.0.shares
     }
 
     /// Counts a block of `bytes` handed out for `requested` bytes, from the
-    /// cache or not, and raises the peaks (see `add`).
+    /// cache or not, and raises the peaks when due.
     #[inline(always)]
     pub fn handed_out(self, caches: &ThreadCaches, bytes: i64, requested: i64, from_cache: bool) {
-        if from_cache {
-            self.remove(Hot::CachedBytes, bytes);
-        }
-        let requests = self.count(Hot::ActiveRequests, 1);
-        let active = self.count(Hot::ActiveBytes, bytes);
-        let asked = self.count(Hot::RequestedBytes, requested);
-        if requests | active | asked {
+        if self.0.shares.handed_out(bytes, requested, from_cache) {
             self.raise_marks(caches);
         }
     }
 
-    /// Counts a block of `bytes` handed out for `requested` bytes as given back.
-    #[inline(always)]
-    pub fn taken_back(self, bytes: i64, requested: i64) {
-        self.remove(Hot::ActiveRequests, 1);
-        self.remove(Hot::ActiveBytes, bytes);
-        self.remove(Hot::RequestedBytes, requested);
-    }
-
-    /// Adds to a gauge, then raises its peak.
-    ///
-    /// Reading every thread's counters on every allocation would make threads
-    /// share cache lines, so the sum is read only when this thread's share of
-    /// the gauge passes its high-water mark, and for every gauge at each
-    /// thread's `PEAK_CHECK_EVERY`-th allocation (`raise_peaks`). With one thread
-    /// allocating every new peak is a new high-water mark, so peaks are exact;
-    /// with several, a peak may lag a momentary maximum that no thread's own
-    /// growth reached, by at most that many allocations of each thread.
+    /// Adds to a gauge, then raises its peak when due.
     #[inline(always)]
     pub fn add(self, caches: &ThreadCaches, gauge: Hot, amount: i64) {
-        if self.count(gauge, amount) {
+        if self.0.shares.count(gauge, amount) {
             self.raise_marks(caches);
         }
-    }
-
-    /// Adds to a gauge; true if this thread's share passed its high-water
-    /// mark, and `raise_marks` is due (`add` does both).
-    #[inline(always)]
-    pub fn count(self, gauge: Hot, amount: i64) -> bool {
-        let gauge = gauge as usize;
-        bump(&self.added[gauge], amount);
-        bump(&self.value[gauge], amount) > self.high_water[gauge].load(Ordering::Relaxed)
     }
 
     /// Raises the marks this thread's shares passed, and every peak to its sum.
-    /// Inlined with the rest of the hot path: it makes no call, so the hot
-    /// path needs no registers saved for one.
     #[inline(always)]
     pub fn raise_marks(self, caches: &ThreadCaches) {
-        for (mark, share) in self.high_water.iter().zip(&self.value) {
-            let share = share.load(Ordering::Relaxed);
-            if share > mark.load(Ordering::Relaxed) {
-                mark.store(share, Ordering::Relaxed);
-            }
-        }
+        self.0.shares.raise_marks();
         caches.raise_peaks();
     }
-
-    #[inline(always)]
-    pub fn remove(self, gauge: Hot, amount: i64) {
-        bump(&self.value[gauge as usize], amount.wrapping_neg());
-    }
-}
-
-/// Adds to a counter only its thread writes (no read-modify-write needed);
-/// returns the new value. Wrapping, so that the hot path cannot panic.
-#[inline(always)]
-fn bump(counter: &AtomicI64, amount: i64) -> i64 {
-    let value = counter.load(Ordering::Relaxed).wrapping_add(amount);
-    counter.store(value, Ordering::Relaxed);
-    value
 }

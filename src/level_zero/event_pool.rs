@@ -10,6 +10,7 @@ use level_zero_sys as ze;
 
 use super::context::Context;
 use super::result::{check, LevelZeroError};
+use crate::caching::sync::lock;
 
 const EVENTS_PER_POOL: u32 = 256;
 
@@ -77,7 +78,7 @@ impl EventPool {
     }
 
     fn take(&self, context: &Context) -> Result<ze::ze_event_handle_t, LevelZeroError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         if let Some(event) = state.free.pop() {
             return Ok(event);
         }
@@ -112,14 +113,14 @@ impl EventPool {
                 && ze::zeEventHostReset(event) == ze::ZE_RESULT_SUCCESS
         };
         if reusable {
-            self.state.lock().unwrap_or_else(|e| e.into_inner()).free.push(event);
+            lock(&self.state).free.push(event);
         }
     }
 }
 
 impl Drop for EventPool {
     fn drop(&mut self) {
-        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         for event in state.free.drain(..) {
             // SAFETY: free events are not in use by any command list.
             unsafe { ze::zeEventDestroy(event) };

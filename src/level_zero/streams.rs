@@ -14,6 +14,7 @@ use level_zero_sys as ze;
 use super::context::Context;
 use super::event_pool::{EventPool, PooledEvent};
 use super::result::{check, LevelZeroError};
+use crate::caching::sync::lock;
 use crate::caching::{IntegerMap, StreamKey};
 
 /// Recording through the host runtime, e.g. `queue.ext_oneapi_submit_barrier()`
@@ -63,7 +64,7 @@ impl OwnStreams {
         submit: impl FnOnce(ze::ze_command_list_handle_t) -> T,
     ) -> Result<T, LevelZeroError> {
         let list = self.list(context, stream)?;
-        let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list = lock(&list);
         // Work may follow the last barrier now: the next record needs a barrier of its own.
         list.last_barrier = None;
         Ok(submit(list.handle))
@@ -78,7 +79,7 @@ impl OwnStreams {
         events: &Arc<EventPool>,
     ) -> Result<Arc<PooledEvent>, LevelZeroError> {
         let list = self.list(context, stream)?;
-        let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list = lock(&list);
         if let Some(event) = &list.last_barrier {
             return Ok(event.clone());
         }
@@ -93,7 +94,7 @@ impl OwnStreams {
     }
 
     fn list(&self, context: &Context, stream: StreamKey) -> Result<Arc<Mutex<CommandList>>, LevelZeroError> {
-        let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lists = lock(&self.lists);
         if let Some(list) = lists.get(&stream) {
             return Ok(list.clone());
         }

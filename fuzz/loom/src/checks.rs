@@ -4,7 +4,8 @@
 //! current one, an entry claimed by exactly one of several takers, the
 //! per-stream pending queues pushed and polled by several threads, and the
 //! shards (a cached block taken by exactly one of a take from another shard,
-//! an eviction and a drain). Each check explores every interleaving of its
+//! an eviction and a drain), and a thread's stack of cached entries, which
+//! its owner changes while another thread reads it to take blocks. Each check explores every interleaving of its
 //! threads (a few seconds for all in a release build).
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use crate::backend::{BackendError, StreamEvents, StreamKey};
 use crate::block::{Arena, BlockState, Claim, Entry, Freed};
 use crate::pending::PendingQueues;
 use crate::shards::Shards;
+use crate::stack::Stack;
 
 const S1: StreamKey = StreamKey { device_type: 12, device_index: 0, id: 1 };
 const S2: StreamKey = StreamKey { device_type: 12, device_index: 0, id: 2 };
@@ -297,5 +299,52 @@ pub fn a_cached_block_is_taken_once() {
         let mut ids: Vec<u32> = entries.iter().map(|entry| entry.id).collect();
         ids.sort_unstable();
         assert_eq!(taken, ids, "each cached block is taken exactly once");
+    });
+}
+
+/// The owner pushes the entries of two cached blocks onto its stack and takes
+/// the most recent one it can claim, while another thread reads the stack's
+/// entries and claims the blocks they name (a thread whose own cache missed).
+/// The reader sees only entries the owner pushed, no block is claimed twice,
+/// and the owner takes the most recent block unless the reader got it first.
+pub fn a_stack_read_while_its_owner_changes_it() {
+    model(|| {
+        let arena = Arc::new(Arena::new());
+        let entries: Vec<Entry> = (0..2)
+            .map(|i| {
+                let block = arena.take_unused();
+                block.bind(0x10_0000 * (i + 1), 4096, CLASS, 4096);
+                block.mark_cached()
+            })
+            .collect();
+        let stack = Arc::new(Stack::new());
+        let reader = {
+            let (arena, stack, entries) = (arena.clone(), stack.clone(), entries.clone());
+            thread::spawn(move || {
+                let mut claimed = Vec::new();
+                for entry in stack.entries() {
+                    assert!(entries.contains(&entry), "read an entry nobody pushed: {entry:?}");
+                    if arena.get(entry.id).claim(entry) {
+                        claimed.push(entry.id);
+                    }
+                }
+                claimed
+            })
+        };
+        for &entry in &entries {
+            let room = stack.room().expect("an empty stack has room");
+            room.push(entry, arena.get(entry.id));
+        }
+        let top = stack.top().expect("two entries were pushed");
+        assert_eq!(top.block.id, top.entry.id, "top names the block of its entry");
+        let taken = stack.take(|entry| claim(&arena, entry)).map(|entry| entry.id);
+        let claimed = reader.join().unwrap();
+        let mut all: Vec<u32> = claimed.iter().copied().chain(taken).collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), claimed.len() + usize::from(taken.is_some()), "a block was claimed twice");
+        if !claimed.contains(&entries[1].id) {
+            assert_eq!(taken, Some(entries[1].id), "the owner takes the most recent block it can");
+        }
     });
 }

@@ -1,7 +1,7 @@
-//! The caching core's block, pending-queue and shard modules, compiled here
-//! under `--cfg loom` (their `use` lines then take loom's atomics and locks),
-//! and the loom checks of them. (size_class.rs comes along as shards.rs uses
-//! it, spin_lock.rs as block.rs does.)
+//! The caching core's block, pending-queue, shard and thread-stack modules,
+//! compiled here under `--cfg loom` (their `use` lines then take loom's
+//! atomics and locks), and the loom checks of them. (size_class.rs comes
+//! along as shards.rs uses it, spin_lock.rs and sync.rs as block.rs does.)
 #![cfg(loom)]
 // The core's files are compiled here for a few of their items; the rest, and
 // the imports only they use, go unused.
@@ -21,5 +21,9 @@ mod shards;
 mod size_class;
 #[path = "../../../src/caching/spin_lock.rs"]
 mod spin_lock;
+#[path = "../../../src/caching/stack.rs"]
+mod stack;
+#[path = "../../../src/caching/sync.rs"]
+mod sync;
 
 pub mod checks;

@@ -42,3 +42,8 @@ fn pending_queues_poll_each_event_once() {
 fn a_cached_block_is_taken_once() {
     checks::a_cached_block_is_taken_once();
 }
+
+#[test]
+fn a_stack_read_while_its_owner_changes_it() {
+    checks::a_stack_read_while_its_owner_changes_it();
+}

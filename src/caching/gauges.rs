@@ -1,0 +1,196 @@
+//! The gauges that change on every allocation and free (`active_requests`,
+//! `active_bytes`, `requested_bytes`, `cached_bytes`), kept as one share per
+//! thread and read as the sum of the shares.
+//!
+//! A thread writes only its own share, with a load and a store (never a
+//! read-modify-write), so counting costs the hot path no shared cache line.
+//! Reading every share on every allocation would share them again, so a
+//! thread raises the peaks from the sums only when its own share passes its
+//! high-water mark, and for every gauge at its `PEAK_CHECK_EVERY`-th
+//! allocation. With one thread allocating every new peak is a new high-water
+//! mark, so peaks are exact; with several, a peak may lag a momentary maximum
+//! that no thread's own growth reached, by at most that many allocations of
+//! each thread.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use super::stats::Stat;
+
+/// Every `PEAK_CHECK_EVERY`-th allocation of a thread checks the peaks against
+/// the sum of every thread's shares. It reads the lines other threads write,
+/// a cache miss each, so it is rarer than the poll (`POLL_EVERY`).
+pub(crate) const PEAK_CHECK_EVERY: i64 = 256;
+
+/// The gauges kept per thread.
+#[derive(Clone, Copy)]
+pub(crate) enum Hot {
+    ActiveRequests = 0,
+    ActiveBytes = 1,
+    RequestedBytes = 2,
+    CachedBytes = 3,
+}
+
+const HOT: usize = 4;
+
+/// One thread's share of each gauge. Written by its thread only, except that
+/// a peak reset lowers the high-water marks; read by any. Zero is a valid
+/// value (the thread caches holding shares are made zeroed).
+pub(crate) struct Shares {
+    /// What the thread added less what it removed.
+    value: [AtomicI64; HOT],
+    /// The total it added; what it removed is the difference. The total
+    /// added to `ActiveRequests` counts the thread's allocations.
+    added: [AtomicI64; HOT],
+    /// The highest `value` reached since the peaks were last checked against
+    /// the sum (`i64::MIN` after a peak reset).
+    high_water: [AtomicI64; HOT],
+}
+
+impl Shares {
+    /// The number of the thread's next allocation, for the poll and peak cadences.
+    #[inline(always)]
+    pub fn next_allocation(&self) -> i64 {
+        self.added[Hot::ActiveRequests as usize].load(Ordering::Relaxed).wrapping_add(1)
+    }
+
+    /// Counts a block of `bytes` handed out for `requested` bytes, from the
+    /// cache or not; true if a share passed its mark (`raise_marks` is due).
+    #[inline(always)]
+    pub fn handed_out(&self, bytes: i64, requested: i64, from_cache: bool) -> bool {
+        if from_cache {
+            self.remove(Hot::CachedBytes, bytes);
+        }
+        let requests = self.count(Hot::ActiveRequests, 1);
+        let active = self.count(Hot::ActiveBytes, bytes);
+        let asked = self.count(Hot::RequestedBytes, requested);
+        requests | active | asked
+    }
+
+    /// Counts a block of `bytes` handed out for `requested` bytes as given back.
+    #[inline(always)]
+    pub fn taken_back(&self, bytes: i64, requested: i64) {
+        self.remove(Hot::ActiveRequests, 1);
+        self.remove(Hot::ActiveBytes, bytes);
+        self.remove(Hot::RequestedBytes, requested);
+    }
+
+    /// Adds to a gauge; true if the share passed its high-water mark.
+    #[inline(always)]
+    pub fn count(&self, gauge: Hot, amount: i64) -> bool {
+        let gauge = gauge as usize;
+        bump(&self.added[gauge], amount);
+        bump(&self.value[gauge], amount) > self.high_water[gauge].load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    pub fn remove(&self, gauge: Hot, amount: i64) {
+        bump(&self.value[gauge as usize], amount.wrapping_neg());
+    }
+
+    /// Raises the marks the shares passed. Inlined with the rest of the hot
+    /// path: it makes no call, so the hot path needs no registers saved for one.
+    #[inline(always)]
+    pub fn raise_marks(&self) {
+        for (mark, share) in self.high_water.iter().zip(&self.value) {
+            let share = share.load(Ordering::Relaxed);
+            if share > mark.load(Ordering::Relaxed) {
+                mark.store(share, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn share(&self, gauge: usize) -> i64 {
+        self.value[gauge].load(Ordering::Relaxed)
+    }
+
+    fn added(&self, gauge: usize) -> i64 {
+        self.added[gauge].load(Ordering::Relaxed)
+    }
+}
+
+/// Adds to a counter only its thread writes (no read-modify-write needed);
+/// returns the new value. Wrapping, so that the hot path cannot panic.
+#[inline(always)]
+fn bump(counter: &AtomicI64, amount: i64) -> i64 {
+    let value = counter.load(Ordering::Relaxed).wrapping_add(amount);
+    counter.store(value, Ordering::Relaxed);
+    value
+}
+
+/// What the gauges need beyond the shares: the peaks, and the totals at the
+/// last reset of the accumulated statistics.
+#[derive(Default)]
+pub(crate) struct Peaks {
+    peaks: [AtomicI64; HOT],
+    baseline_added: [AtomicI64; HOT],
+    baseline_removed: [AtomicI64; HOT],
+}
+
+/// Wrapping, so that the hot path's peak checks cannot panic.
+fn sum<'a>(shares: impl Iterator<Item = &'a Shares> + Clone, of: impl Fn(&Shares) -> i64) -> i64 {
+    shares.fold(0, |sum, shares| sum.wrapping_add(of(shares)))
+}
+
+/// The methods take every thread's shares, as `ThreadCaches::shares` lists
+/// them (cloned to read them more than once).
+impl Peaks {
+    pub fn current_value<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone, gauge: Hot) -> i64 {
+        sum(shares, |s| s.share(gauge as usize))
+    }
+
+    pub fn stat<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone, gauge: Hot) -> Stat {
+        let gauge = gauge as usize;
+        let added = sum(shares.clone(), |s| s.added(gauge));
+        let current = sum(shares, |s| s.share(gauge));
+        let removed = added - current;
+        Stat {
+            current,
+            // A reset raced by a concurrent change may leave the peak a little behind.
+            peak: self.peaks[gauge].load(Ordering::Relaxed).max(current),
+            allocated: added - self.baseline_added[gauge].load(Ordering::Relaxed),
+            freed: removed - self.baseline_removed[gauge].load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sets each peak to the gauge's value. The threads' marks start over, so
+    /// that each thread's next addition checks the new peaks (a thread
+    /// raising its mark at that moment may keep its old one: its peaks then
+    /// lag until its next `PEAK_CHECK_EVERY`-th allocation).
+    pub fn reset_peaks<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone) {
+        for thread in shares.clone() {
+            for mark in &thread.high_water {
+                mark.store(i64::MIN, Ordering::Relaxed);
+            }
+        }
+        for gauge in 0..HOT {
+            self.peaks[gauge].store(sum(shares.clone(), |s| s.share(gauge)), Ordering::Relaxed);
+        }
+    }
+
+    /// Zeroes the totals (as seen in `stat`), keeping each gauge's current value:
+    /// the threads' shares stay as they are, the totals now count from here.
+    pub fn reset_totals<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone) {
+        for gauge in 0..HOT {
+            let added = sum(shares.clone(), |s| s.added(gauge));
+            let removed = added - sum(shares.clone(), |s| s.share(gauge));
+            self.baseline_added[gauge].store(added, Ordering::Relaxed);
+            self.baseline_removed[gauge].store(removed, Ordering::Relaxed);
+        }
+    }
+
+    /// Raises every peak to its gauge's sum, reading each thread's shares once.
+    #[inline(always)]
+    pub fn raise<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone) {
+        let mut sums = [0i64; HOT];
+        for thread in shares {
+            for (sum, gauge) in sums.iter_mut().zip(0..HOT) {
+                *sum = sum.wrapping_add(thread.share(gauge));
+            }
+        }
+        for (peak, now) in self.peaks.iter().zip(sums) {
+            if now > peak.load(Ordering::Relaxed) {
+                peak.fetch_max(now, Ordering::Relaxed);
+            }
+        }
+    }
+}
