@@ -97,6 +97,40 @@ impl Settings {
     }
 }
 
+/// PyTorch's variable, shared with its device allocator: its `pinned_*` keys are honoured.
+const PYTORCH_CONFIG_VARIABLE: &str = "PYTORCH_ALLOC_CONF";
+/// Ours: every key must be known.
+const CONFIG_VARIABLE: &str = "XPU_CACHING_HOST_ALLOCATOR_CONF";
+
+impl Settings {
+    /// The settings a process starts with: PyTorch's variable, then ours, then
+    /// `calls` (strings a host passed at run time, named `calls_source` in
+    /// errors), each applied over the one before.
+    pub fn from_sources(calls: &[String], calls_source: &str) -> Result<Settings, String> {
+        Settings::from_sources_in(|variable| std::env::var(variable).ok(), calls, calls_source)
+    }
+
+    /// `from_sources` with the environment read through `env`.
+    fn from_sources_in(
+        env: impl Fn(&str) -> Option<String>,
+        calls: &[String],
+        calls_source: &str,
+    ) -> Result<Settings, String> {
+        let mut settings = Settings::default();
+        for (variable, unknown) in
+            [(PYTORCH_CONFIG_VARIABLE, UnknownKeys::Ignore), (CONFIG_VARIABLE, UnknownKeys::Reject)]
+        {
+            if let Some(text) = env(variable) {
+                settings.apply(&text, variable, unknown)?;
+            }
+        }
+        for text in calls {
+            settings.apply(text, calls_source, UnknownKeys::Reject)?;
+        }
+        Ok(settings)
+    }
+}
+
 fn mebibytes(value: &str) -> Option<usize> {
     value.parse::<usize>().ok()?.checked_mul(1 << 20)
 }
@@ -165,5 +199,25 @@ mod tests {
         .unwrap();
         assert_eq!(s.max_cached_bytes, 8 << 20);
         assert!(s.apply("pinned_roundup_divisions:5", "PYTORCH_ALLOC_CONF", UnknownKeys::Ignore).is_err());
+    }
+
+    #[test]
+    fn each_source_applies_over_the_one_before() {
+        let env = |variable: &str| match variable {
+            "PYTORCH_ALLOC_CONF" => Some("expandable_segments:True,pinned_roundup_divisions:2".to_string()),
+            "XPU_CACHING_HOST_ALLOCATOR_CONF" => Some("pinned_roundup_divisions:4,pinned_split_blocks:1".to_string()),
+            _ => None,
+        };
+        let calls = ["pinned_roundup_divisions:8".to_string()];
+        let s = Settings::from_sources_in(env, &calls, "CALL").unwrap();
+        assert_eq!((s.roundup_divisions, s.split_blocks), (8, true));
+        let s = Settings::from_sources_in(env, &[], "CALL").unwrap();
+        assert_eq!(s.roundup_divisions, 4);
+        let error = Settings::from_sources_in(env, &["bogus:1".to_string()], "CALL").unwrap_err();
+        assert!(error.starts_with("CALL: unknown key `bogus`"), "{error}");
+        let ours_unknown = |variable: &str| (variable == "XPU_CACHING_HOST_ALLOCATOR_CONF").then(|| "x:1".to_string());
+        assert!(Settings::from_sources_in(ours_unknown, &[], "CALL")
+            .unwrap_err()
+            .starts_with("XPU_CACHING_HOST_ALLOCATOR_CONF"));
     }
 }
