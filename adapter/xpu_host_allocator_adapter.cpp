@@ -65,7 +65,7 @@ template <class Stats>
 struct HasActiveRequests<Stats, std::void_t<decltype(std::declval<Stats&>().active_requests)>> : std::true_type {};
 
 template <class Stats>
-void fill_counters(Stats& stats, const xpu_host_stats& ours) {
+void fill_counters(Stats& stats, const xpu_host_counters& ours) {
   using Stat = decltype(stats.allocated_bytes);
   if constexpr (HasActiveRequests<Stats>::value) {  // 2.10 and later
     stats.active_requests = to_stat<Stat>(ours.active_requests);
@@ -116,7 +116,7 @@ at::HostStats HostAllocatorAdapter::get_stats() {
   xpu_host_stats ours{sizeof(xpu_host_stats)};
   check(xpu_host_get_stats(&ours), "xpu_host_get_stats");
   at::HostStats stats;
-  fill_counters(stats, ours);
+  fill_counters(stats, ours.counters);
   return stats;
 }
 

@@ -66,9 +66,10 @@ struct Ours {
   void extra(bench::Json& out) {
     xpu_host_stats stats{sizeof(xpu_host_stats)};
     if (xpu_host_get_stats(&stats) != XPU_HOST_SUCCESS) bench::die("xpu_host_get_stats failed");
-    out.add("stats_allocated_bytes_peak", stats.allocated_bytes.peak);
-    out.add("stats_requested_bytes_peak", stats.requested_bytes.peak);
-    out.add("stats_cache_hits", stats.cache_hits).add("stats_cache_misses", stats.cache_misses);
+    const xpu_host_counters& counters = stats.counters;
+    out.add("stats_allocated_bytes_peak", counters.allocated_bytes.peak);
+    out.add("stats_requested_bytes_peak", counters.requested_bytes.peak);
+    out.add("stats_cache_hits", counters.cache_hits).add("stats_cache_misses", counters.cache_misses);
     out.add("conf", bench::env_or("XPU_CACHING_HOST_ALLOCATOR_CONF", ""));
   }
 

@@ -32,10 +32,10 @@ static void test_stats(void) {
   xpu_host_stats full = {sizeof(xpu_host_stats)};
   CHECK_OK(xpu_host_get_stats(&full));
   CHECK(full.size == sizeof(xpu_host_stats));
-  CHECK(full.active_requests.current == 1);
+  CHECK(full.counters.active_requests.current == 1);
 
   /* An older program: its xpu_host_stats ends before cache_misses. */
-  const size_t older = offsetof(xpu_host_stats, cache_misses);
+  const size_t older = offsetof(xpu_host_stats, counters.cache_misses);
   union {
     xpu_host_stats stats;
     unsigned char bytes[sizeof(xpu_host_stats) + 64];
@@ -44,7 +44,7 @@ static void test_stats(void) {
   buffer.stats.size = older;
   CHECK_OK(xpu_host_get_stats(&buffer.stats));
   CHECK(buffer.stats.size == older);
-  CHECK(buffer.stats.active_requests.current == 1 && buffer.stats.cache_hits == full.cache_hits);
+  CHECK(buffer.stats.counters.active_requests.current == 1 && buffer.stats.counters.cache_hits == full.counters.cache_hits);
   CHECK(untouched(buffer.bytes, older, sizeof buffer.bytes));
 
   /* A newer program: 64 bytes of fields this library does not know. */
@@ -52,7 +52,7 @@ static void test_stats(void) {
   buffer.stats.size = sizeof buffer.bytes;
   CHECK_OK(xpu_host_get_stats(&buffer.stats));
   CHECK(buffer.stats.size == sizeof(xpu_host_stats));
-  CHECK(buffer.stats.cache_misses == full.cache_misses);
+  CHECK(buffer.stats.counters.cache_misses == full.counters.cache_misses);
   CHECK(untouched(buffer.bytes, sizeof(xpu_host_stats), sizeof buffer.bytes));
 
   /* A program that forgot to set it. */

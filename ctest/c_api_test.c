@@ -68,7 +68,7 @@ static void test_stream_ordering(void) {
 
   xpu_host_stats stats = {sizeof(xpu_host_stats)};
   CHECK_OK(xpu_host_get_stats(&stats));
-  CHECK(stats.pending_blocks.current == 1);
+  CHECK(stats.counters.pending_blocks.current == 1);
 
   /* Another stream is not held back by stream1. */
   block c = alloc_block(4096);
@@ -99,7 +99,7 @@ static void test_stream_ordering(void) {
   }
   CHECK(reused);
   CHECK_OK(xpu_host_get_stats(&stats));
-  CHECK(stats.pending_blocks.current == 0);
+  CHECK(stats.counters.pending_blocks.current == 0);
 
   gate_destroy(g);
 }
@@ -135,7 +135,7 @@ static void test_record_stream_targets(void) {
     CachingHostAllocator_emptyCache();
     xpu_host_stats stats = {sizeof(xpu_host_stats)};
     CHECK_OK(xpu_host_get_stats(&stats));
-    gone = stats.pending_blocks.current == 0 && stats.cached_bytes.current == 0;
+    gone = stats.counters.pending_blocks.current == 0 && stats.counters.cached_bytes.current == 0;
     if (!gone) sleep_ms(1);
   }
   CHECK(gone);
@@ -184,24 +184,24 @@ static void test_stats(void) {
   block a = alloc_block(1000), b = alloc_block(3000);
   xpu_host_stats s = {sizeof(xpu_host_stats)};
   CHECK_OK(xpu_host_get_stats(&s));
-  CHECK(s.active_requests.current == 2 && s.active_requests.allocated == 2);
-  CHECK(s.active_bytes.current == 1024 + 4096);
-  CHECK(s.requested_bytes.current == 4000);
-  CHECK(s.allocations.current == 2 && s.allocated_bytes.current == 1024 + 4096);
-  CHECK(s.num_host_alloc == 2 && s.cache_misses == 2);
+  CHECK(s.counters.active_requests.current == 2 && s.counters.active_requests.allocated == 2);
+  CHECK(s.counters.active_bytes.current == 1024 + 4096);
+  CHECK(s.counters.requested_bytes.current == 4000);
+  CHECK(s.counters.allocations.current == 2 && s.counters.allocated_bytes.current == 1024 + 4096);
+  CHECK(s.counters.num_host_alloc == 2 && s.counters.cache_misses == 2);
   CHECK_OK(xpu_host_free(a.ctx));
   CHECK_OK(xpu_host_free(b.ctx));
   CHECK_OK(xpu_host_get_stats(&s));
-  CHECK(s.active_requests.current == 0 && s.active_requests.peak == 2 && s.active_requests.freed == 2);
-  CHECK(s.cached_bytes.current == 1024 + 4096);
+  CHECK(s.counters.active_requests.current == 0 && s.counters.active_requests.peak == 2 && s.counters.active_requests.freed == 2);
+  CHECK(s.counters.cached_bytes.current == 1024 + 4096);
   CHECK_OK(xpu_host_empty_cache());
   CHECK_OK(xpu_host_get_stats(&s));
-  CHECK(s.allocations.current == 0 && s.allocated_bytes.current == 0 && s.num_host_free == 2);
+  CHECK(s.counters.allocations.current == 0 && s.counters.allocated_bytes.current == 0 && s.counters.num_host_free == 2);
 
   char line[1024];
   size_t needed = 0;
   CHECK_OK(xpu_host_stats_string(line, sizeof line, &needed));
-  CHECK(needed > 1 && needed <= sizeof line && strstr(line, "active_requests=0/2/2/2") != NULL);
+  CHECK(needed > 1 && needed <= sizeof line && strstr(line, "active_requests: 0/2/2/2") != NULL);
   char tiny[4];
   CHECK_OK(xpu_host_stats_string(tiny, sizeof tiny, &needed));
   CHECK(strlen(tiny) == 3 && needed > sizeof tiny);

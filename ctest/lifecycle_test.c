@@ -46,7 +46,7 @@ static void child(void *parent_ctx) {
   ok &= !CachingHostAllocator_recordEvent(parent_ctx, parent_ctx, (xpu_host_stream){12, 0, 0});
   ok &= getCachingHostAllocator() != NULL;
   xpu_host_stats stats = {sizeof(xpu_host_stats)};
-  ok &= xpu_host_get_stats(&stats) == XPU_HOST_SUCCESS && stats.active_requests.current == 0;
+  ok &= xpu_host_get_stats(&stats) == XPU_HOST_SUCCESS && stats.counters.active_requests.current == 0;
   _exit(ok ? 0 : 1);
 }
 

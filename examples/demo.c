@@ -37,9 +37,9 @@ static void print_stats(const char *when) {
   xpu_host_stats s = {sizeof(xpu_host_stats)};
   if (xpu_host_get_stats(&s) != XPU_HOST_SUCCESS) return;
   printf("  %-28s pinned %5.1f MiB in %lld block(s), in use %lld, waiting on streams %lld, cached %5.1f MiB\n",
-         when, s.allocated_bytes.current / (double)MiB, (long long)s.allocations.current,
-         (long long)s.active_requests.current, (long long)s.pending_blocks.current,
-         s.cached_bytes.current / (double)MiB);
+         when, s.counters.allocated_bytes.current / (double)MiB, (long long)s.counters.allocations.current,
+         (long long)s.counters.active_requests.current, (long long)s.counters.pending_blocks.current,
+         s.counters.cached_bytes.current / (double)MiB);
 }
 
 int main(void) {

@@ -132,7 +132,9 @@ typedef struct {
 } xpu_host_stream_hooks;
 
 /*
- A counter with its history, as in PyTorch's `c10::CachingAllocator::Stat`.
+ A gauge with its history: what it is now, its highest value since the last
+ peak reset, and the totals added and removed since the last accumulated
+ reset (PyTorch's `c10::CachingAllocator::Stat`).
  */
 typedef struct {
   int64_t current;
@@ -163,7 +165,7 @@ typedef struct {
 } xpu_host_size_class_stats;
 
 /*
- Time spent in driver calls, in microseconds.
+ Time spent in host allocation or free calls, in microseconds.
  */
 typedef struct {
   int64_t total_us;
@@ -173,13 +175,10 @@ typedef struct {
 } xpu_host_duration_stat;
 
 /*
- Statistics, named as PyTorch's `at::HostStats`.
+ A snapshot of the statistics. New ones are added at the end: the C API
+ promises that fields keep their place.
  */
 typedef struct {
-  /*
-   `sizeof(xpu_host_stats)`, set by the caller; on return, the bytes filled.
-   */
-  size_t size;
   /*
    Blocks of pinned memory held (from the driver, not yet given back).
    */
@@ -197,7 +196,7 @@ typedef struct {
    */
   xpu_host_stat active_bytes;
   /*
-   Bytes callers asked for in those requests, before rounding.
+   Bytes asked for in those requests, before rounding.
    */
   xpu_host_stat requested_bytes;
   /*
@@ -208,12 +207,43 @@ typedef struct {
    Bytes in free lists, ready for reuse.
    */
   xpu_host_stat cached_bytes;
+  /*
+   Time in the driver's allocation calls (`zeMemAllocHost`).
+   */
   xpu_host_duration_stat host_alloc_time;
+  /*
+   Time in the driver's free calls (`zeMemFree`).
+   */
   xpu_host_duration_stat host_free_time;
+  /*
+   Calls to the driver for memory that succeeded.
+   */
   int64_t num_host_alloc;
+  /*
+   Blocks given back to the driver.
+   */
   int64_t num_host_free;
+  /*
+   Allocations served from the cache.
+   */
   int64_t cache_hits;
+  /*
+   Allocations that needed new memory.
+   */
   int64_t cache_misses;
+} xpu_host_counters;
+
+/*
+ The statistics, as far as the caller's `size` reaches. `counters` is the
+ library's list of them (`xpu_host_counters`); later versions add fields
+ at its end, so a program reads the fields its header knows.
+ */
+typedef struct {
+  /*
+   `sizeof(xpu_host_stats)`, set by the caller; on return, the bytes filled.
+   */
+  size_t size;
+  xpu_host_counters counters;
 } xpu_host_stats;
 
 #ifdef __cplusplus
@@ -372,7 +402,9 @@ xpu_host_result xpu_host_get_size_class_stats(xpu_host_size_class_stats *classes
 xpu_host_result xpu_host_get_stats(xpu_host_stats *stats);
 
 /*
- Writes the statistics as one line for logs, like [`xpu_host_describe`].
+ Writes the statistics as one line for logs, like [`xpu_host_describe`]:
+ each counter by name, gauges as `current/peak/allocated/freed` and
+ durations as `total/max/min/count` in microseconds.
 
  # Safety
  As for [`xpu_host_describe`].

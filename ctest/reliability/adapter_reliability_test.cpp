@@ -37,7 +37,7 @@ c10::Stream stream_on(std::int8_t device, std::int64_t id = 9) {
 std::int64_t active_requests() {
   xpu_host_stats s{sizeof(xpu_host_stats)};
   xpu_host_get_stats(&s);
-  return s.active_requests.current;
+  return s.counters.active_requests.current;
 }
 
 void hostile(Checks& checks, at::HostAllocator* allocator) {

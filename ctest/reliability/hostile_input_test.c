@@ -33,10 +33,10 @@ static void sleep_us(long us) {
   nanosleep(&ts, NULL);
 }
 
-static xpu_host_stats stats(void) {
+static xpu_host_counters stats(void) {
   xpu_host_stats s = {sizeof(xpu_host_stats)};
   CHECK_OK(xpu_host_get_stats(&s));
-  return s;
+  return s.counters;
 }
 
 static zex_software_driver_live_objects_t live_objects(void) {
@@ -52,8 +52,8 @@ static zex_software_driver_live_objects_t live_objects(void) {
 }
 
 /* Empties the cache until nothing waits for a stream and nothing is cached. */
-static xpu_host_stats drain(void) {
-  xpu_host_stats s = {sizeof(xpu_host_stats)};
+static xpu_host_counters drain(void) {
+  xpu_host_counters s = stats();
   for (int i = 0; i < 10000; ++i) {
     CHECK_OK(xpu_host_empty_cache());
     s = stats();
@@ -87,7 +87,7 @@ static void before_start(void) {
   CHECK(HOSTILE(xpu_host_use_context(NULL, NULL)) != XPU_HOST_SUCCESS);
   CHECK(HOSTILE(xpu_host_use_context((ze_driver_handle_t)&local, (ze_context_handle_t)&local)) != XPU_HOST_SUCCESS);
   /* Reading before the start touches nothing. */
-  xpu_host_stats s = stats();
+  xpu_host_counters s = stats();
   CHECK(s.allocations.current == 0 && s.num_host_alloc == 0);
   size_t count = 99;
   CHECK_OK(xpu_host_get_size_class_stats(NULL, 0, &count));
@@ -126,7 +126,7 @@ static void sizes(void) {
   CHECK_CODE(HOSTILE(xpu_host_allocate(64, NULL, &ctx)), XPU_HOST_ERROR_INVALID_ARGUMENT);
   CHECK_CODE(HOSTILE(xpu_host_allocate(64, &data, NULL)), XPU_HOST_ERROR_INVALID_ARGUMENT);
   CHECK_CODE(HOSTILE(xpu_host_allocate(SIZE_MAX, NULL, NULL)), XPU_HOST_ERROR_INVALID_ARGUMENT);
-  xpu_host_stats s = stats();
+  xpu_host_counters s = stats();
   CHECK(s.active_requests.current == 0 && s.allocations.current <= 1); /* the 1-byte block, unless an OOM emptied the cache */
 }
 
@@ -323,7 +323,7 @@ static void concurrency(void) {
 
 /* After everything: the counters add up, reuse is right, nothing is left. */
 static void still_sound(void) {
-  xpu_host_stats s = drain();
+  xpu_host_counters s = drain();
   CHECK(s.active_requests.current == 0 && s.active_bytes.current == 0 && s.requested_bytes.current == 0);
   CHECK(s.pending_blocks.current == 0 && s.cached_bytes.current == 0);
   CHECK(s.allocations.current == 0 && s.allocated_bytes.current == 0);

@@ -32,10 +32,10 @@ using xpu_host_test::check_still_works;
 
 namespace {
 
-xpu_host_stats stats() {
+xpu_host_counters stats() {
   xpu_host_stats s{sizeof(xpu_host_stats)};
   xpu_host_get_stats(&s);
-  return s;
+  return s.counters;
 }
 
 bool record(const c10::DataPtr& p, std::int8_t device = 0, std::int64_t id = 4) {

@@ -76,10 +76,10 @@ struct Block {
   std::uint64_t tag = 0;
 };
 
-xpu_host_stats stats() {
+xpu_host_counters stats() {
   xpu_host_stats s{sizeof(xpu_host_stats)};
   CHECK(xpu_host_get_stats(&s) == XPU_HOST_SUCCESS);
-  return s;
+  return s.counters;
 }
 
 // ---- canary ---------------------------------------------------------------
@@ -204,7 +204,7 @@ int canary(xpu_host_allocator::RecordWith record_with, const char* making, bool 
   Canary canary(record);
   canary.run(copies);
   CHECK(xpu_host_empty_cache() == XPU_HOST_SUCCESS);
-  xpu_host_stats s = stats();
+  xpu_host_counters s = stats();
   xpu_host_allocator::SyclEventCounts events = xpu_host_allocator::sycl_event_counts();
   std::printf("canary (%s, %s): %ld device copies, %ld checks, %ld violations; events: %llu recorded, "
               "%llu released, %llu not needed, %llu failed; %lld driver allocations\n",
@@ -268,7 +268,7 @@ int idle() {
   CHECK(again.data == block.data);
   CHECK(xpu_host_free(again.ctx) == XPU_HOST_SUCCESS);
   CHECK(xpu_host_empty_cache() == XPU_HOST_SUCCESS);
-  xpu_host_stats s = stats();
+  xpu_host_counters s = stats();
   CHECK(s.allocations.current == 0 && s.pending_blocks.current == 0);
   return report();
 }

@@ -44,7 +44,7 @@ inline void* context_of(const at::Tensor& t) { return t.storage().data_ptr().get
 inline std::int64_t active_requests() {
   xpu_host_stats stats{sizeof(xpu_host_stats)};
   xpu_host_get_stats(&stats);
-  return stats.active_requests.current;
+  return stats.counters.active_requests.current;
 }
 
 inline void check_tensors_compute(Checks& checks, const FrontEnd& front) {

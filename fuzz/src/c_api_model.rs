@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::bytes::Bytes;
 use xpu_caching_host_allocator::abi::c_api::*;
 use xpu_caching_host_allocator::abi::error::xpu_host_result::{self, *};
+use xpu_caching_host_allocator::caching::Stats;
 
 #[derive(Clone, Copy)]
 struct Live {
@@ -126,11 +127,11 @@ unsafe extern "C" fn fill(
     }
 }
 
-fn stats() -> xpu_host_stats {
+fn stats() -> Stats {
     let mut stats = xpu_host_stats { size: std::mem::size_of::<xpu_host_stats>(), ..Default::default() };
     // SAFETY: a valid local.
     assert_eq!(unsafe { xpu_host_get_stats(&mut stats) }, XPU_HOST_SUCCESS);
-    stats
+    stats.counters
 }
 
 /// Runs one sequence; returns how many calls it made.

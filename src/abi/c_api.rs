@@ -394,90 +394,20 @@ unsafe fn write_string(text: &str, buffer: *mut c_char, capacity: usize, needed:
     Ok(())
 }
 
-/// A counter with its history, as in PyTorch's `c10::CachingAllocator::Stat`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct xpu_host_stat {
-    pub current: i64,
-    pub peak: i64,
-    pub allocated: i64,
-    pub freed: i64,
-}
-
-/// Time spent in driver calls, in microseconds.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct xpu_host_duration_stat {
-    pub total_us: i64,
-    pub max_us: i64,
-    pub min_us: i64,
-    pub count: i64,
-}
-
-/// Statistics, named as PyTorch's `at::HostStats`.
+/// The statistics, as far as the caller's `size` reaches. `counters` is the
+/// library's list of them (`xpu_host_counters`); later versions add fields
+/// at its end, so a program reads the fields its header knows.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct xpu_host_stats {
     /// `sizeof(xpu_host_stats)`, set by the caller; on return, the bytes filled.
     pub size: usize,
-    /// Blocks of pinned memory held (from the driver, not yet given back).
-    pub allocations: xpu_host_stat,
-    /// Bytes of those blocks: what the process has pinned.
-    pub allocated_bytes: xpu_host_stat,
-    /// Blocks handed out and not freed yet.
-    pub active_requests: xpu_host_stat,
-    /// Bytes of those blocks, rounded.
-    pub active_bytes: xpu_host_stat,
-    /// Bytes callers asked for in those requests, before rounding.
-    pub requested_bytes: xpu_host_stat,
-    /// Freed blocks still waiting for stream events.
-    pub pending_blocks: xpu_host_stat,
-    /// Bytes in free lists, ready for reuse.
-    pub cached_bytes: xpu_host_stat,
-    pub host_alloc_time: xpu_host_duration_stat,
-    pub host_free_time: xpu_host_duration_stat,
-    pub num_host_alloc: i64,
-    pub num_host_free: i64,
-    pub cache_hits: i64,
-    pub cache_misses: i64,
-}
-
-impl From<caching::Stat> for xpu_host_stat {
-    fn from(s: caching::Stat) -> Self {
-        xpu_host_stat { current: s.current, peak: s.peak, allocated: s.allocated, freed: s.freed }
-    }
-}
-
-impl From<caching::DurationStat> for xpu_host_duration_stat {
-    fn from(s: caching::DurationStat) -> Self {
-        xpu_host_duration_stat { total_us: s.total_us, max_us: s.max_us, min_us: s.min_us, count: s.count }
-    }
+    pub counters: caching::Stats,
 }
 
 // SAFETY: repr(C), `size` first, all integers.
 unsafe impl CarriesSize for xpu_host_stats {
     const NAME: &'static str = "xpu_host_stats";
-}
-
-impl From<caching::Stats> for xpu_host_stats {
-    fn from(s: caching::Stats) -> Self {
-        xpu_host_stats {
-            size: std::mem::size_of::<Self>(),
-            allocations: s.allocations.into(),
-            allocated_bytes: s.allocated_bytes.into(),
-            active_requests: s.active_requests.into(),
-            active_bytes: s.active_bytes.into(),
-            requested_bytes: s.requested_bytes.into(),
-            pending_blocks: s.pending_blocks.into(),
-            cached_bytes: s.cached_bytes.into(),
-            host_alloc_time: s.host_alloc_time.into(),
-            host_free_time: s.host_free_time.into(),
-            num_host_alloc: s.num_host_alloc,
-            num_host_free: s.num_host_free,
-            cache_hits: s.cache_hits,
-            cache_misses: s.cache_misses,
-        }
-    }
 }
 
 /// One size class: blocks of it held from the driver, and how many are cached.
@@ -490,7 +420,7 @@ pub struct xpu_host_size_class_stats {
     pub size: usize,
     /// Bytes of a rounded block of the class (unrounded large blocks are listed with their class).
     pub block_size: usize,
-    pub allocations: xpu_host_stat,
+    pub allocations: caching::Stat,
     /// Of `allocations.current`, blocks free in the cache now.
     pub cached: i64,
 }
@@ -524,7 +454,7 @@ pub unsafe extern "C" fn xpu_host_get_size_class_stats(
                 let entry = xpu_host_size_class_stats {
                     size: stride,
                     block_size: class.size,
-                    allocations: class.allocations.into(),
+                    allocations: class.allocations,
                     cached: class.cached as i64,
                 };
                 // SAFETY: element `i < capacity` starts `i * stride` bytes in,
@@ -559,12 +489,15 @@ pub unsafe extern "C" fn xpu_host_get_stats(stats: *mut xpu_host_stats) -> xpu_h
         if stats.is_null() {
             return Err(Failure::invalid("stats must not be null"));
         }
+        let now = xpu_host_stats { size: std::mem::size_of::<xpu_host_stats>(), counters: current_stats() };
         // SAFETY: checked non-null; the caller promises `stats->size` bytes.
-        unsafe { sized::write(stats, current_stats().into()) }
+        unsafe { sized::write(stats, now) }
     })
 }
 
-/// Writes the statistics as one line for logs, like [`xpu_host_describe`].
+/// Writes the statistics as one line for logs, like [`xpu_host_describe`]:
+/// each counter by name, gauges as `current/peak/allocated/freed` and
+/// durations as `total/max/min/count` in microseconds.
 ///
 /// # Safety
 /// As for [`xpu_host_describe`].

@@ -1,7 +1,14 @@
-//! Counters with the names and meanings of PyTorch's `at::HostStats`. Those that
-//! change on every allocation live in the threads' caches (`thread_cache.rs`);
-//! those that change with each call to the backend for memory are here under
-//! one lock, and the pending blocks are atomics here.
+//! The statistics: `Stats` lists them, once. Those named after PyTorch's
+//! `at::HostStats` mean what they mean there.
+//!
+//! Every consumer follows the list: the C API hands `Stats` out as it is (the
+//! generated header declares it, with these comments), and the line for logs
+//! is its `Debug` form. Adding a statistic is its field here, with its value in
+//! `Counters::snapshot`, the place that counts it, and its test.
+//!
+//! Where the counts live: those that change on every allocation are the
+//! threads' shares of the gauges (gauges.rs); those that change with each call
+//! to the backend for memory are here under one lock; the rest are atomics here.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -11,8 +18,10 @@ use super::spin_lock::SpinLock;
 use super::thread_cache::ThreadCaches;
 
 /// A gauge with its history: what it is now, its highest value since the last
-/// peak reset, and the totals added and removed since the last accumulated reset.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// peak reset, and the totals added and removed since the last accumulated
+/// reset (PyTorch's `c10::CachingAllocator::Stat`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stat {
     pub current: i64,
     pub peak: i64,
@@ -21,7 +30,8 @@ pub struct Stat {
 }
 
 /// Time spent in host allocation or free calls, in microseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct DurationStat {
     pub total_us: i64,
     pub max_us: i64,
@@ -29,31 +39,51 @@ pub struct DurationStat {
     pub count: i64,
 }
 
-/// A snapshot of all counters.
+/// A snapshot of the statistics. New ones are added at the end: the C API
+/// promises that fields keep their place.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Blocks of host memory the allocator holds (from the backend, not yet given back).
+    /// Blocks of pinned memory held (from the driver, not yet given back).
     pub allocations: Stat,
     /// Bytes of those blocks: what the process has pinned.
     pub allocated_bytes: Stat,
-    /// Blocks handed to callers and not freed by them yet.
+    /// Blocks handed out and not freed yet.
     pub active_requests: Stat,
-    /// Bytes of those blocks (rounded sizes).
+    /// Bytes of those blocks, rounded.
     pub active_bytes: Stat,
-    /// Bytes callers asked for in those requests (before rounding).
+    /// Bytes asked for in those requests, before rounding.
     pub requested_bytes: Stat,
-    /// Blocks freed by callers that still wait for stream events.
+    /// Freed blocks still waiting for stream events.
     pub pending_blocks: Stat,
     /// Bytes in free lists, ready for reuse.
     pub cached_bytes: Stat,
+    /// Time in the driver's allocation calls (`zeMemAllocHost`).
     pub host_alloc_time: DurationStat,
+    /// Time in the driver's free calls (`zeMemFree`).
     pub host_free_time: DurationStat,
+    /// Calls to the driver for memory that succeeded.
     pub num_host_alloc: i64,
+    /// Blocks given back to the driver.
     pub num_host_free: i64,
     /// Allocations served from the cache.
     pub cache_hits: i64,
-    /// Allocations that needed new host memory.
+    /// Allocations that needed new memory.
     pub cache_misses: i64,
+}
+
+/// Compact, for the line for logs: `current/peak/allocated/freed`.
+impl std::fmt::Debug for Stat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}/{}", self.current, self.peak, self.allocated, self.freed)
+    }
+}
+
+/// Compact, for the line for logs: `total/max/min/count`, times in µs.
+impl std::fmt::Debug for DurationStat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}/{}", self.total_us, self.max_us, self.min_us, self.count)
+    }
 }
 
 impl Stat {
@@ -266,28 +296,10 @@ impl Counters {
     }
 }
 
+/// The line for logs: the `Debug` form, gauges as
+/// `current/peak/allocated/freed`, durations as `total/max/min/count` in µs.
 impl std::fmt::Display for Stats {
-    /// One line for logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let stat = |s: &Stat| format!("{}/{}/{}/{}", s.current, s.peak, s.allocated, s.freed);
-        write!(
-            f,
-            "allocations={} allocated_bytes={} active_requests={} active_bytes={} requested_bytes={} \
-             pending_blocks={} cached_bytes={} (current/peak/allocated/freed) num_host_alloc={} \
-             num_host_free={} host_alloc_time_us={} host_free_time_us={} cache_hits={} cache_misses={}",
-            stat(&self.allocations),
-            stat(&self.allocated_bytes),
-            stat(&self.active_requests),
-            stat(&self.active_bytes),
-            stat(&self.requested_bytes),
-            stat(&self.pending_blocks),
-            stat(&self.cached_bytes),
-            self.num_host_alloc,
-            self.num_host_free,
-            self.host_alloc_time.total_us,
-            self.host_free_time.total_us,
-            self.cache_hits,
-            self.cache_misses,
-        )
+        write!(f, "{self:?}")
     }
 }

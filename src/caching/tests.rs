@@ -233,7 +233,7 @@ fn statistics_follow_requests() {
     let s = a.stats();
     assert_eq!(s.active_requests, Stat::default());
     assert_eq!(s.allocated_bytes, Stat { current: 1024 + 4096, peak: 1024 + 4096, allocated: 0, freed: 0 });
-    assert!(s.to_string().contains("active_requests=0/0/0/0"));
+    assert!(s.to_string().contains("active_requests: 0/0/0/0"));
 }
 
 #[test]

@@ -15,6 +15,7 @@ use level_zero_sys as ze;
 use level_zero_sys::software_driver::*;
 use xpu_caching_host_allocator::abi::c_api::*;
 use xpu_caching_host_allocator::abi::error::{xpu_host_last_error_message, xpu_host_result};
+use xpu_caching_host_allocator::caching::Stats;
 
 pub use xpu_host_result::*;
 
@@ -107,11 +108,11 @@ pub fn record(data: usize, context: usize, stream: xpu_host_stream) -> Result<bo
     }
 }
 
-pub fn stats() -> xpu_host_stats {
+pub fn stats() -> Stats {
     let mut stats = xpu_host_stats { size: std::mem::size_of::<xpu_host_stats>(), ..Default::default() };
     // SAFETY: a valid local.
     assert_eq!(unsafe { xpu_host_get_stats(&mut stats) }, XPU_HOST_SUCCESS);
-    stats
+    stats.counters
 }
 
 /// Cached blocks per the size-class statistics (the stats struct counts bytes only).
@@ -159,7 +160,7 @@ pub fn live_objects() -> zex_software_driver_live_objects_t {
 
 /// Empties the cache until no block waits for a stream and none is cached, for
 /// at most `limit`; the statistics at the end.
-pub fn drain(limit: Duration) -> xpu_host_stats {
+pub fn drain(limit: Duration) -> Stats {
     let deadline = Instant::now() + limit;
     loop {
         assert_eq!(xpu_host_empty_cache(), XPU_HOST_SUCCESS, "{}", last_error());

@@ -57,7 +57,7 @@ int main() {
   at::xpu::CachingHostAllocator_emptyCache();
 
   xpu_host_stats stats{sizeof(xpu_host_stats)};
-  check(xpu_host_get_stats(&stats) == XPU_HOST_SUCCESS && stats.active_requests.allocated >= 1, "xpu_host_get_stats counts the request");
+  check(xpu_host_get_stats(&stats) == XPU_HOST_SUCCESS && stats.counters.active_requests.allocated >= 1, "xpu_host_get_stats counts the request");
   check(xpu_host_allocate(SIZE_MAX, &data, &ctx) == XPU_HOST_ERROR_SIZE_TOO_LARGE && std::strlen(xpu_host_last_error_message()) > 0,
         "an impossible size is an error code with a message");
 
