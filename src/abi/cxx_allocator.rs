@@ -106,7 +106,7 @@ pub(crate) fn cxx_allocator() -> *const CxxAllocator {
 /// The deleter every `DataPtr` from `allocate` carries; PyTorch calls it with the context.
 /// In a forked child or at exit it does nothing: the memory is not ours to give back there.
 pub(crate) unsafe extern "C" fn raw_local_deleter(context: *mut c_void) {
-    // The hot path cannot panic (see `free_cached`): it needs no guard.
+    // The hot path cannot panic (see `free_cached`; scripts/check-hot-path): it needs no guard.
     if ready().is_some_and(|allocator| allocator.free_cached(context as usize)) {
         return;
     }
@@ -133,7 +133,7 @@ unsafe extern "C" fn destructor(_this: *mut CxxAllocator) {}
 /// Failure throws `std::runtime_error`; a process without a C++ runtime gets a
 /// null `DataPtr` and the last error message.
 unsafe extern "C-unwind" fn allocate(ret: *mut DataPtr, _this: *const CxxAllocator, n: usize) -> *mut DataPtr {
-    // The hot path cannot panic (see `allocate_cached`): it needs no guard.
+    // The hot path cannot panic (see `allocate_cached`; scripts/check-hot-path): it needs no guard.
     if let Some(allocation) = ready().and_then(|allocator| allocator.allocate_cached(n)) {
         // SAFETY: `ret` is the caller's storage for a DataPtr (the Itanium sret slot).
         unsafe { ret.write(data_ptr(allocation.address, allocation.context)) };

@@ -264,6 +264,8 @@ impl Block {
 
     /// Gives an unused header its memory; it is then `Allocated`.
     pub fn bind(&self, address: usize, size: usize, class: usize, requested: usize) {
+        debug_assert_eq!(self.state(), BlockState::Unused, "only a header without memory is bound");
+        debug_assert!(size > 0, "a block has memory");
         self.set_neighbours(NO_BLOCK, NO_BLOCK);
         self.address.store(address, Ordering::Release);
         self.size.store(size, Ordering::Release);
@@ -295,6 +297,7 @@ impl Block {
 
     /// Gives a block its new extent after a split or a merge; its owner only.
     pub fn resize(&self, size: usize, class: usize) {
+        debug_assert!(size > 0, "a block has memory");
         self.size.store(size, Ordering::Release);
         self.class.store(class, Ordering::Relaxed);
     }
@@ -358,6 +361,11 @@ impl Block {
     /// Marks a block the caller owns `Cached`, as a new stay in the cache, and
     /// returns the entry that claims it.
     pub fn mark_cached(&self) -> Entry {
+        debug_assert!(
+            !matches!(self.state(), BlockState::Cached | BlockState::Unused | BlockState::Retired),
+            "only a block its caller owns is cached, not a {:?} one",
+            self.state()
+        );
         let generation = generation_of(self.state.load(Ordering::Relaxed)).wrapping_add(1);
         self.state.store(word(BlockState::Cached, generation), Ordering::Release);
         Entry { id: self.id, generation }
@@ -369,12 +377,15 @@ impl Block {
     }
 
     pub fn set_pending_events(&self, count: usize) {
+        debug_assert!(count > 0, "a block waits for at least one event");
         self.pending_events.store(count, Ordering::Release);
     }
 
     /// Counts one completed event; true when it was the last.
     pub fn complete_one_event(&self) -> bool {
-        self.pending_events.fetch_sub(1, Ordering::AcqRel) == 1
+        let before = self.pending_events.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(before > 0, "more events completed than the block waited for");
+        before == 1
     }
 }
 
@@ -458,6 +469,7 @@ impl Arena {
 
     /// Gives back a header whose memory went back to the backend.
     pub fn put_unused(&self, block: &Block) {
+        debug_assert_ne!(block.state(), BlockState::Retired, "a retired block keeps its memory");
         block.set_state(BlockState::Unused);
         self.unused.lock().0.push(block.id);
     }

@@ -157,6 +157,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// Nothing on this path can panic (no indexing, unwrapping or arithmetic
     /// that can fail, and the calls it makes are such too), so the C ABI runs
     /// it outside its panic guard and keeps the guard's cost for the rest.
+    /// `scripts/check-hot-path` checks the compiled code for it.
     #[inline(always)]
     pub fn allocate_cached(&self, size: usize) -> Option<Allocation> {
         let local = self.caches.mine()?;
@@ -624,6 +625,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// the thread's own stack, or its shard when the stack is full.
     #[inline(always)]
     fn cache(&self, local: Mine<'_>, block: &Block, entry: Entry) {
+        debug_assert!(block.is_cached_as(entry), "the caller has just marked the block cached as `entry`");
         local.add(&self.caches, Hot::CachedBytes, block.size() as i64);
         self.list(local, block, entry);
     }

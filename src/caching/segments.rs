@@ -69,6 +69,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// never both cached, so memory whose parts are all free is one block
     /// again, which can go back to the backend.
     pub(super) fn cache_part(&self, local: Mine<'_>, block: &Block) {
+        debug_assert_eq!(block.state(), BlockState::Pending, "a freed part is its caller's");
         let freed = block.size() as i64;
         let segments = lock(&self.segments);
         let (before, after) = block.neighbours();
@@ -102,6 +103,8 @@ impl<B: Backend> CachingAllocator<B> {
     /// `low` takes in `high`, the part after it; `high`'s header goes back to
     /// the arena (its entries in lists are stale).
     fn absorb(&self, low: &Block, high: &Block) {
+        debug_assert_eq!(low.neighbours().1, high.id, "a part absorbs the part after it");
+        debug_assert_eq!(low.address() + low.size(), high.address(), "parts that are neighbours are adjacent");
         let size = low.size() + high.size();
         let (before, _) = low.neighbours();
         let (_, after) = high.neighbours();

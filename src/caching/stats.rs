@@ -251,6 +251,7 @@ impl Counters {
         host.allocations.decrease(1);
         host.allocated_bytes.decrease(size as i64);
         host.class_allocations[index].decrease(1);
+        debug_assert!(host.allocations.current >= 0, "more blocks given back than were held");
     }
 
     pub fn snapshot(&self, hot: &ThreadCaches) -> Stats {
