@@ -15,6 +15,9 @@
 //! and at every 32nd allocation of a thread while any are pending, or by the
 //! background reclaimer instead. Anything else an allocation or a free may
 //! need is off the hot path, in functions of their own.
+//!
+//! What each structure holds, which lock or atomic guards it, and the order
+//! locks are taken in: docs/ARCHITECTURE.md, "Who owns what".
 
 mod backend;
 mod block;
