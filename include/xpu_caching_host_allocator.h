@@ -231,6 +231,12 @@ typedef struct {
    Allocations that needed new memory.
    */
   int64_t cache_misses;
+  /*
+   Blocks never to be reused nor freed because an event could not be
+   recorded on a stream that used them (nothing could tell when that
+   stream is done with them). Counted since the start; no reset clears it.
+   */
+  int64_t retired_blocks;
 } xpu_host_counters;
 
 /*

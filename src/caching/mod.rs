@@ -353,6 +353,7 @@ impl<B: Backend> CachingAllocator<B> {
                     // they take down never reaches zero.
                     block.set_state(BlockState::Retired);
                     self.counters.pending_blocks.decrease(1);
+                    self.counters.retired_blocks.fetch_add(1, Ordering::Relaxed);
                     return Err(Error::Backend(format!(
                         "recording an event on stream {stream:?} failed ({error}); the block at {:#x} is retired",
                         block.address()

@@ -70,6 +70,10 @@ pub struct Stats {
     pub cache_hits: i64,
     /// Allocations that needed new memory.
     pub cache_misses: i64,
+    /// Blocks never to be reused nor freed because an event could not be
+    /// recorded on a stream that used them (nothing could tell when that
+    /// stream is done with them). Counted since the start; no reset clears it.
+    pub retired_blocks: i64,
 }
 
 /// Compact, for the line for logs: `current/peak/allocated/freed`.
@@ -208,6 +212,8 @@ pub(crate) struct Counters {
     /// Times the backend calls for `host_alloc_time` and `host_free_time`.
     pub clock: Clock,
     pub pending_blocks: AtomicStat,
+    /// See `Stats::retired_blocks`.
+    pub retired_blocks: AtomicI64,
 }
 
 impl Counters {
@@ -223,6 +229,7 @@ impl Counters {
             }),
             clock: Clock::new(),
             pending_blocks: AtomicStat::default(),
+            retired_blocks: AtomicI64::new(0),
         }
     }
 
@@ -273,6 +280,7 @@ impl Counters {
             // Every allocation is a hit but those that got new memory.
             cache_hits: (active_requests.allocated - host.allocations.allocated).max(0),
             cache_misses: host.cache_misses,
+            retired_blocks: self.retired_blocks.load(Ordering::Relaxed),
         }
     }
 

@@ -208,9 +208,12 @@ fn a_failed_record_retires_the_block() {
     a.record_stream(block.address, block.context, S1).unwrap();
     a.backend().inject_record_failures(1);
     assert!(matches!(a.free(block.context), Err(Error::Backend(_))));
+    assert_eq!((a.stats().retired_blocks, a.stats().pending_blocks.current), (1, 0));
     assert_ne!(a.allocate(512).unwrap().unwrap().address, block.address);
     a.empty_cache().unwrap();
+    a.reset_accumulated_stats();
     assert!(a.backend().live_bytes() >= 512, "retired memory is never freed under the device");
+    assert_eq!(a.stats().retired_blocks, 1, "retired blocks stay counted");
 }
 
 #[test]
