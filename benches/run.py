@@ -95,7 +95,7 @@ QUICK = {
 
 
 class Runner:
-    def __init__(self, build, driver, loader, sycl, quick):
+    def __init__(self, build, driver, loader, sycl, quick, programs=(*PROGRAMS.values(), FLOOR_PROGRAM)):
         self.bin = os.path.join(build, "benches")
         self.driver = os.path.abspath(driver)
         self.library_path = f"{os.path.abspath(loader)}:{os.path.abspath(sycl)}"
@@ -104,7 +104,7 @@ class Runner:
         self.processes = 0
         if not os.path.isfile(self.driver):
             sys.exit(f"run.py: no software driver at {self.driver}")
-        for program in [*PROGRAMS.values(), FLOOR_PROGRAM]:
+        for program in programs:
             if not os.access(os.path.join(self.bin, program), os.X_OK):
                 sys.exit(f"run.py: {program} is not built in {self.bin}")
 
