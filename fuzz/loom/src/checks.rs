@@ -249,6 +249,19 @@ fn shard_count() -> usize {
 
 const CLASS: usize = 12;
 
+/// `count` cached blocks of class `CLASS` in a fresh arena, and their entries.
+fn cached_blocks(count: usize) -> (Arc<Arena>, Vec<Entry>) {
+    let arena = Arc::new(Arena::new());
+    let entries = (0..count)
+        .map(|i| {
+            let block = arena.take_unused();
+            block.bind(0x10_0000 * (i + 1), 4096, CLASS, 4096);
+            block.mark_cached()
+        })
+        .collect();
+    (arena, entries)
+}
+
 /// Claims through `entry` what the allocator's `offer` would: stale entries are dropped.
 fn claim(arena: &Arena, entry: Entry) -> Claim {
     if arena.get(entry.id).claim(entry) {
@@ -265,14 +278,7 @@ fn claim(arena: &Arena, entry: Entry) -> Claim {
 /// exactly once.
 pub fn a_cached_block_is_taken_once() {
     model(|| {
-        let arena = Arc::new(Arena::new());
-        let entries: Vec<Entry> = (0..2)
-            .map(|i| {
-                let block = arena.take_unused();
-                block.bind(0x10_0000 * (i + 1), 4096, CLASS, 4096);
-                block.mark_cached()
-            })
-            .collect();
+        let (arena, entries) = cached_blocks(2);
         let shards = Arc::new(Shards::new());
         for &entry in &entries {
             shards.push(0, CLASS, entry, |_| true);
@@ -309,14 +315,7 @@ pub fn a_cached_block_is_taken_once() {
 /// and the owner takes the most recent block unless the reader got it first.
 pub fn a_stack_read_while_its_owner_changes_it() {
     model(|| {
-        let arena = Arc::new(Arena::new());
-        let entries: Vec<Entry> = (0..2)
-            .map(|i| {
-                let block = arena.take_unused();
-                block.bind(0x10_0000 * (i + 1), 4096, CLASS, 4096);
-                block.mark_cached()
-            })
-            .collect();
+        let (arena, entries) = cached_blocks(2);
         let stack = Arc::new(Stack::new());
         let reader = {
             let (arena, stack, entries) = (arena.clone(), stack.clone(), entries.clone());
