@@ -237,6 +237,16 @@ typedef struct {
    stream is done with them). Counted since the start; no reset clears it.
    */
   int64_t retired_blocks;
+  /*
+   Bytes held from the driver and not handed out now (cached, waiting for
+   stream events, or retired): `allocated_bytes` less `active_bytes`.
+   */
+  int64_t idle_bytes;
+  /*
+   The largest block free in the cache now, in bytes: the largest request
+   the cache can serve without new memory (0 when nothing is cached).
+   */
+  int64_t largest_free_block;
 } xpu_host_counters;
 
 /*

@@ -446,7 +446,13 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     pub fn stats(&self) -> Stats {
-        self.counters.snapshot(&self.caches)
+        self.counters.snapshot(&self.caches, self.largest_free_block())
+    }
+
+    /// The size of the largest cached block, looking through every free list.
+    fn largest_free_block(&self) -> usize {
+        let cached = self.listed_entries().into_iter().map(|entry| (entry, self.blocks.get(entry.id)));
+        cached.filter(|(entry, block)| block.is_cached_as(*entry)).map(|(_, block)| block.size()).max().unwrap_or(0)
     }
 
     /// Per size class, the classes that ever held a block (since the last

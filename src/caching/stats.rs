@@ -74,6 +74,12 @@ pub struct Stats {
     /// recorded on a stream that used them (nothing could tell when that
     /// stream is done with them). Counted since the start; no reset clears it.
     pub retired_blocks: i64,
+    /// Bytes held from the driver and not handed out now (cached, waiting for
+    /// stream events, or retired): `allocated_bytes` less `active_bytes`.
+    pub idle_bytes: i64,
+    /// The largest block free in the cache now, in bytes: the largest request
+    /// the cache can serve without new memory (0 when nothing is cached).
+    pub largest_free_block: i64,
 }
 
 /// Compact, for the line for logs: `current/peak/allocated/freed`.
@@ -261,15 +267,18 @@ impl Counters {
         debug_assert!(host.allocations.current >= 0, "more blocks given back than were held");
     }
 
-    pub fn snapshot(&self, hot: &ThreadCaches) -> Stats {
+    /// The statistics now; `largest_free_block` is the allocator's to find
+    /// (it looks through the free lists).
+    pub fn snapshot(&self, hot: &ThreadCaches, largest_free_block: usize) -> Stats {
         let host = self.host.lock();
         let micros = self.clock.to_micros();
         let active_requests = hot.stat(Hot::ActiveRequests);
+        let active_bytes = hot.stat(Hot::ActiveBytes);
         Stats {
             allocations: host.allocations,
             allocated_bytes: host.allocated_bytes,
             active_requests,
-            active_bytes: hot.stat(Hot::ActiveBytes),
+            active_bytes,
             requested_bytes: hot.stat(Hot::RequestedBytes),
             pending_blocks: self.pending_blocks.snapshot(),
             cached_bytes: hot.stat(Hot::CachedBytes),
@@ -281,6 +290,8 @@ impl Counters {
             cache_hits: (active_requests.allocated - host.allocations.allocated).max(0),
             cache_misses: host.cache_misses,
             retired_blocks: self.retired_blocks.load(Ordering::Relaxed),
+            idle_bytes: host.allocated_bytes.current - active_bytes.current,
+            largest_free_block: largest_free_block as i64,
         }
     }
 

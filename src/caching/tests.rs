@@ -226,11 +226,13 @@ fn statistics_follow_requests() {
     assert_eq!(s.active_bytes.current, 1024 + 4096);
     assert_eq!(s.requested_bytes.current, 4000);
     assert_eq!(s.allocated_bytes.current, 1024 + 4096);
+    assert_eq!((s.idle_bytes, s.largest_free_block), (0, 0));
     a.free(x.context).unwrap();
     a.free(y.context).unwrap();
     let s = a.stats();
     assert_eq!(s.active_requests, Stat { current: 0, peak: 2, allocated: 2, freed: 2 });
     assert_eq!(s.cached_bytes.current, 1024 + 4096);
+    assert_eq!((s.idle_bytes, s.largest_free_block), (1024 + 4096, 4096));
     a.reset_peak_stats();
     a.reset_accumulated_stats();
     let s = a.stats();
@@ -615,10 +617,15 @@ fn a_split_block_serves_smaller_requests_and_merges_back_when_freed() {
     a.free(first.context).unwrap();
     a.empty_cache().unwrap();
     assert_eq!(a.backend().live_bytes(), 8 * MIB);
-    assert_eq!(a.stats().cached_bytes.current, 7 * MIB as i64);
+    let s = a.stats();
+    assert_eq!(s.cached_bytes.current, 7 * MIB as i64);
+    // Free on both sides of the part in use: 2 MiB before it, 5 MiB after.
+    assert_eq!((s.idle_bytes, s.largest_free_block), (7 * MIB as i64, 5 * MIB as i64));
     // The last part freed merges all three back into the block the backend gave.
     a.free(second.context).unwrap();
-    assert_eq!(a.stats().cached_bytes.current, 8 * MIB as i64);
+    let s = a.stats();
+    assert_eq!(s.cached_bytes.current, 8 * MIB as i64);
+    assert_eq!((s.idle_bytes, s.largest_free_block), (8 * MIB as i64, 8 * MIB as i64));
     let whole = a.allocate(8 * MIB).unwrap().unwrap();
     assert_eq!((whole.address, whole.size), (big.address, 8 * MIB));
     a.free(whole.context).unwrap();
