@@ -62,9 +62,16 @@ BACKGROUND_OURS = "pinned_use_background_threads:True"
 THRESHOLD_MB = 16
 RELEASE = "pinned_release_cached_on_miss:True"
 SPLIT = "pinned_split_blocks:True"
-# Our answers to a cache of blocks that no longer fit (scenario 5a): give them
-# back on a miss, carve requests out of them, or both.
+# Our answers to a cache of blocks that no longer fit (the traces that free,
+# 5a, 5c, 5d): give them back on a miss, carve requests out of them, or both.
 LOADER_VARIANTS = {"release": RELEASE, "split": SPLIT, "split+release": f"{SPLIT},{RELEASE}"}
+# Scenario 5's traces (scenarios.h), and whether they free (then the variants above run too).
+TRACES = {
+    "memory_loader": ("5a. data loader", True),
+    "memory_offload": ("5b. weight offload", False),
+    "memory_nlp": ("5c. NLP batches", True),
+    "memory_kv": ("5d. KV-cache offload", True),
+}
 
 FULL = {
     "rounds": {"cycle": 11, "cycle_threads": 9, "stream": 7, "miss": 15},
@@ -74,6 +81,8 @@ FULL = {
     "held": {"iterations": 1000},
     "memory_loader": {"steps": 400},
     "memory_offload": {"layers": 8},
+    "memory_nlp": {"steps": 400},
+    "memory_kv": {"steps": 600},
     "miss": {"count": 256, "trials": 101},
     "callgrind_cycle": {"rounds": 2000, "trials": 1},
     "callgrind_stream": {"batch": 32, "batches": 20, "trials": 1},
@@ -87,6 +96,8 @@ QUICK = {
     "held": {"iterations": 40},
     "memory_loader": {"steps": 40},
     "memory_offload": {"layers": 1},
+    "memory_nlp": {"steps": 40},
+    "memory_kv": {"steps": 60, "capacity": 48},
     "miss": {"count": 16, "trials": 3},
     "callgrind_cycle": {"rounds": 10, "trials": 1},
     "callgrind_stream": {"batch": 8, "batches": 2, "trials": 1},
@@ -222,11 +233,11 @@ def measure_memory(runner, plan):
     print(f"== {MEMORY_ADAPTER}: 5. reserved bytes per requested byte", flush=True)
     adapter = MEMORY_ADAPTER
     memory = {}
-    for trace in ("memory_loader", "memory_offload"):
+    for trace, (_, frees) in TRACES.items():
         for divisions in DIVISIONS:
             conf = {"XPU_CACHING_HOST_ALLOCATOR_CONF": f"pinned_roundup_divisions:{divisions}"}
             memory[(trace, f"ours/{divisions}")] = runner.run(adapter, "ours", trace, plan[trace], conf)
-            for variant, setting in LOADER_VARIANTS.items() if trace == "memory_loader" else []:
+            for variant, setting in LOADER_VARIANTS.items() if frees else []:
                 conf = {"XPU_CACHING_HOST_ALLOCATOR_CONF": f"pinned_roundup_divisions:{divisions},{setting}"}
                 memory[(trace, f"ours+{variant}/{divisions}")] = runner.run(adapter, "ours", trace, plan[trace], conf)
         for subject in REFERENCES:
@@ -540,15 +551,15 @@ def memory_table(w, memory):
             cells += [fmt(memory[(trace, ref)]), f"**{fmt(ratio(ours, memory[(trace, ref)]))}**"]
         w("| " + " | ".join(cells) + " |")
 
-    for trace, name in (("memory_loader", "5a. data loader"), ("memory_offload", "5b. weight offload")):
+    for trace, (name, frees) in TRACES.items():
         for divisions in DIVISIONS:
             row(f"{name}, ours {divisions} division{'s' if divisions > 1 else ''}",
                 memory[(trace, f"ours/{divisions}")])
-        for variant, setting in LOADER_VARIANTS.items() if trace == "memory_loader" else []:
+        for variant, setting in LOADER_VARIANTS.items() if frees else []:
             for divisions in DIVISIONS:
                 row(f"{name}, ours {divisions} division{'s' if divisions > 1 else ''} + `{setting}`",
                     memory[(trace, f"ours+{variant}/{divisions}")])
-    for trace, name in (("memory_loader", "5a. data loader"), ("memory_offload", "5b. weight offload")):
+    for trace, (name, _) in TRACES.items():
         ours, theirs = memory[(trace, "ours+threshold")], memory[(trace, "seed-2.15.0+threshold")]
         w(f"| {name}, both with `pinned_max_round_threshold_mb:{THRESHOLD_MB}` | {fmt(ours)} | n/a | n/a | "
           f"{fmt(theirs)} | **{fmt(ratio(ours, theirs))}** | n/a | n/a |")
@@ -638,7 +649,7 @@ def report(analysis, memory_raw, cg, plan, quick, seconds, command_line, loader,
     w("| trace | subject | peak requested | peak reserved | reserved / requested | new blocks |")
     w("|---|---|---|---|---|---|")
     for (trace, subject), r in memory_raw.items():
-        name = "data loader" if trace == "memory_loader" else "weight offload"
+        name = TRACES[trace][0]
         if subject.startswith("ours/"):
             label = f"ours, {subject.split('/')[1]} division(s)"
         elif subject.startswith("ours+") and subject.split("/")[0][5:] in LOADER_VARIANTS:
@@ -700,6 +711,12 @@ def report(analysis, memory_raw, cg, plan, quick, seconds, command_line, loader,
       f"5b: every weight of {plan['memory_offload']['layers']} decoder layers of a 13B Llama-like model "
       "(hidden 5120, MLP 13824, fp16) plus embedding and head, all kept. Reserved: bytes the driver holds "
       "(its live-objects extension), sampled after every allocation; requested: bytes of live requests. "
+      f"5c: {plan['memory_nlp']['steps']} text batches of input ids, attention mask and labels (int64, "
+      "B×L each, B from 4 to 32, L log-uniform from 64 to 4096 tokens in steps of 64), 4 batches in flight "
+      "before the oldest is freed, as a tokenizing data loader feeds a model. "
+      f"5d: {plan['memory_kv']['steps']} swaps of one sequence's KV cache (1 to 24 pages of 2 MiB) out to "
+      f"host memory, as vLLM's swap space does; beyond {plan['memory_kv'].get('capacity', 192)} pages out, "
+      "a random sequence is swapped back in and its buffer freed. "
       f"The threshold rows set `pinned_max_round_threshold_mb:{THRESHOLD_MB}` (ours: "
       "`XPU_CACHING_HOST_ALLOCATOR_CONF`; PyTorch 2.15.0: `PYTORCH_ALLOC_CONF`).")
     w(f"- 6: {plan['miss']['count']} blocks of 64 KiB to 4 MiB (powers of two, unchanged by every size-class "
@@ -781,6 +798,15 @@ def reading(analysis, memory, memory_raw, cg):
                f"divisions, for {new_blocks('ours+release/4')} driver allocations of {allocations} requests "
                f"(without it {new_blocks('ours/4')}; the seed {new_blocks(seed)}); with splitting as well "
                f"{fmt(both[4])}×.")
+    for trace in ("memory_nlp", "memory_kv"):
+        name = TRACES[trace][0]
+        ours = {subject: r for (t, subject), r in memory_raw.items() if t == trace and subject.startswith("ours")}
+        best = min(ours, key=lambda subject: ours[subject]["reserved_per_requested"])
+        out.append(f"{name}: power-of-two rounding holds {fmt(memory[(trace, 'ours/1')])}× (the seed "
+                   f"{fmt(memory[(trace, seed)])}×, for {memory_raw[(trace, seed)]['host_allocations']:,} driver "
+                   f"allocations; UMF {fmt(memory[(trace, 'umf-1.2.0')])}×, for "
+                   f"{memory_raw[(trace, 'umf-1.2.0')]['host_allocations']:,}); our best setting here, `{best}`, "
+                   f"{fmt(ours[best]['reserved_per_requested'])}× for {ours[best]['host_allocations']:,}.")
     if cg:
         ours, theirs = cg[("cycle", "ours")], cg[("cycle", seed)]
         hot = ", ".join(f"`{f}` ({c:.0f})" for f, _, c in ours["hot"][:4])

@@ -13,8 +13,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <deque>
 #include <functional>
+#include <map>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -345,6 +347,70 @@ void memory_offload(S& s, const Args& args, Json& out) {
   out.add("layers", layers);
 }
 
+// 5c: variable-length NLP batches in a 4-deep input pipeline: per batch,
+// input ids, attention mask and labels (int64, B x L each), B from 4 to 32 and
+// L log-uniform from 64 to 4096 tokens in steps of 64, as packed text batches
+// vary; `depth` batches in flight before the oldest is consumed and freed.
+template <class S>
+void memory_nlp(S& s, const Args& args, Json& out) {
+  long steps = args.number("steps", 400), depth = args.number("depth", 4);
+  MemoryTrace<S> trace(s);
+  struct Batch {
+    std::vector<typename S::Block> tensors;
+    std::size_t bytes;
+  };
+  std::deque<Batch> in_flight;
+  Lcg rng{7};
+  for (long step = 0; step < steps; ++step) {
+    std::size_t batch = 4 + rng.next() % 29;
+    double log2_length = 6 + double(rng.next() % 6000) / 1000;
+    std::size_t length = std::max<std::size_t>(64, std::size_t(std::exp2(log2_length)) / 64 * 64);
+    Batch next{{}, 0};
+    for (int tensor = 0; tensor < 3; ++tensor) {
+      next.tensors.push_back(trace.allocate(batch * length * 8));
+      next.bytes += batch * length * 8;
+    }
+    in_flight.push_back(std::move(next));
+    if (long(in_flight.size()) > depth) {
+      trace.released(in_flight.front().bytes);
+      in_flight.pop_front();
+    }
+  }
+  trace.report(out);
+  out.add("steps", steps).add("depth", depth);
+}
+
+// 5d: KV-cache offload to host memory (vLLM's swap space): each step swaps
+// out the KV blocks of one sequence, a run of 1 to 24 pages of 2 MiB, into
+// one pinned buffer; while more than `capacity` pages are out, a sequence
+// picked at random is swapped back in and its buffer freed.
+template <class S>
+void memory_kv(S& s, const Args& args, Json& out) {
+  long steps = args.number("steps", 600), capacity = args.number("capacity", 192);
+  const std::size_t page = 2 << 20;
+  MemoryTrace<S> trace(s);
+  struct Swapped {
+    typename S::Block buffer;
+    long pages;
+  };
+  std::map<long, Swapped> swapped;  // by step, so that "the k-th" is the same in every program
+  long pages_out = 0;
+  Lcg rng{11};
+  for (long step = 0; step < steps; ++step) {
+    long pages = 1 + long(rng.next() % 24);
+    swapped.emplace(step, Swapped{trace.allocate(std::size_t(pages) * page), pages});
+    pages_out += pages;
+    while (pages_out > capacity) {
+      auto victim = std::next(swapped.begin(), long(rng.next() % swapped.size()));
+      pages_out -= victim->second.pages;
+      trace.released(std::size_t(victim->second.pages) * page);
+      swapped.erase(victim);
+    }
+  }
+  trace.report(out);
+  out.add("steps", steps).add("capacity", capacity);
+}
+
 // Scenario 6: the miss path. Each trial allocates `count` blocks at once from
 // an empty cache (every one new memory from the driver), timing only the
 // allocations; trials of the subject alternate with trials of raw
@@ -419,7 +485,7 @@ int bench_main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: %s SCENARIO [key=value...]\n"
-                 "scenarios: cycle cycle_threads%s memory_loader memory_offload miss\n",
+                 "scenarios: cycle cycle_threads%s memory_loader memory_offload memory_nlp memory_kv miss\n",
                  argv[0], S::has_streams ? " stream held" : "");
     return 2;
   }
@@ -436,6 +502,10 @@ int bench_main(int argc, char** argv) {
     memory_loader(subject, args, out);
   } else if (scenario == "memory_offload") {
     memory_offload(subject, args, out);
+  } else if (scenario == "memory_nlp") {
+    memory_nlp(subject, args, out);
+  } else if (scenario == "memory_kv") {
+    memory_kv(subject, args, out);
   } else if (scenario == "miss") {
     miss_path(subject, args, out);
   } else if constexpr (S::has_streams) {
