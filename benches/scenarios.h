@@ -296,6 +296,31 @@ class MemoryTrace {
   std::uint64_t base_, calls_base_, requested_ = 0, peak_requested_ = 0, peak_reserved_ = 0, allocations_ = 0;
 };
 
+// Batches in flight through an input pipeline: once more than `depth` are,
+// the oldest is consumed and its blocks freed, first to last.
+template <class S>
+class InFlight {
+ public:
+  InFlight(MemoryTrace<S>& trace, long depth) : trace_(trace), depth_(depth) {}
+
+  void push(std::vector<typename S::Block> blocks, std::size_t bytes) {
+    batches_.push_back(Batch{std::move(blocks), bytes});
+    if (long(batches_.size()) > depth_) {
+      trace_.released(batches_.front().bytes);
+      batches_.pop_front();
+    }
+  }
+
+ private:
+  struct Batch {
+    std::vector<typename S::Block> blocks;
+    std::size_t bytes;
+  };
+  MemoryTrace<S>& trace_;
+  long depth_;
+  std::deque<Batch> batches_;
+};
+
 // 5a: a data loader pinning batches of images (uint8, 3 x r x r, r varying as
 // in multi-scale training) with their labels (int64), batch sizes 8-64, with
 // `prefetch` batches in flight before the oldest is consumed and freed.
@@ -304,22 +329,18 @@ void memory_loader(S& s, const Args& args, Json& out) {
   long steps = args.number("steps", 400), prefetch = args.number("prefetch", 4);
   const std::size_t resolutions[] = {224, 256, 288, 320, 352, 384};
   MemoryTrace<S> trace(s);
-  struct Batch {
-    typename S::Block images, labels;
-    std::size_t bytes;
-  };
-  std::deque<Batch> in_flight;
+  InFlight<S> in_flight(trace, prefetch);
   Lcg rng{42};
   for (long step = 0; step < steps; ++step) {
     std::size_t batch = 8 + rng.next() % 57, r = resolutions[rng.next() % 6];
     std::size_t images = batch * 3 * r * r, labels = batch * 8;
     auto image_block = trace.allocate(images);
     auto label_block = trace.allocate(labels);
-    in_flight.push_back(Batch{std::move(image_block), std::move(label_block), images + labels});
-    if (long(in_flight.size()) > prefetch) {
-      trace.released(in_flight.front().bytes);
-      in_flight.pop_front();
-    }
+    // Labels freed first, as they always were.
+    std::vector<typename S::Block> blocks;
+    blocks.push_back(std::move(label_block));
+    blocks.push_back(std::move(image_block));
+    in_flight.push(std::move(blocks), images + labels);
   }
   trace.report(out);
   out.add("steps", steps).add("prefetch", prefetch);
@@ -355,26 +376,15 @@ template <class S>
 void memory_nlp(S& s, const Args& args, Json& out) {
   long steps = args.number("steps", 400), depth = args.number("depth", 4);
   MemoryTrace<S> trace(s);
-  struct Batch {
-    std::vector<typename S::Block> tensors;
-    std::size_t bytes;
-  };
-  std::deque<Batch> in_flight;
+  InFlight<S> in_flight(trace, depth);
   Lcg rng{7};
   for (long step = 0; step < steps; ++step) {
     std::size_t batch = 4 + rng.next() % 29;
     double log2_length = 6 + double(rng.next() % 6000) / 1000;
     std::size_t length = std::max<std::size_t>(64, std::size_t(std::exp2(log2_length)) / 64 * 64);
-    Batch next{{}, 0};
-    for (int tensor = 0; tensor < 3; ++tensor) {
-      next.tensors.push_back(trace.allocate(batch * length * 8));
-      next.bytes += batch * length * 8;
-    }
-    in_flight.push_back(std::move(next));
-    if (long(in_flight.size()) > depth) {
-      trace.released(in_flight.front().bytes);
-      in_flight.pop_front();
-    }
+    std::vector<typename S::Block> tensors;
+    for (int tensor = 0; tensor < 3; ++tensor) tensors.push_back(trace.allocate(batch * length * 8));
+    in_flight.push(std::move(tensors), 3 * batch * length * 8);
   }
   trace.report(out);
   out.add("steps", steps).add("depth", depth);
