@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs the benchmark programs of benches/ and writes the report (issues 6 and 15).
+"""Runs the benchmark programs of benches/ and writes the report (issues 6, 15 and 17).
 
 scripts/bench builds the programs and calls this; run it by hand as
     python3 benches/run.py --build build/bench --driver build/bench/cargo/release/libze_software_driver.so \\
@@ -56,16 +56,21 @@ LABEL = {
 # Our ways of recording stream events through the SYCL integration (bench_ours.cpp).
 RECORD = {"ours": {}, "ours-barrier": {"BENCH_OURS_RECORD": "barrier"},
           "ours-last-event": {"BENCH_OURS_RECORD": "last-event"}}
-DIVISIONS = [1, 2, 4, 8]
 STREAM_LATENCY_US = 20
 BACKGROUND_OURS = "pinned_use_background_threads:True"
 THRESHOLD_MB = 16
-RELEASE = "pinned_release_cached_on_miss:True"
-SPLIT = "pinned_split_blocks:True"
-# Our answers to a cache of blocks that no longer fit (the traces that free,
-# 5a, 5c, 5d): give them back on a miss, carve requests out of them, or both.
-LOADER_VARIANTS = {"release": RELEASE, "split": SPLIT, "split+release": f"{SPLIT},{RELEASE}"}
-# Scenario 5's traces (scenarios.h), and whether they free (then the variants above run too).
+ROUNDED = "pinned_fit:rounded"
+# Our settings measured on scenario 5's traces besides the defaults (exact
+# fit), and whether only the traces that free (5a, 5c, 5d) need them: PyTorch's
+# rounding (`pinned_fit:rounded` alone is PyTorch's behaviour), finer classes,
+# the best of rounding's answers to blocks that no longer fit, and splitting.
+MEMORY_VARIANTS = {
+    "ours+split": ("pinned_split_blocks:True", True),
+    "ours+rounded": (ROUNDED, False),
+    "ours+rounded/4": (f"{ROUNDED},pinned_roundup_divisions:4", False),
+    "ours+rounded/8+release": (f"{ROUNDED},pinned_roundup_divisions:8,pinned_release_cached_on_miss:True", True),
+}
+# Scenario 5's traces (scenarios.h), and whether they free.
 TRACES = {
     "memory_loader": ("5a. data loader", True),
     "memory_offload": ("5b. weight offload", False),
@@ -234,18 +239,18 @@ def measure_memory(runner, plan):
     adapter = MEMORY_ADAPTER
     memory = {}
     for trace, (_, frees) in TRACES.items():
-        for divisions in DIVISIONS:
-            conf = {"XPU_CACHING_HOST_ALLOCATOR_CONF": f"pinned_roundup_divisions:{divisions}"}
-            memory[(trace, f"ours/{divisions}")] = runner.run(adapter, "ours", trace, plan[trace], conf)
-            for variant, setting in LOADER_VARIANTS.items() if frees else []:
-                conf = {"XPU_CACHING_HOST_ALLOCATOR_CONF": f"pinned_roundup_divisions:{divisions},{setting}"}
-                memory[(trace, f"ours+{variant}/{divisions}")] = runner.run(adapter, "ours", trace, plan[trace], conf)
+        memory[(trace, "ours")] = runner.run(adapter, "ours", trace, plan[trace])
+        for variant, (setting, needs_frees) in MEMORY_VARIANTS.items():
+            if frees or not needs_frees:
+                conf = {"XPU_CACHING_HOST_ALLOCATOR_CONF": setting}
+                memory[(trace, variant)] = runner.run(adapter, "ours", trace, plan[trace], conf)
         for subject in REFERENCES:
             memory[(trace, subject)] = runner.run(adapter, subject, trace, plan[trace])
-        # PyTorch 2.13+'s answer to rounding waste, which we read too: no rounding above a threshold.
+        # PyTorch 2.13+'s answer to rounding waste, which we read too with
+        # rounded fit: no rounding above a threshold.
         threshold = f"pinned_max_round_threshold_mb:{THRESHOLD_MB}"
         memory[(trace, "ours+threshold")] = runner.run(
-            adapter, "ours", trace, plan[trace], {"XPU_CACHING_HOST_ALLOCATOR_CONF": threshold})
+            adapter, "ours", trace, plan[trace], {"XPU_CACHING_HOST_ALLOCATOR_CONF": f"{ROUNDED},{threshold}"})
         memory[(trace, "seed-2.15.0+threshold")] = runner.run(
             adapter, "seed-2.15.0", trace, plan[trace], {"PYTORCH_ALLOC_CONF": threshold})
     return memory
@@ -452,12 +457,29 @@ def targets_6(adapters, memory):
         rows.append(("6", adapter, "within 5% of raw zeMemAllocHost", r6 <= 1.05,
                      f"{fmt(a['miss_ns']['ours'])} ns against {fmt(a['miss_raw_ns']['ours'])} ns in the same "
                      f"process: {fmt(r6, 4)}×"))
-    m5a, m5b = memory[("memory_loader", "ours+release/4")], memory[("memory_offload", "ours/4")]
-    rows.append(("5", MEMORY_ADAPTER, "at most 1.15 reserved per requested byte with 4 divisions",
-                 m5a <= 1.15 and m5b <= 1.15,
-                 f"data loader {fmt(m5a, 4)} with `{RELEASE}` ({'met' if m5a <= 1.15 else 'not met'}; "
-                 f"{fmt(memory[('memory_loader', 'ours/4')], 4)} without), weight offload "
-                 f"{fmt(m5b, 4)} ({'met' if m5b <= 1.15 else 'not met'})"))
+    return rows
+
+
+def targets_17(adapters, memory_raw):
+    """Issue 17's targets, all at default settings."""
+    rows = []
+    seed = "seed-2.5.1"
+    for trace, (name, _) in TRACES.items():
+        bound = 1.05 if trace in ("memory_loader", "memory_offload") else 1.10
+        ours, umf = (memory_raw[(trace, s)]["reserved_per_requested"] for s in ("ours", "umf-1.2.0"))
+        rows.append((name[:2], MEMORY_ADAPTER, f"reserved / requested at most {bound:.2f} and at most UMF's",
+                     ours <= bound and ours <= umf, f"{fmt(ours, 4)} (UMF {fmt(umf, 4)})"))
+    for trace, (name, _) in TRACES.items():
+        ours, theirs = (memory_raw[(trace, s)]["host_allocations"] for s in ("ours", seed))
+        rows.append((name[:2], MEMORY_ADAPTER, "driver allocations at most the seed's", ours <= theirs,
+                     f"{ours:,} against {theirs:,}"))
+    for adapter, a in adapters.items():
+        cycle, stream, held = a["cycle"], a["stream"], a["held"]
+        r1 = ratio(cycle["ours"], cycle[seed])
+        rows.append(("1", adapter, "at most 1/4 of the seed's time", r1 <= 1 / 4,
+                     f"{fmt(cycle['ours'])} ns against {fmt(cycle[seed])} ns: {fmt(r1)}×"))
+        r3 = ratio(stream["ours"], stream[seed])
+        rows.append(("3", adapter, "at most 1/3 of the seed's time", r3 <= 1 / 3, f"{fmt(r3)}×"))
     return rows
 
 
@@ -539,7 +561,7 @@ def ratios_table(w, adapter, a, cg):
     w("")
 
 
-def memory_table(w, memory):
+def memory_table(w, memory, memory_raw):
     w(f"### Scenario 5 (adapter {MEMORY_ADAPTER}): reserved / requested bytes at peak")
     w("")
     w("| trace | ours | seed (PyTorch 2.5.1) | ratio | PyTorch 2.15.0 | ratio | UMF 1.2.0 | ratio |")
@@ -551,18 +573,26 @@ def memory_table(w, memory):
             cells += [fmt(memory[(trace, ref)]), f"**{fmt(ratio(ours, memory[(trace, ref)]))}**"]
         w("| " + " | ".join(cells) + " |")
 
-    for trace, (name, frees) in TRACES.items():
-        for divisions in DIVISIONS:
-            row(f"{name}, ours {divisions} division{'s' if divisions > 1 else ''}",
-                memory[(trace, f"ours/{divisions}")])
-        for variant, setting in LOADER_VARIANTS.items() if frees else []:
-            for divisions in DIVISIONS:
-                row(f"{name}, ours {divisions} division{'s' if divisions > 1 else ''} + `{setting}`",
-                    memory[(trace, f"ours+{variant}/{divisions}")])
+    for trace, (name, _) in TRACES.items():
+        row(f"{name}, ours (defaults: exact fit)", memory[(trace, "ours")])
+        for variant, (setting, _) in MEMORY_VARIANTS.items():
+            if (trace, variant) in memory:
+                row(f"{name}, ours `{setting}`", memory[(trace, variant)])
     for trace, (name, _) in TRACES.items():
         ours, theirs = memory[(trace, "ours+threshold")], memory[(trace, "seed-2.15.0+threshold")]
-        w(f"| {name}, both with `pinned_max_round_threshold_mb:{THRESHOLD_MB}` | {fmt(ours)} | n/a | n/a | "
-          f"{fmt(theirs)} | **{fmt(ratio(ours, theirs))}** | n/a | n/a |")
+        w(f"| {name}, both rounded with `pinned_max_round_threshold_mb:{THRESHOLD_MB}` | {fmt(ours)} | n/a | "
+          f"n/a | {fmt(theirs)} | **{fmt(ratio(ours, theirs))}** | n/a | n/a |")
+    w("")
+    w(f"### Scenario 5 (adapter {MEMORY_ADAPTER}): driver allocations")
+    w("")
+    w("| trace | allocations requested | ours (defaults) | ours `pinned_fit:rounded` | seed (PyTorch 2.5.1) | "
+      "PyTorch 2.15.0 | UMF 1.2.0 |")
+    w("|---|---|---|---|---|---|---|")
+    for trace, (name, _) in TRACES.items():
+        counts = [memory_raw[(trace, s)]["host_allocations"]
+                  for s in ("ours", "ours+rounded", "seed-2.5.1", "seed-2.15.0", "umf-1.2.0")]
+        w(f"| {name} | {memory_raw[(trace, 'ours')]['allocations']:,} | " + " | ".join(f"{c:,}" for c in counts)
+          + " |")
     w("")
 
 
@@ -575,7 +605,7 @@ def report(analysis, memory_raw, cg, plan, quick, seconds, command_line, loader,
     w(f"# {title}")
     w("")
     w(f"Generated by `{command_line}` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC "
-      f"in {seconds / 60:.0f} min; do not edit by hand, run the command again. Issues 6 and 15 ask for it.")
+      f"in {seconds / 60:.0f} min; do not edit by hand, run the command again. Issues 6, 15 and 17 ask for it.")
     w("")
     w("## Machine")
     w("")
@@ -630,11 +660,13 @@ def report(analysis, memory_raw, cg, plan, quick, seconds, command_line, loader,
     w("")
     for adapter, a in analysis.items():
         ratios_table(w, adapter, a, cg)
-    memory_table(w, memory)
+    memory_table(w, memory, memory_raw)
 
     targets_table(w, "Targets against the seed (issue 15)", targets_15(analysis),
                   " Scenario 6 has no target against the seed: see the reading.")
     targets_table(w, "The other targets (issue 6)", targets_6(analysis, memory), "")
+    targets_table(w, "Exact fit by default (issue 17)", targets_17(analysis, memory_raw),
+                  " Scenarios 2, 4 and 6 keep their targets above.")
 
     w("## Reading")
     w("")
@@ -650,11 +682,8 @@ def report(analysis, memory_raw, cg, plan, quick, seconds, command_line, loader,
     w("|---|---|---|---|---|---|")
     for (trace, subject), r in memory_raw.items():
         name = TRACES[trace][0]
-        if subject.startswith("ours/"):
-            label = f"ours, {subject.split('/')[1]} division(s)"
-        elif subject.startswith("ours+") and subject.split("/")[0][5:] in LOADER_VARIANTS:
-            variant, divisions = subject[5:].split("/")
-            label = f"ours, {divisions} division(s), `{LOADER_VARIANTS[variant]}`"
+        if subject in MEMORY_VARIANTS:
+            label = f"ours, `{MEMORY_VARIANTS[subject][0]}`"
         elif subject.endswith("+threshold"):
             label = f"{LABEL[subject.split('+')[0]]}, `pinned_max_round_threshold_mb:{THRESHOLD_MB}`"
         else:
@@ -781,32 +810,21 @@ def reading(analysis, memory, memory_raw, cg):
                      "serving misses from the runtime's pool, which a cache below the runtime could match only by "
                      "keeping memory through `empty_cache`.")
         out.append(text)
-    loader = {d: memory[("memory_loader", f"ours/{d}")] for d in DIVISIONS}
-    offload = {d: memory[("memory_offload", f"ours/{d}")] for d in DIVISIONS}
-    release = {d: memory[("memory_loader", f"ours+release/{d}")] for d in DIVISIONS}
-    both = {d: memory[("memory_loader", f"ours+split+release/{d}")] for d in DIVISIONS}
+    def held(trace, subject):
+        r = memory_raw[(trace, subject)]
+        return f"{fmt(r['reserved_per_requested'])}× for {r['host_allocations']:,} driver allocations"
 
-    def new_blocks(subject):
-        return f"{memory_raw[('memory_loader', subject)]['host_allocations']:,}"
-
-    allocations = f"{memory_raw[('memory_loader', 'ours/4')]['allocations']:,}"
-    out.append(f"Scenario 5 (adapter {MEMORY_ADAPTER}). Weight offload: power-of-two rounding holds "
-               f"{fmt(offload[1])}× the requested bytes (the seed: {fmt(memory[('memory_offload', seed)])}×); "
-               f"2, 4 and 8 divisions bring it to {fmt(offload[2])}, {fmt(offload[4])} and {fmt(offload[8])}. "
-               f"Data loader: {fmt(loader[1])}× with 1 division (the seed {fmt(memory[('memory_loader', seed)])}×, "
-               f"UMF {fmt(memory[('memory_loader', 'umf-1.2.0')])}×); with `{RELEASE}` {fmt(release[4])}× with 4 "
-               f"divisions, for {new_blocks('ours+release/4')} driver allocations of {allocations} requests "
-               f"(without it {new_blocks('ours/4')}; the seed {new_blocks(seed)}); with splitting as well "
-               f"{fmt(both[4])}×.")
-    for trace in ("memory_nlp", "memory_kv"):
-        name = TRACES[trace][0]
-        ours = {subject: r for (t, subject), r in memory_raw.items() if t == trace and subject.startswith("ours")}
-        best = min(ours, key=lambda subject: ours[subject]["reserved_per_requested"])
-        out.append(f"{name}: power-of-two rounding holds {fmt(memory[(trace, 'ours/1')])}× (the seed "
-                   f"{fmt(memory[(trace, seed)])}×, for {memory_raw[(trace, seed)]['host_allocations']:,} driver "
-                   f"allocations; UMF {fmt(memory[(trace, 'umf-1.2.0')])}×, for "
-                   f"{memory_raw[(trace, 'umf-1.2.0')]['host_allocations']:,}); our best setting here, `{best}`, "
-                   f"{fmt(ours[best]['reserved_per_requested'])}× for {ours[best]['host_allocations']:,}.")
+    for trace, (name, _) in TRACES.items():
+        requests = memory_raw[(trace, "ours")]["allocations"]
+        out.append(f"Scenario {name} (adapter {MEMORY_ADAPTER}), {requests:,} requests: exact fit holds "
+                   f"{held(trace, 'ours')}; PyTorch's rounding (`{ROUNDED}`) {held(trace, 'ours+rounded')}; the "
+                   f"seed {held(trace, seed)}, PyTorch 2.15.0 {held(trace, 'seed-2.15.0')}, UMF "
+                   f"{held(trace, 'umf-1.2.0')}.")
+    out.append("Scenario 5: a cache that never gives memory back reaches the driver only for the largest set of "
+               "blocks live at once, and holds every block it ever made; one that holds within 0.5% of the "
+               "most bytes ever requested must give back blocks no request fits and make new ones when sizes "
+               "drift, as they do in 5a, 5c and 5d. Exact fit chooses the memory; `pinned_fit:rounded` "
+               "chooses PyTorch's driver allocations, with PyTorch's memory.")
     if cg:
         ours, theirs = cg[("cycle", "ours")], cg[("cycle", seed)]
         hot = ", ".join(f"`{f}` ({c:.0f})" for f, _, c in ours["hot"][:4])

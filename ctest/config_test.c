@@ -25,7 +25,9 @@ static void api(void) {
   CHECK(strstr(xpu_host_last_error_message(), "pinned_roundup_divisions must be 1, 2, 4 or 8, not `3`") != NULL);
   CHECK(xpu_host_configure("pinned_max_cached_size_mb:lots") == XPU_HOST_ERROR_INVALID_CONFIGURATION);
   CHECK(xpu_host_configure(NULL) == XPU_HOST_ERROR_INVALID_ARGUMENT);
-  CHECK_OK(xpu_host_configure("pinned_roundup_divisions:4, pinned_max_cached_size_mb:2"));
+  CHECK(xpu_host_configure("pinned_fit:power2") == XPU_HOST_ERROR_INVALID_CONFIGURATION);
+  CHECK(strstr(xpu_host_last_error_message(), "pinned_fit must be exact or rounded, not `power2`") != NULL);
+  CHECK_OK(xpu_host_configure("pinned_fit:rounded,pinned_roundup_divisions:4, pinned_max_cached_size_mb:2"));
 
   /* Four divisions: (1 MiB, 2 MiB] in steps of 256 KiB. */
   void *a, *actx, *b, *bctx;

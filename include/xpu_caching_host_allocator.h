@@ -47,7 +47,7 @@ typedef enum {
    */
   XPU_HOST_ERROR_OUT_OF_MEMORY = 2,
   /*
-   A size too large to round to a block size.
+   A size too large for a block (beyond `isize::MAX`, or overflowing its rounding).
    */
   XPU_HOST_ERROR_SIZE_TOO_LARGE = 3,
   /*

@@ -107,17 +107,18 @@ static void sizes(void) {
   if (data != NULL) *(volatile char *)data = 1;
   CHECK_OK(xpu_host_free(ctx));
 
-  /* Sizes whose rounding overflows: refused before anything is asked of the driver. */
-  const size_t too_large[] = {SIZE_MAX, SIZE_MAX / 2 + 2, SIZE_MAX - 511};
+  /* Sizes over any block (exact fit, the default: beyond PTRDIFF_MAX once
+   * aligned to 512 bytes): refused before anything is asked of the driver. */
+  const size_t too_large[] = {SIZE_MAX, SIZE_MAX / 2 + 2, SIZE_MAX - 511, SIZE_MAX / 2 + 1, SIZE_MAX / 2};
   for (size_t i = 0; i < sizeof too_large / sizeof *too_large; ++i) {
     data = (void *)1, ctx = (void *)1;
     CHECK_CODE(HOSTILE(xpu_host_allocate(too_large[i], &data, &ctx)), XPU_HOST_ERROR_SIZE_TOO_LARGE);
     LAST_ERROR_MENTIONS("too large");
     CHECK(data == (void *)1 && ctx == (void *)1); /* untouched on failure */
   }
-  /* Sizes that round (SIZE_MAX/2+1 is 2^63, a power of two) but that no
-   * driver gives: out of memory after emptying the cache and retrying, nothing held. */
-  const size_t refused[] = {SIZE_MAX / 2 + 1, SIZE_MAX / 2, (size_t)1 << 62, (size_t)1 << 48};
+  /* Sizes a block may have but that no driver gives: out of memory after
+   * emptying the cache and retrying, nothing held. */
+  const size_t refused[] = {SIZE_MAX / 2 - 511, (size_t)1 << 62, (size_t)1 << 48};
   for (size_t i = 0; i < sizeof refused / sizeof *refused; ++i) {
     CHECK_CODE(HOSTILE(xpu_host_allocate(refused[i], &data, &ctx)), XPU_HOST_ERROR_OUT_OF_MEMORY);
     LAST_ERROR_MENTIONS("out of pinned host memory");

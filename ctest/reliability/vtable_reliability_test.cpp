@@ -49,12 +49,13 @@ void hostile(Checks& checks, c10::Allocator* allocator) {
   checks.check(empty.get() == nullptr && empty.get_context() == nullptr, "allocate(0) is a null DataPtr");
   c10::DataPtr one = allocator->allocate(1);
   checks.check(one.get() != nullptr, "allocate(1) gives memory");
-  for (std::size_t size : {SIZE_MAX, SIZE_MAX / 2 + 2, SIZE_MAX - 511}) {
+  // Over any block: beyond PTRDIFF_MAX once aligned (exact fit, the default).
+  for (std::size_t size : {SIZE_MAX, SIZE_MAX / 2 + 2, SIZE_MAX - 511, SIZE_MAX / 2 + 1, SIZE_MAX / 2}) {
     checks.throws<std::runtime_error>("allocate(" + std::to_string(size) + ") throws", "too large",
                                       [&] { allocator->allocate(size); });
   }
-  // SIZE_MAX/2+1 is 2^63, a power of two: it rounds, and no driver gives it.
-  for (std::size_t size : {SIZE_MAX / 2 + 1, SIZE_MAX / 2}) {
+  // A block may have these sizes, but no driver gives them.
+  for (std::size_t size : {SIZE_MAX / 2 - 511, std::size_t{1} << 62}) {
     checks.throws<std::runtime_error>("allocate(" + std::to_string(size) + "), which no driver gives, throws",
                                       "out of pinned host memory", [&] { allocator->allocate(size); });
   }

@@ -30,11 +30,14 @@ use std::collections::{HashMap, HashSet};
 
 use crate::bytes::Bytes;
 use crate::fake_backend::FakeBackend;
-use xpu_caching_host_allocator::caching::size_class::Rounding;
-use xpu_caching_host_allocator::caching::{size_class, CachingAllocator, Error, Settings, StreamKey};
+use xpu_caching_host_allocator::caching::size_class::{Rounding, SizeClass};
+use xpu_caching_host_allocator::caching::{size_class, CachingAllocator, Error, Fit, Settings, StreamKey};
 
 /// The core splits requests from this size up, and parts no smaller.
 const SPLIT_MIN: usize = 1 << 20;
+/// With exact fit, a reused block exceeds its request's aligned size by at
+/// most this fraction of it, when the budget allows (the core's `REUSE_DIVISOR`).
+const REUSE_DIVISOR: usize = 8;
 
 struct LiveBlock {
     address: usize,
@@ -99,7 +102,9 @@ pub fn run(data: &[u8]) -> Report {
     let cap = bytes.pick(&[usize::MAX, usize::MAX, 0, 8192, 1 << 20]);
     let limit = bytes.pick(&[usize::MAX, 1 << 16, 1 << 20, 16 << 20]);
     let split = bytes.pick(&[false, false, true]);
+    let fit = bytes.pick(&[Fit::Exact, Fit::Exact, Fit::Rounded]);
     let settings = Settings {
+        fit,
         roundup_divisions: divisions,
         max_round_threshold: threshold,
         max_cached_bytes: cap,
@@ -107,13 +112,16 @@ pub fn run(data: &[u8]) -> Report {
         split_blocks: split,
         ..Settings::default()
     };
-    let rounding = Rounding { divisions, threshold };
+    let rounding = match fit {
+        Fit::Exact => Rounding::exact(),
+        Fit::Rounded => Rounding { divisions, threshold, exact: false },
+    };
     let a = CachingAllocator::new(FakeBackend::with_limit(limit), settings);
     let mut model = Model { split, ..Model::default() };
     let mut report = Report::default();
     let trace = std::env::var_os("XPU_HOST_MODEL_TRACE").is_some();
     if trace {
-        eprintln!("model: divisions {divisions} threshold {threshold:#x} cap {cap:#x} limit {limit:#x}");
+        eprintln!("model: {fit:?} fit, divisions {divisions} threshold {threshold:#x} cap {cap:#x} limit {limit:#x}");
     }
 
     while !bytes.is_empty() && report.operations < 2000 {
@@ -244,7 +252,8 @@ fn allocate(
         Err(other) => panic!("allocate({size}): {other:?}"),
     };
     // A split-off block is carved at its class size; a block too small to split is handed out whole.
-    let fits = size_class::fits(allocation.size, size, &class)
+    let slack = if rounding.exact { class.size / REUSE_DIVISOR } else { 0 };
+    let fits = size_class::fits(allocation.size, size, &SizeClass { step: class.step + slack, ..class })
         || (model.split && allocation.size >= size && allocation.size - size < class.step + SPLIT_MIN);
     assert!(fits, "block of {} bytes for a request of {size}", allocation.size);
     assert_eq!(allocation.address % 512, 0);

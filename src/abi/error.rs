@@ -19,7 +19,7 @@ pub enum xpu_host_result {
     XPU_HOST_ERROR_INVALID_ARGUMENT = 1,
     /// No pinned memory left, even after emptying the cache and retrying once.
     XPU_HOST_ERROR_OUT_OF_MEMORY = 2,
-    /// A size too large to round to a block size.
+    /// A size too large for a block (beyond `isize::MAX`, or overflowing its rounding).
     XPU_HOST_ERROR_SIZE_TOO_LARGE = 3,
     /// A context that is not one of this allocator's blocks.
     XPU_HOST_ERROR_UNKNOWN_BLOCK = 4,

@@ -2,24 +2,39 @@
 //!
 //! Keys are named after PyTorch's host-allocator keys where one exists
 //! (`pinned_use_background_threads`, `pinned_max_round_threshold_mb`,
-//! `pinned_max_cached_size_mb`), plus `pinned_roundup_divisions`,
+//! `pinned_max_cached_size_mb`), plus `pinned_fit`, `pinned_roundup_divisions`,
 //! `pinned_release_cached_on_miss` and `pinned_split_blocks`.
 
 use super::size_class::ALLOWED_DIVISIONS;
 
+/// How blocks are sized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// Blocks are requests aligned to 512 bytes, and the bytes held stay
+    /// within a small budget over the most ever requested at once (budget.rs).
+    Exact,
+    /// Blocks are rounded as `roundup_divisions` and `max_round_threshold`
+    /// say, and cached until `empty_cache` or the cache cap; with their
+    /// defaults, PyTorch's allocator's behaviour.
+    Rounded,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
-    /// Divisions per power of two: 1 (PyTorch's rounding), 2, 4 or 8.
+    /// Exact fit (the default) or PyTorch's rounding.
+    pub fit: Fit,
+    /// With rounded fit, divisions per power of two: 1 (PyTorch's rounding), 2, 4 or 8.
     pub roundup_divisions: u32,
-    /// Requests above this many bytes are not rounded to a size class, only to
-    /// the 512-byte alignment.
+    /// With rounded fit, requests above this many bytes are not rounded to a
+    /// size class, only to the 512-byte alignment.
     pub max_round_threshold: usize,
     /// Free cached bytes above this are given back to the backend, oldest first.
     pub max_cached_bytes: usize,
     /// A background thread polls stream events, so allocation never does.
     pub background_reclaimer: bool,
-    /// Before a miss asks the backend for a block, cached blocks go back,
-    /// oldest first, until as many bytes went back as the new block takes.
+    /// With rounded fit: before a miss asks the backend for a block, cached
+    /// blocks go back, oldest first, until as many bytes went back as the new
+    /// block takes. (Exact fit gives back what its budget needs anyway.)
     pub release_cached_on_miss: bool,
     /// A miss is served by splitting the smallest larger cached block; freed
     /// parts merge with their free neighbours.
@@ -29,6 +44,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            fit: Fit::Exact,
             roundup_divisions: 1,
             max_round_threshold: usize::MAX,
             max_cached_bytes: usize::MAX,
@@ -36,6 +52,13 @@ impl Default for Settings {
             release_cached_on_miss: false,
             split_blocks: false,
         }
+    }
+}
+
+impl Settings {
+    /// Whether a miss gives back the oldest cached blocks first (`pinned_release_cached_on_miss`).
+    pub fn releases_oldest_on_miss(&self) -> bool {
+        self.release_cached_on_miss && self.fit == Fit::Rounded
     }
 }
 
@@ -60,6 +83,13 @@ impl Settings {
             let (key, value) = (key.trim(), value.trim());
             let bad = |expected: &str| format!("{source}: {key} must be {expected}, not `{value}`");
             match key {
+                "pinned_fit" => {
+                    next.fit = match value {
+                        "exact" => Fit::Exact,
+                        "rounded" => Fit::Rounded,
+                        _ => return Err(bad("exact or rounded")),
+                    };
+                }
                 "pinned_roundup_divisions" => {
                     next.roundup_divisions = value
                         .parse()
@@ -85,10 +115,10 @@ impl Settings {
                 _ if unknown == UnknownKeys::Ignore => {}
                 _ => {
                     return Err(format!(
-                    "{source}: unknown key `{key}` (known: pinned_roundup_divisions, pinned_max_round_threshold_mb, \
-                         pinned_max_cached_size_mb, pinned_use_background_threads, pinned_release_cached_on_miss, \
-                         pinned_split_blocks)"
-                ))
+                        "{source}: unknown key `{key}` (known: pinned_fit, pinned_roundup_divisions, \
+                         pinned_max_round_threshold_mb, pinned_max_cached_size_mb, \
+                         pinned_use_background_threads, pinned_release_cached_on_miss, pinned_split_blocks)"
+                    ))
                 }
             }
         }
@@ -155,13 +185,14 @@ mod tests {
     #[test]
     fn every_key_parses() {
         let s = parse(
-            " pinned_roundup_divisions:4, pinned_max_round_threshold_mb:64,pinned_max_cached_size_mb:1024,\
+            " pinned_fit:rounded,pinned_roundup_divisions:4, pinned_max_round_threshold_mb:64,pinned_max_cached_size_mb:1024,\
              pinned_use_background_threads:True,pinned_release_cached_on_miss:1,pinned_split_blocks:true",
         )
         .unwrap();
         assert_eq!(
             s,
             Settings {
+                fit: Fit::Rounded,
                 roundup_divisions: 4,
                 max_round_threshold: 64 << 20,
                 max_cached_bytes: 1 << 30,
@@ -185,6 +216,7 @@ mod tests {
         assert!(parse("pinned_max_cached_size_mb:99999999999999999").unwrap_err().contains("whole number of MiB"));
         assert!(parse("pinned_use_background_threads:yes").unwrap_err().contains("True or False"));
         assert!(parse("pinned_release_cached_on_miss:maybe").unwrap_err().contains("True or False"));
+        assert_eq!(parse("pinned_fit:power2").unwrap_err(), "TEST: pinned_fit must be exact or rounded, not `power2`");
         assert!(parse("nocolon").unwrap_err().contains("not key:value"));
     }
 

@@ -4,7 +4,8 @@ use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
-    /// The size cannot be rounded to a block size without overflowing.
+    /// The size is beyond any block: rounding or aligning it would overflow,
+    /// or (exact fit) it is over `isize::MAX`, more than any host can map.
     SizeTooLarge { requested: usize },
     /// The backend has no memory, even after the cache was emptied.
     OutOfMemory { requested: usize, size: usize, detail: String },
@@ -20,7 +21,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::SizeTooLarge { requested } => {
-                write!(f, "cannot allocate {requested} bytes: the size is too large to round to a block size")
+                write!(f, "cannot allocate {requested} bytes: the size is too large for a block")
             }
             Error::OutOfMemory { requested, size, detail } => write!(
                 f,

@@ -21,6 +21,7 @@
 
 mod backend;
 mod block;
+mod budget;
 mod clock;
 mod config;
 mod error;
@@ -40,7 +41,7 @@ mod thread_cache;
 mod thread_slot;
 
 pub use backend::{Backend, BackendError, HostMemory, StreamEvents, StreamKey};
-pub use config::{Settings, UnknownKeys};
+pub use config::{Fit, Settings, UnknownKeys};
 pub use error::Error;
 pub use hash::IntegerMap;
 pub use reclaimer::Reclaimer;
@@ -50,6 +51,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use block::{Arena, Block, BlockState, Claim, Entry, Freed, UsedStreams};
+use budget::Budget;
 use gauges::{Hot, PEAK_CHECK_EVERY};
 use pending::PendingQueues;
 use reclaimer::Reclaim;
@@ -104,6 +106,8 @@ pub struct CachingAllocator<B: Backend> {
     /// With a cache cap or release on miss only: entries of cached blocks,
     /// oldest first (entries of blocks taken since are stale).
     oldest: Option<Mutex<Oldest>>,
+    /// With exact fit: the high water the budget is measured against.
+    budget: Budget,
     /// The background reclaimer's thread while it runs, woken when blocks
     /// start waiting; the allocation path polls only when there is none.
     reclaimer: Mutex<Option<std::thread::Thread>>,
@@ -114,10 +118,18 @@ pub struct CachingAllocator<B: Backend> {
 impl<B: Backend> CachingAllocator<B> {
     pub fn new(backend: B, settings: Settings) -> Self {
         assert!(size_class::ALLOWED_DIVISIONS.contains(&settings.roundup_divisions));
+        let rounding = match settings.fit {
+            Fit::Exact => Rounding::exact(),
+            Fit::Rounded => Rounding {
+                divisions: settings.roundup_divisions,
+                threshold: settings.max_round_threshold,
+                exact: false,
+            },
+        };
         CachingAllocator {
             backend,
             settings,
-            rounding: Rounding { divisions: settings.roundup_divisions, threshold: settings.max_round_threshold },
+            rounding,
             blocks: Arena::new(),
             caches: ThreadCaches::new(),
             shards: Shards::new(),
@@ -125,8 +137,9 @@ impl<B: Backend> CachingAllocator<B> {
             by_address_stale: AtomicBool::new(false),
             pending: PendingQueues::new(),
             segments: Mutex::new(()),
-            oldest: (settings.max_cached_bytes != usize::MAX || settings.release_cached_on_miss)
+            oldest: (settings.max_cached_bytes != usize::MAX || settings.releases_oldest_on_miss())
                 .then(|| Mutex::new(Oldest::default())),
+            budget: Budget::default(),
             reclaimer: Mutex::new(None),
             reclaimer_running: AtomicBool::new(false),
             counters: Counters::new(CLASS_COUNT),
@@ -174,8 +187,8 @@ impl<B: Backend> CachingAllocator<B> {
                 self.caches.raise_peaks();
             }
         }
-        // Zero and sizes that do not round go the slow way.
-        let class = self.rounding.classify_rounded(size)?;
+        // Zero and sizes too large go the slow way.
+        let class = self.rounding.classify(size)?;
         let top = local.stack(class.index)?.top()?;
         let block = top.block;
         if block.size() != class.size {
@@ -219,21 +232,20 @@ impl<B: Backend> CachingAllocator<B> {
         // the counting in calls of their own, a miss took 1.046 times the
         // backend's own allocation, and 1.035 times as it is (BENCHMARKS.md
         // scenario 6, medians of 80 alternating processes).
-        if local.shares().next_allocation() % PEAK_CHECK_EVERY == 0
-            || self.polls_inline()
-            || self.caches.current_value(Hot::CachedBytes) > 0
-        {
+        let cached = self.caches.current_value(Hot::CachedBytes) > 0;
+        if cached || local.shares().next_allocation() % PEAK_CHECK_EVERY == 0 || self.polls_inline() {
             if let Some(allocation) = self.allocate_reusing(local, size, &class) {
                 return Ok(Some(allocation));
             }
         }
-        let block = self.allocate_new(local, size, &class)?;
+        let block = self.allocate_new(local, size, &class, cached)?;
         Ok(Some(self.hand_out(local, block, size, false)))
     }
 
     /// `allocate_slow` when there may be a block to reuse: it raises the peaks
-    /// when due, polls pending events, then takes a cached block, or carves
-    /// the request out of one (`pinned_split_blocks`); `None` if neither.
+    /// when due, polls pending events, then takes a cached block (with exact
+    /// fit, a larger one if the budget allows), or carves the request out of
+    /// one (`pinned_split_blocks`); `None` if none of these.
     #[inline(never)]
     fn allocate_reusing(&self, local: Mine<'_>, size: usize, class: &SizeClass) -> Option<Allocation> {
         if local.shares().next_allocation() % PEAK_CHECK_EVERY == 0 {
@@ -243,6 +255,10 @@ impl<B: Backend> CachingAllocator<B> {
             self.poll_pending_with(local);
         }
         if let Some(entry) = self.take_cached(local, size, class) {
+            return Some(self.hand_out(local, self.blocks.get(entry.id), size, true));
+        }
+        let wider = (self.settings.fit == Fit::Exact).then(|| self.with_slack(size, class)).flatten();
+        if let Some(entry) = wider.and_then(|wider| self.take_cached(local, size, &wider)) {
             return Some(self.hand_out(local, self.blocks.get(entry.id), size, true));
         }
         if self.settings.split_blocks && class.size >= SPLIT_MIN {
@@ -479,6 +495,7 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     pub fn reset_peak_stats(&self) {
+        self.keep_high_water();
         self.counters.reset_peak(&self.caches);
     }
 
@@ -553,13 +570,19 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     #[inline(always)]
-    fn allocate_new(&self, local: Mine<'_>, requested: usize, class: &SizeClass) -> Result<&Block, Error> {
+    fn allocate_new(
+        &self,
+        local: Mine<'_>,
+        requested: usize,
+        class: &SizeClass,
+        cached: bool,
+    ) -> Result<&Block, Error> {
         // The header is taken first and its lines fetched while the driver
         // works: a driver call leaves them out of cache, and fetching them for
         // the writes of `bind` cost about as much as the rest of a miss.
         let block = self.blocks.take_unused();
         block.prefetch();
-        match self.new_memory(local, requested, class) {
+        match self.new_memory(local, requested, class, cached) {
             Ok(address) => {
                 block.bind(address, class.size, class.index, requested);
                 self.by_address_stale.store(true, Ordering::Release);
@@ -573,12 +596,16 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     /// Memory for a miss of `class` from the backend: first making way for it
-    /// as the settings say, and once more after emptying the cache if the
-    /// backend was out of memory.
+    /// as the settings say if the miss found something `cached`, and once
+    /// more after emptying the cache if the backend was out of memory.
     #[inline(always)]
-    fn new_memory(&self, local: Mine<'_>, requested: usize, class: &SizeClass) -> Result<usize, Error> {
-        if let (true, Some(oldest)) = (self.settings.release_cached_on_miss, &self.oldest) {
-            self.make_way(local, oldest, class);
+    fn new_memory(&self, local: Mine<'_>, requested: usize, class: &SizeClass, cached: bool) -> Result<usize, Error> {
+        if cached {
+            if self.settings.fit == Fit::Exact {
+                self.keep_budget(local, requested, class.size);
+            } else if let (true, Some(oldest)) = (self.settings.releases_oldest_on_miss(), &self.oldest) {
+                self.make_way(local, oldest, class);
+            }
         }
         match self.host_allocate(class, true) {
             Ok(address) => Ok(address),

@@ -1,17 +1,21 @@
-//! Which size a request is rounded to, which free list serves it, and which
-//! cached blocks may serve it.
+//! Which size a request gets, which free list serves it, and which cached
+//! blocks may serve it.
 //!
-//! The default, one division, rounds to the next power of two exactly as
+//! Exact fit, the default, only aligns a request to 512 bytes (the alignment
+//! of every block); the free lists are classes of eight steps per power of
+//! two, and a cached block serves a request with no more waste than its own
+//! alignment, unless the allocator allows more (budget.rs).
+//!
+//! Rounded fit with one division rounds to the next power of two exactly as
 //! PyTorch's `CachingHostAllocator` does. With `d` divisions the range
 //! (2^(k-1), 2^k] is cut into `d` equal steps, as PyTorch's
 //! `roundup_power2_divisions` does for device memory, so at most 1/(2d) of a
-//! block is waste instead of up to one half. Steps below 512 bytes (the
-//! alignment of every block) are pointless and fall back to the power of two.
-//! Requests above a threshold are not rounded at all, only aligned (PyTorch
-//! 2.13's `pinned_max_round_threshold_mb`).
-//!
-//! A cached block may serve a request when it is large enough and wastes at
-//! most one step of the request's class: its own class, or one class larger.
+//! block is waste instead of up to one half. Steps below 512 bytes are
+//! pointless and fall back to the power of two. Requests above a threshold
+//! are not rounded at all, only aligned (PyTorch 2.13's
+//! `pinned_max_round_threshold_mb`); a cached block may serve a request when
+//! it is large enough and wastes at most one step of the request's class: its
+//! own class, or one class larger.
 
 /// Divisions per power of two that a configuration may ask for.
 pub const ALLOWED_DIVISIONS: [u32; 4] = [1, 2, 4, 8];
@@ -36,31 +40,32 @@ pub struct Rounding {
     pub divisions: u32,
     /// Requests above this are only aligned to 512 bytes.
     pub threshold: usize,
+    /// Exact fit: every request is only aligned, and its step is what the
+    /// alignment adds (a reused block is as large as a new one would be);
+    /// `divisions` and `threshold` do not apply.
+    pub exact: bool,
 }
 
 impl Rounding {
-    /// The class of `request` (> 0); `None` when its size does not fit in `usize`.
-    #[inline]
+    /// Exact fit: lists of eight steps per power of two, nothing rounded.
+    pub const fn exact() -> Rounding {
+        Rounding { divisions: MAX_DIVISIONS as u32, threshold: 0, exact: true }
+    }
+
+    /// The class of `request`; `None` for 0 and when its size does not fit
+    /// in `usize`. It cannot panic (it is on the hot path).
+    #[inline(always)]
     pub fn classify(&self, request: usize) -> Option<SizeClass> {
-        debug_assert!(request > 0 && ALLOWED_DIVISIONS.contains(&self.divisions));
-        if request <= self.threshold {
+        debug_assert!(ALLOWED_DIVISIONS.contains(&self.divisions));
+        if self.exact {
+            return exact(request);
+        }
+        if request.wrapping_sub(1) < self.threshold {
             return round(request, self.divisions);
         }
-        self.classify_unrounded(request)
-    }
-
-    /// The class of a request of at least one byte, up to the threshold,
-    /// that rounds to a size a `usize` holds; `None` for any other.
-    #[inline(always)]
-    pub fn classify_rounded(&self, request: usize) -> Option<SizeClass> {
-        if request.wrapping_sub(1) >= self.threshold {
+        if request == 0 {
             return None;
         }
-        round(request, self.divisions)
-    }
-
-    #[inline(never)]
-    fn classify_unrounded(&self, request: usize) -> Option<SizeClass> {
         let size = request.checked_next_multiple_of(MIN_STEP)?;
         Some(SizeClass { size, ..round(size, self.divisions)? })
     }
@@ -84,6 +89,23 @@ pub fn class_size(index: usize) -> usize {
 /// Whether a cached block of `block_size` may serve `request` of class `class`.
 pub fn fits(block_size: usize, request: usize, class: &SizeClass) -> bool {
     block_size >= request && block_size - request <= class.step
+}
+
+/// Exact fit's class of `request`: its size aligned, listed with the sizes of
+/// its eighth of a power of two, (2^(e-1) + k 2^(e-4), 2^(e-1) + (k+1) 2^(e-4)].
+/// A handful of instructions: it runs on every allocation.
+#[inline(always)]
+fn exact(request: usize) -> Option<SizeClass> {
+    // Zero, and sizes whose block would be over `isize::MAX`, which no host
+    // can map: better an error than a driver call that empties the cache to fail.
+    if request.wrapping_sub(1) >= isize::MAX as usize - (MIN_STEP - 1) {
+        return None;
+    }
+    let size = (request + (MIN_STEP - 1)) & !(MIN_STEP - 1);
+    // 2^(exponent-1) < size <= 2^exponent, and exponent >= 9 (size >= 512).
+    let exponent = (usize::BITS - (size - 1).leading_zeros()) as usize;
+    let eighth = ((size - 1) >> (exponent - 4)) & (MAX_DIVISIONS - 1);
+    Some(SizeClass { size, index: exponent * MAX_DIVISIONS + eighth, step: size - request })
 }
 
 /// Every quantity here is a power of two, so divisions are shifts (this runs
@@ -114,7 +136,7 @@ mod tests {
     use super::*;
 
     fn class(request: usize, divisions: u32) -> Option<SizeClass> {
-        Rounding { divisions, threshold: usize::MAX }.classify(request)
+        Rounding { divisions, threshold: usize::MAX, exact: false }.classify(request)
     }
 
     #[test]
@@ -131,7 +153,9 @@ mod tests {
     fn sizes_that_cannot_round_are_none() {
         assert_eq!(class((1 << 63) + 1, 1), None);
         assert_eq!(class(usize::MAX, 8), None);
-        assert_eq!(Rounding { divisions: 1, threshold: 0 }.classify(usize::MAX), None);
+        assert_eq!(Rounding { divisions: 1, threshold: 0, exact: false }.classify(usize::MAX), None);
+        assert_eq!(Rounding::exact().classify(usize::MAX), None);
+        assert_eq!(Rounding::exact().classify(0), None);
     }
 
     #[test]
@@ -148,7 +172,7 @@ mod tests {
 
     #[test]
     fn above_the_threshold_sizes_are_only_aligned() {
-        let rounding = Rounding { divisions: 1, threshold: 1 << 20 };
+        let rounding = Rounding { divisions: 1, threshold: 1 << 20, exact: false };
         assert_eq!(rounding.classify(1 << 20).unwrap().size, 1 << 20);
         let large = rounding.classify((129 << 20) + 1).unwrap();
         assert_eq!(large.size, (129 << 20) + 512);
@@ -156,15 +180,39 @@ mod tests {
     }
 
     #[test]
+    fn exact_fit_only_aligns_and_reuses_blocks_of_the_same_size() {
+        let c = Rounding::exact().classify(5000).unwrap();
+        assert_eq!((c.size, c.step), (5120, 120));
+        assert!(fits(5120, 5000, &c) && !fits(5632, 5000, &c) && !fits(4608, 5000, &c));
+        let large = Rounding::exact().classify((200 << 20) + 1).unwrap();
+        assert_eq!(large.size, (200 << 20) + 512);
+        assert_eq!(large.index, class((200 << 20) + 512, 8).unwrap().index, "listed with its class of eight steps");
+        assert_eq!(Rounding::exact().classify(1).unwrap().size, 512);
+        let largest = isize::MAX as usize - 511;
+        assert_eq!(Rounding::exact().classify(largest).unwrap().size, largest);
+        assert_eq!(Rounding::exact().classify(largest + 1), None);
+        // Every list holds one eighth of a power of two, and knows its largest size.
+        let mut last = (0, 0);
+        for request in (1..1 << 22).step_by(61).chain([1 << 40, (3 << 40) + 7]) {
+            let c = Rounding::exact().classify(request).unwrap();
+            assert!(c.index < CLASS_COUNT && c.size <= class_size(c.index) && c.index >= last.0);
+            if c.index > last.0 {
+                assert!(last.1 <= class_size(last.0) && c.size > class_size(last.0), "{request}");
+            }
+            last = (c.index, c.size);
+        }
+    }
+
+    #[test]
     fn a_block_may_serve_a_request_one_step_away() {
-        let rounding = Rounding { divisions: 4, threshold: usize::MAX };
+        let rounding = Rounding { divisions: 4, threshold: usize::MAX, exact: false };
         let request = rounding.classify(224 << 20).unwrap();
         let next = rounding.classify((224 << 20) + 1).unwrap();
         assert_eq!(rounding.next_index(request.index), Some(next.index));
         assert!(fits(next.size, 224 << 20, &request), "256 MiB wastes one 32 MiB step");
         assert!(!fits(next.size, 200 << 20, &rounding.classify(200 << 20).unwrap()));
         assert!(!fits(request.size - 1, request.size, &request));
-        let power = Rounding { divisions: 1, threshold: usize::MAX };
+        let power = Rounding { divisions: 1, threshold: usize::MAX, exact: false };
         let c = power.classify(3000).unwrap();
         assert_eq!(power.next_index(c.index), Some(c.index + 8));
     }

@@ -295,6 +295,11 @@ impl Counters {
         }
     }
 
+    /// Bytes held from the backend now.
+    pub fn held_bytes(&self) -> i64 {
+        self.host.lock().allocated_bytes.current
+    }
+
     pub fn class_snapshot(&self) -> Vec<Stat> {
         self.host.lock().class_allocations.to_vec()
     }

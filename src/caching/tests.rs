@@ -178,11 +178,14 @@ fn out_of_memory_empties_the_cache_and_retries_once() {
 
 #[test]
 fn sizes_too_large_to_round_are_errors() {
-    let a = allocator();
-    for size in [usize::MAX, usize::MAX / 2 + 2] {
-        assert_eq!(a.allocate(size), Err(Error::SizeTooLarge { requested: size }));
+    for (a, sizes) in
+        [(allocator(), [usize::MAX, 1 << 63]), (with("pinned_fit:rounded"), [usize::MAX, usize::MAX / 2 + 2])]
+    {
+        for size in sizes {
+            assert_eq!(a.allocate(size), Err(Error::SizeTooLarge { requested: size }));
+        }
+        assert_eq!(a.stats(), Stats::default());
     }
-    assert_eq!(a.stats(), Stats::default());
 }
 
 #[test]
@@ -223,27 +226,70 @@ fn statistics_follow_requests() {
     let y = a.allocate(3000).unwrap().unwrap();
     let s = a.stats();
     assert_eq!(s.active_requests, Stat { current: 2, peak: 2, allocated: 2, freed: 0 });
-    assert_eq!(s.active_bytes.current, 1024 + 4096);
+    assert_eq!(s.active_bytes.current, 1024 + 3072);
     assert_eq!(s.requested_bytes.current, 4000);
-    assert_eq!(s.allocated_bytes.current, 1024 + 4096);
+    assert_eq!(s.allocated_bytes.current, 1024 + 3072);
     assert_eq!((s.idle_bytes, s.largest_free_block), (0, 0));
     a.free(x.context).unwrap();
     a.free(y.context).unwrap();
     let s = a.stats();
     assert_eq!(s.active_requests, Stat { current: 0, peak: 2, allocated: 2, freed: 2 });
-    assert_eq!(s.cached_bytes.current, 1024 + 4096);
-    assert_eq!((s.idle_bytes, s.largest_free_block), (1024 + 4096, 4096));
+    assert_eq!(s.cached_bytes.current, 1024 + 3072);
+    assert_eq!((s.idle_bytes, s.largest_free_block), (1024 + 3072, 3072));
     a.reset_peak_stats();
     a.reset_accumulated_stats();
     let s = a.stats();
     assert_eq!(s.active_requests, Stat::default());
-    assert_eq!(s.allocated_bytes, Stat { current: 1024 + 4096, peak: 1024 + 4096, allocated: 0, freed: 0 });
+    assert_eq!(s.allocated_bytes, Stat { current: 1024 + 3072, peak: 1024 + 3072, allocated: 0, freed: 0 });
     assert!(s.to_string().contains("active_requests: 0/0/0/0"));
 }
 
 #[test]
+fn exact_fit_blocks_are_requests_aligned_and_reused_at_that_size() {
+    let a = allocator();
+    let x = a.allocate(1000).unwrap().unwrap();
+    let y = a.allocate((100 << 20) + 1).unwrap().unwrap();
+    assert_eq!((x.size, y.size), (1024, (100 << 20) + 512));
+    a.free(x.context).unwrap();
+    assert_eq!(a.allocate(513).unwrap().unwrap(), x, "same aligned size: reused");
+    a.free(x.context).unwrap();
+    a.free(y.context).unwrap();
+    assert_eq!(a.allocate(100 << 20).unwrap().unwrap(), y, "within the slack: reused");
+}
+
+#[test]
+fn exact_fit_keeps_held_bytes_within_the_budget() {
+    const MIB: usize = 1 << 20;
+    let a = allocator();
+    let big = a.allocate(100 * MIB).unwrap().unwrap();
+    a.free(big.context).unwrap();
+    // 1 MiB of waste is more than the slack (1/200 of 100 MiB): new memory,
+    // and the 100 MiB block goes back first, so that 99 MiB are held, not 199.
+    let smaller = a.allocate(99 * MIB).unwrap().unwrap();
+    assert_ne!(smaller.address, big.address);
+    assert_eq!(a.backend().live_bytes(), 99 * MIB);
+    let s = a.stats();
+    assert_eq!((s.num_host_alloc, s.num_host_free, s.cached_bytes.current), (2, 1, 0));
+    // Blocks handed out are never given back: the budget yields to them.
+    let more = a.allocate(50 * MIB).unwrap().unwrap();
+    assert_eq!(a.backend().live_bytes(), 149 * MIB);
+    // A peak reset does not lower the high water (149 MiB): nothing goes back
+    // when 512 KiB more is asked for with 50 MiB cached.
+    a.free(more.context).unwrap();
+    a.reset_peak_stats();
+    let half = a.allocate(MIB / 2).unwrap().unwrap();
+    assert_eq!(a.backend().live_bytes(), 149 * MIB + MIB / 2);
+    // Cached blocks that the budget cannot keep go back, the largest first.
+    a.free(half.context).unwrap();
+    a.free(smaller.context).unwrap();
+    let large = a.allocate(140 * MIB).unwrap().unwrap();
+    assert_eq!(a.backend().live_bytes(), 140 * MIB + MIB / 2, "99 and 50 MiB went back, 512 KiB fits");
+    a.free(large.context).unwrap();
+}
+
+#[test]
 fn divisions_shrink_rounding() {
-    let a = CachingAllocator::new(FakeBackend::default(), Settings { roundup_divisions: 4, ..Settings::default() });
+    let a = with("pinned_fit:rounded,pinned_roundup_divisions:4");
     let block = a.allocate((129 << 20) + 1).unwrap().unwrap();
     assert_eq!(block.size, 160 << 20);
 }
@@ -288,7 +334,7 @@ fn with(settings: &str) -> CachingAllocator<FakeBackend> {
 
 #[test]
 fn above_the_threshold_requests_are_not_rounded() {
-    let a = with("pinned_max_round_threshold_mb:1,pinned_roundup_divisions:4");
+    let a = with("pinned_fit:rounded,pinned_max_round_threshold_mb:1,pinned_roundup_divisions:4");
     let block = a.allocate((3 << 20) + 1).unwrap().unwrap();
     assert_eq!(block.size, (3 << 20) + 512);
     a.free(block.context).unwrap();
@@ -301,7 +347,7 @@ fn above_the_threshold_requests_are_not_rounded() {
 
 #[test]
 fn a_block_one_class_larger_serves_a_request_at_the_top_of_its_class() {
-    let a = with("pinned_roundup_divisions:4");
+    let a = with("pinned_fit:rounded,pinned_roundup_divisions:4");
     let larger = a.allocate(256 << 20).unwrap().unwrap();
     a.free(larger.context).unwrap();
     // 224 MiB is a class of its own; the 256 MiB block wastes one 32 MiB step.
@@ -391,7 +437,7 @@ fn a_hit_polls_only_now_and_then() {
 
 #[test]
 fn class_statistics_count_blocks_per_class() {
-    let a = allocator();
+    let a = with("pinned_fit:rounded");
     let x = a.allocate(1000).unwrap().unwrap();
     let _y = a.allocate(1000).unwrap().unwrap();
     let _z = a.allocate(5000).unwrap().unwrap();
@@ -549,7 +595,7 @@ fn peaks_count_every_threads_share() {
 
 #[test]
 fn release_on_miss_gives_back_as_much_as_the_miss_takes() {
-    let a = with("pinned_release_cached_on_miss:True");
+    let a = with("pinned_fit:rounded,pinned_release_cached_on_miss:True");
     let small: Vec<_> = (0..4).map(|_| a.allocate(1024).unwrap().unwrap()).collect();
     small.iter().for_each(|block| a.free(block.context).unwrap());
     assert_eq!(a.backend().live_bytes(), 4096);
@@ -563,7 +609,7 @@ fn release_on_miss_gives_back_as_much_as_the_miss_takes() {
     assert_eq!(a.allocate(1024).unwrap().unwrap(), small[2]);
     a.free(large.context).unwrap();
     // Without the setting, the same misses keep everything.
-    let keep = allocator();
+    let keep = with("pinned_fit:rounded");
     let small: Vec<_> = (0..4).map(|_| keep.allocate(1024).unwrap().unwrap()).collect();
     small.iter().for_each(|block| keep.free(block.context).unwrap());
     keep.allocate(2048).unwrap().unwrap();
@@ -655,8 +701,9 @@ fn parts_of_a_split_block_take_streams_by_context_or_address_and_wait_for_them()
 
 #[test]
 fn threads_splitting_and_merging_keep_every_count_right() {
-    let hits = splitting_threads("pinned_split_blocks:True,pinned_roundup_divisions:4");
+    let hits = splitting_threads("pinned_fit:rounded,pinned_split_blocks:True,pinned_roundup_divisions:4");
     assert!(hits > 6000, "mostly served by splitting cached blocks: {hits} hits of 12000");
+    splitting_threads("pinned_split_blocks:True");
     splitting_threads("pinned_split_blocks:True,pinned_release_cached_on_miss:True,pinned_max_cached_size_mb:2");
 }
 
