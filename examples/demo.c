@@ -49,7 +49,7 @@ int main(void) {
   printf("Level Zero: %s\n\n", description);
 
   const xpu_host_stream stream = {12 /* XPU */, 0, 0};
-  const size_t size = 3 * MiB; /* rounded to a 4 MiB block, as PyTorch rounds */
+  const size_t size = 3 * MiB; /* a block of 3 MiB: exact fit (PyTorch would round it to 4 MiB) */
 
   void *first, *first_ctx;
   if (xpu_host_allocate(size, &first, &first_ctx) != XPU_HOST_SUCCESS) return fail("allocate");
