@@ -41,9 +41,10 @@ class HostAllocatorAdapter final : public at::HostAllocator {
   void reset_accumulated_stats() override;
   void reset_peak_stats() override;
 
-  // The virtuals PyTorch added after 2.8 (private pools for graph capture,
-  // memory history, external registrations) keep at::HostAllocator's
-  // defaults: not implemented, or nothing to record.
+  // The virtuals PyTorch added after 2.8 (2.11: private pools for graph
+  // capture; 2.14: memory history, external registrations) keep
+  // at::HostAllocator's defaults: not implemented, or nothing to record. The
+  // seven above are declared alike from 2.8 to 2.15 (docs/ABI.md section 9).
 };
 
 // The process's adapter, a static object: DataPtrs it hands out may outlive
