@@ -685,7 +685,8 @@ def report(analysis, memory_raw, cg, plan, quick, seconds, command_line, loader,
         if subject in MEMORY_VARIANTS:
             label = f"ours, `{MEMORY_VARIANTS[subject][0]}`"
         elif subject.endswith("+threshold"):
-            label = f"{LABEL[subject.split('+')[0]]}, `pinned_max_round_threshold_mb:{THRESHOLD_MB}`"
+            rounded = f"{ROUNDED}," if subject.startswith("ours") else ""
+            label = f"{LABEL[subject.split('+')[0]]}, `{rounded}pinned_max_round_threshold_mb:{THRESHOLD_MB}`"
         else:
             label = LABEL[subject]
         w(f"| {name} | {label} | {mib(r['peak_requested'])} | {mib(r['peak_reserved'])} | "

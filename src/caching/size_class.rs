@@ -52,8 +52,8 @@ impl Rounding {
         Rounding { divisions: MAX_DIVISIONS as u32, threshold: 0, exact: true }
     }
 
-    /// The class of `request`; `None` for 0 and when its size does not fit
-    /// in `usize`. It cannot panic (it is on the hot path).
+    /// The class of `request`; `None` for 0 and for sizes too large for a
+    /// block. It cannot panic (it is on the hot path).
     #[inline(always)]
     pub fn classify(&self, request: usize) -> Option<SizeClass> {
         debug_assert!(ALLOWED_DIVISIONS.contains(&self.divisions));
