@@ -177,10 +177,11 @@ pub unsafe extern "C" fn xpu_host_set_stream_hooks(hooks: *const xpu_host_stream
 
 /// Applies settings in PyTorch's `key:value,key:value` form, on top of the
 /// environment (`PYTORCH_ALLOC_CONF`'s `pinned_*` keys, then
-/// `XPU_CACHING_HOST_ALLOCATOR_CONF`). Keys: `pinned_roundup_divisions` (1, 2, 4
-/// or 8), `pinned_max_round_threshold_mb`, `pinned_max_cached_size_mb`,
+/// `XPU_CACHING_HOST_ALLOCATOR_CONF`). Keys: `pinned_fit` (exact, the default,
+/// or rounded, PyTorch's), `pinned_roundup_divisions` (1, 2, 4 or 8),
+/// `pinned_max_round_threshold_mb`, `pinned_max_cached_size_mb`,
 /// `pinned_use_background_threads`, `pinned_release_cached_on_miss` and
-/// `pinned_split_blocks` (True or False). An unknown key or a bad
+/// `pinned_split_blocks` (True or False); README.md says what each does. An unknown key or a bad
 /// value is `XPU_HOST_ERROR_INVALID_CONFIGURATION` and changes nothing. Must be
 /// called before the allocator is first used.
 ///
