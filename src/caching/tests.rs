@@ -288,6 +288,34 @@ fn exact_fit_keeps_held_bytes_within_the_budget() {
 }
 
 #[test]
+fn exact_fit_stops_thrashing_a_working_set_larger_than_the_high_water() {
+    // Scenario 1's loop: 3 MB at most at once, but four sizes to keep cached.
+    let a = allocator();
+    let sizes = [4096, 65536, 1 << 20, 3_000_000];
+    let cycle = |rounds| {
+        for _ in 0..rounds {
+            for size in sizes {
+                let block = a.allocate(size).unwrap().unwrap();
+                a.free(block.context).unwrap();
+            }
+        }
+    };
+    cycle(50);
+    let warmed = a.stats().num_host_alloc;
+    assert!(warmed < 50, "the budget grew to the working set: {warmed} driver allocations in 200 requests");
+    cycle(1000);
+    assert_eq!(a.stats().num_host_alloc, warmed, "no miss once it grew");
+    assert_eq!(a.backend().live_bytes(), sizes.iter().map(|s| s.next_multiple_of(512)).sum::<usize>());
+    // Sizes that drift do not make it grow: each new size goes back when the next one comes.
+    let b = allocator();
+    for step in 0..100 {
+        let block = b.allocate((1 << 20) + step * 4096).unwrap().unwrap();
+        b.free(block.context).unwrap();
+    }
+    assert_eq!(b.backend().live_bytes(), (1 << 20) + 99 * 4096, "only the newest block is held");
+}
+
+#[test]
 fn divisions_shrink_rounding() {
     let a = with("pinned_fit:rounded,pinned_roundup_divisions:4");
     let block = a.allocate((129 << 20) + 1).unwrap().unwrap();
