@@ -17,9 +17,7 @@ def main():
     parser.add_argument("--build", required=True, help="the CMake build directory of the tree measured")
     parser.add_argument("--against-build", required=True, help="the CMake build directory of the tree compared with")
     parser.add_argument("--label", required=True, help="what the tree compared with is, for the report")
-    parser.add_argument("--driver", required=True, help="libze_software_driver.so, the same for both")
-    parser.add_argument("--loader", required=True, help="the lib/ of Level Zero loader 1.20.6")
-    parser.add_argument("--sycl", required=True, help="the lib/ of Intel's SYCL runtime")
+    run.add_runtime_arguments(parser)  # the same for both trees
     parser.add_argument("--rounds", type=int, default=21, help="processes of each build per adapter")
     args = parser.parse_args()
 

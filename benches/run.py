@@ -847,12 +847,17 @@ def plain(value):
     return value
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--build", required=True, help="the CMake build directory holding benches/")
+def add_runtime_arguments(parser):
+    """What every subject runs on: the software driver, the loader and the SYCL runtime."""
     parser.add_argument("--driver", required=True, help="libze_software_driver.so")
     parser.add_argument("--loader", required=True, help="the lib/ of Level Zero loader 1.20.6")
     parser.add_argument("--sycl", required=True, help="the lib/ of Intel's SYCL runtime")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", required=True, help="the CMake build directory holding benches/")
+    add_runtime_arguments(parser)
     parser.add_argument("--report", required=True, help="where to write the Markdown report")
     parser.add_argument("--quick", action="store_true", help="a few iterations of everything")
     parser.add_argument("--json", help="also write the raw results here")

@@ -240,19 +240,16 @@ fn plan(record_streams: bool) -> Plan {
     }
 }
 
-/// The knobs every configuration runs with: two devices, and a command latency
-/// so that device work lands well after the free.
-fn knobs(latency_us: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("ZE_SOFTWARE_DRIVER_DEVICES", "2".to_string()),
-        ("ZE_SOFTWARE_DRIVER_COMMAND_LATENCY_US", latency_us.to_string()),
-    ]
-}
-
-fn run_configuration(child: &str, latency_us: &str, configuration: &str) {
-    let mut env = knobs(latency_us);
-    env.push(("XPU_CACHING_HOST_ALLOCATOR_CONF", configuration.to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+/// Runs `child` with the knobs every configuration runs with (two devices,
+/// and a command latency so that device work lands well after the free), our
+/// settings `configuration`, and the variables `extra`.
+fn run_configuration(child: &str, configuration: &str, extra: &[(&str, &str)]) {
+    let mut env = vec![
+        ("ZE_SOFTWARE_DRIVER_DEVICES", "2"),
+        ("ZE_SOFTWARE_DRIVER_COMMAND_LATENCY_US", "20"),
+        ("XPU_CACHING_HOST_ALLOCATOR_CONF", configuration),
+    ];
+    env.extend_from_slice(extra);
     run_child(child, &env);
 }
 
@@ -260,7 +257,7 @@ fn run_configuration(child: &str, latency_us: &str, configuration: &str) {
 fn canary_stress_default_settings() {
     // Exact fit: blocks of the request's aligned size, larger ones within the
     // budget's slack, cached blocks given back the largest first on misses.
-    run_configuration("child_canary_stress", "20", "");
+    run_configuration("child_canary_stress", "", &[]);
 }
 
 #[test]
@@ -270,9 +267,9 @@ fn canary_stress_fine_classes_cap_and_reclaimer() {
     // the events.
     run_configuration(
         "child_canary_stress",
-        "20",
         "pinned_fit:rounded,pinned_roundup_divisions:4,pinned_max_cached_size_mb:1,\
          pinned_use_background_threads:True,pinned_max_round_threshold_mb:1",
+        &[],
     );
 }
 
@@ -285,11 +282,7 @@ fn canary_stress_split_blocks_and_release_on_miss() {
         "pinned_split_blocks:True",
         "pinned_fit:rounded,pinned_split_blocks:True,pinned_release_cached_on_miss:True,pinned_roundup_divisions:2",
     ] {
-        let mut env = knobs("20");
-        env.push(("XPU_HOST_STRESS_LARGE", "1".to_string()));
-        env.push(("XPU_CACHING_HOST_ALLOCATOR_CONF", configuration.to_string()));
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        run_child("child_canary_stress", &env);
+        run_configuration("child_canary_stress", configuration, &[("XPU_HOST_STRESS_LARGE", "1")]);
     }
 }
 
@@ -306,15 +299,11 @@ fn child_canary_stress() {
 
 #[test]
 fn canary_detects_reuse_when_streams_are_not_recorded() {
-    let mut env = knobs("20");
-    env.push(("XPU_HOST_STRESS_OPERATIONS", "20000".to_string()));
     // Rounded fit gives no memory back to the driver while the test runs, so
     // the device's late writes land in mapped memory where the canary sees
     // them. Exact fit may give a block back under them, and the driver's
     // copy then faults (as a GPU's would) instead of corrupting a canary.
-    env.push(("XPU_CACHING_HOST_ALLOCATOR_CONF", "pinned_fit:rounded".to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    run_child("child_negative_control", &env);
+    run_configuration("child_negative_control", "pinned_fit:rounded", &[("XPU_HOST_STRESS_OPERATIONS", "20000")]);
 }
 
 #[test]

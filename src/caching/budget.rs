@@ -34,7 +34,7 @@ use super::gauges::Hot;
 use super::size_class::SizeClass;
 use super::sync::lock;
 use super::thread_cache::Mine;
-use super::{Backend, CachingAllocator};
+use super::{Backend, CachingAllocator, Stat};
 
 /// Held bytes may exceed the high water by 1/SLACK_DIVISOR of it.
 pub(crate) const SLACK_DIVISOR: i64 = 200;
@@ -101,23 +101,24 @@ impl Thrash {
 }
 
 impl<B: Backend> CachingAllocator<B> {
-    /// The high water, counting a request of `request` bytes about to be handed out.
-    fn high_water(&self, request: usize) -> i64 {
-        let requested = self.caches.stat(Hot::RequestedBytes);
+    /// The high water, raised to the requested-bytes gauge `requested` (as
+    /// read now) with a request of `request` bytes about to be handed out.
+    fn high_water(&self, requested: Stat, request: usize) -> i64 {
         let now = requested.peak.max(requested.current.saturating_add(signed(request)));
         self.budget.high_water.fetch_max(now, Ordering::Relaxed).max(now)
     }
 
     /// Before a peak reset: the peak it forgets stays in the high water.
     pub(super) fn keep_high_water(&self) {
-        self.high_water(0);
+        self.high_water(self.caches.stat(Hot::RequestedBytes), 0);
     }
 
     /// The class `class` of a request of `request` bytes with the waste the
     /// slack allows now, or `None` if it allows none beyond the alignment.
     pub(super) fn with_slack(&self, request: usize, class: &SizeClass) -> Option<SizeClass> {
-        let slack = self.high_water(request) / SLACK_DIVISOR;
-        let waste = self.caches.current_value(Hot::ActiveBytes) - self.caches.current_value(Hot::RequestedBytes);
+        let requested = self.caches.stat(Hot::RequestedBytes);
+        let slack = self.high_water(requested, request) / SLACK_DIVISOR;
+        let waste = self.caches.current_value(Hot::ActiveBytes) - requested.current;
         let allowed = usize::try_from(slack - waste).ok()?.min(class.size / REUSE_DIVISOR);
         (allowed >= 512).then(|| SizeClass { step: class.step + allowed, ..*class })
     }
@@ -126,19 +127,14 @@ impl<B: Backend> CachingAllocator<B> {
     /// largest first, until the held bytes and `size` fit the budget or
     /// nothing cached is left.
     pub(super) fn keep_budget(&self, local: Mine<'_>, request: usize, size: usize) {
-        let high_water = self.high_water(request);
+        let high_water = self.high_water(self.caches.stat(Hot::RequestedBytes), request);
         let growth = lock(&self.budget.thrash).miss(size, high_water);
         let limit = high_water.saturating_add(high_water / SLACK_DIVISOR).saturating_add(growth);
         let mut over = self.counters.held_bytes().saturating_add(signed(size)).saturating_sub(limit);
         if over <= 0 {
             return;
         }
-        let mut cached: Vec<_> = self
-            .listed_entries()
-            .into_iter()
-            .filter(|&entry| self.is_current(entry))
-            .map(|entry| (self.blocks.get(entry.id).size(), entry))
-            .collect();
+        let mut cached: Vec<_> = self.cached_blocks().map(|(entry, block)| (block.size(), entry)).collect();
         cached.sort_unstable_by_key(|&(size, _)| std::cmp::Reverse(size));
         for (_, entry) in cached {
             // A failed free is the backend's to report; the block is gone from the cache either way.

@@ -467,19 +467,15 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// The size of the largest cached block, looking through every free list.
     fn largest_free_block(&self) -> usize {
-        let cached = self.listed_entries().into_iter().map(|entry| (entry, self.blocks.get(entry.id)));
-        cached.filter(|(entry, block)| block.is_cached_as(*entry)).map(|(_, block)| block.size()).max().unwrap_or(0)
+        self.cached_blocks().map(|(_, block)| block.size()).max().unwrap_or(0)
     }
 
     /// Per size class, the classes that ever held a block (since the last
     /// accumulated reset) or hold one now.
     pub fn class_stats(&self) -> Vec<ClassStats> {
         let mut cached = vec![0; CLASS_COUNT];
-        for entry in self.listed_entries() {
-            let block = self.blocks.get(entry.id);
-            if block.is_cached_as(entry) {
-                cached[block.class()] += 1;
-            }
+        for (_, block) in self.cached_blocks() {
+            cached[block.class()] += 1;
         }
         self.counters
             .class_snapshot()
@@ -701,11 +697,16 @@ impl<B: Backend> CachingAllocator<B> {
         self.blocks.get(entry.id).is_cached_as(entry)
     }
 
-    /// Every entry in the shards and in the threads' stacks, stale ones too.
-    fn listed_entries(&self) -> Vec<Entry> {
+    /// Every cached block, with the entry in the shards or the threads'
+    /// stacks that claims it: what the cache held as the lists were read
+    /// (a block may be taken meanwhile, which a claim through its entry tells).
+    fn cached_blocks(&self) -> impl Iterator<Item = (Entry, &Block)> {
         let mut entries = self.shards.entries();
         entries.extend(self.caches.all_entries());
         entries
+            .into_iter()
+            .map(|entry| (entry, self.blocks.get(entry.id)))
+            .filter(|(entry, block)| block.is_cached_as(*entry))
     }
 }
 

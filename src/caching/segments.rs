@@ -27,13 +27,9 @@ impl<B: Backend> CachingAllocator<B> {
         let carve = class.size.checked_next_multiple_of(MIN_STEP)?;
         let segments = lock(&self.segments);
         let (_, best) = self
-            .listed_entries()
-            .into_iter()
-            .filter_map(|entry| {
-                let block = self.blocks.get(entry.id);
-                let size = block.size();
-                (block.is_cached_as(entry) && size >= carve).then_some((size, entry))
-            })
+            .cached_blocks()
+            .map(|(entry, block)| (block.size(), entry))
+            .filter(|&(size, _)| size >= carve)
             .min_by_key(|&(size, _)| size)?;
         let block = self.blocks.get(best.id);
         if !block.claim(best) {
