@@ -86,7 +86,72 @@ typedef enum {
    The library is being finalised at process exit.
    */
   XPU_HOST_ERROR_EXITING = 12,
+  /*
+   No such private pool: `end` without a `begin`, or a pool released already or never begun.
+   */
+  XPU_HOST_ERROR_UNKNOWN_POOL = 13,
+  /*
+   A capture already records to the pool, or the capture hooks changed during a capture.
+   */
+  XPU_HOST_ERROR_POOL_BUSY = 14,
+  /*
+   A capture was begun before `xpu_host_set_capture_hooks`.
+   */
+  XPU_HOST_ERROR_NO_CAPTURE_HOOKS = 15,
 } xpu_host_result;
+
+/*
+ When contexts are gathered; the numbers are those of c10's `RecordContext`.
+ */
+typedef enum {
+  /*
+   No contexts.
+   */
+  XPU_HOST_RECORD_CONTEXT_NEVER = 0,
+  /*
+   Contexts of live blocks (segments) only.
+   */
+  XPU_HOST_RECORD_CONTEXT_STATE = 1,
+  /*
+   Also in the trace entries of allocations.
+   */
+  XPU_HOST_RECORD_CONTEXT_ALLOC = 2,
+  /*
+   Also for frees.
+   */
+  XPU_HOST_RECORD_CONTEXT_ALL = 3,
+} xpu_host_record_context;
+
+/*
+ What a trace entry records; the numbers are those of c10's `TraceEntry::Action`.
+ */
+typedef enum {
+  /*
+   A block handed out.
+   */
+  XPU_HOST_TRACE_ALLOC = 0,
+  /*
+   A free asked for (the block may still wait for stream events).
+   */
+  XPU_HOST_TRACE_FREE_REQUESTED = 1,
+  /*
+   A freed block back in a free list.
+   */
+  XPU_HOST_TRACE_FREE_COMPLETED = 2,
+  /*
+   Memory from the driver.
+   */
+  XPU_HOST_TRACE_SEGMENT_ALLOC = 3,
+  /*
+   Memory given back to the driver.
+   */
+  XPU_HOST_TRACE_SEGMENT_FREE = 4,
+} xpu_host_trace_action;
+
+/*
+ A pool's name, PyTorch's `c10::MempoolId_t`; `{0, 0}` is the default pool.
+ */
+typedef struct PoolId PoolId;
 
 /*
  A stream as PyTorch passes one (`c10::xpu::XPUStream`, `c10::Stream`): 16
@@ -247,6 +312,12 @@ typedef struct {
    the cache can serve without new memory (0 when nothing is cached).
    */
   int64_t largest_free_block;
+  /*
+   Blocks allocated during a graph capture and freed after streams used
+   them, kept in their private pool until its release: no event can tell
+   when a captured stream is done with them.
+   */
+  int64_t captured_blocks;
 } xpu_host_counters;
 
 /*
@@ -261,6 +332,134 @@ typedef struct {
   size_t size;
   xpu_host_counters counters;
 } xpu_host_stats;
+
+/*
+ How the host runtime tells the allocator about its streams during graph
+ capture. Both hooks may be called from any thread, concurrently, while the
+ allocator holds its pool lock: they must not call the allocator.
+ `user_data` must stay valid for the life of the process.
+ */
+typedef struct {
+  /*
+   `sizeof(xpu_host_capture_hooks)`, set by the caller.
+   */
+  size_t size;
+  void *user_data;
+  /*
+   Stores the calling thread's current stream in `*stream`; false if it has none.
+   */
+  bool (*current_stream)(void *user_data, xpu_host_stream *stream);
+  /*
+   Whether work submitted to `stream` is being captured into a graph now.
+   */
+  bool (*is_capturing)(void *user_data, xpu_host_stream stream);
+} xpu_host_capture_hooks;
+
+/*
+ A private pool's name, PyTorch's `c10::MempoolId_t`; `{0, 0}` is the default pool.
+ */
+typedef struct {
+  uint64_t first;
+  uint64_t second;
+} xpu_host_pool_id;
+
+/*
+ Whether allocations made while `stream` is current go to the capture's pool.
+ Called while the allocator holds its pool lock: it must not call the allocator.
+ */
+typedef bool (*xpu_host_stream_filter)(void *user_data, xpu_host_stream stream);
+
+/*
+ Called once when the library is done with a filter's `user_data`.
+ */
+typedef void (*xpu_host_drop_hook)(void *user_data);
+
+/*
+ The caller's context recorder. `gather` returns an opaque context (or
+ null) for the allocation or free being recorded; `release` is called once
+ for each non-null context `gather` returned, when the library keeps it no
+ longer. Both are called from any thread, without the allocator's locks
+ held. `user_data` and both functions must stay valid for the life of the process.
+ */
+typedef struct {
+  /*
+   `sizeof(xpu_host_history_recorder)`, set by the caller.
+   */
+  size_t size;
+  void *user_data;
+  void *(*gather)(void *user_data);
+  void (*release)(void *user_data, void *context);
+} xpu_host_history_recorder;
+
+/*
+ One trace entry, as [`xpu_host_get_traces`] shows it.
+ */
+typedef struct {
+  /*
+   `sizeof(xpu_host_trace_entry)` as the library knows it: fields past a
+   caller's own `sizeof` are newer than its header.
+   */
+  size_t size;
+  xpu_host_trace_action action;
+  size_t address;
+  size_t bytes;
+  /*
+   The current stream of an allocation made while a capture was under
+   way; `device_type` -1 when none.
+   */
+  xpu_host_stream stream;
+  /*
+   `{0, 0}`: the default pool.
+   */
+  xpu_host_pool_id pool;
+  /*
+   Microseconds since the Unix epoch.
+   */
+  int64_t time_us;
+  /*
+   The recorder's context, or null; valid during the visit only.
+   */
+  void *context;
+} xpu_host_trace_entry;
+
+/*
+ Visits one entry; returns false to stop.
+ */
+typedef bool (*xpu_host_trace_visitor)(void *user_data, const xpu_host_trace_entry *entry);
+
+/*
+ A block holding memory (PyTorch's host segment: the host allocator never
+ splits, so each block is one), or an external registration.
+ */
+typedef struct {
+  /*
+   `sizeof(xpu_host_segment)` as the library knows it.
+   */
+  size_t size;
+  size_t address;
+  size_t bytes;
+  /*
+   Handed out now.
+   */
+  bool allocated;
+  /*
+   Handed out, waiting for stream events, or kept out of circulation.
+   */
+  bool active;
+  xpu_host_pool_id pool;
+  /*
+   The context the block was allocated with (while history was on), or
+   null; valid during the visit only.
+   */
+  void *context;
+} xpu_host_segment;
+
+/*
+ Visits one segment; returns false to stop.
+ */
+typedef bool (*xpu_host_segment_visitor)(void *user_data, const xpu_host_segment *segment);
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -439,12 +638,122 @@ void xpu_host_reset_peak_stats(void);
 void xpu_host_reset_accumulated_stats(void);
 
 /*
+ Sets how the current stream and its capture are told: before the allocator
+ starts, or after, but not while a capture is under way
+ (`XPU_HOST_ERROR_POOL_BUSY`). `hooks` is copied; both hooks are required.
+
+ # Safety
+ `hooks` is null or points at an `xpu_host_capture_hooks` whose `size` is
+ set and readable.
+ */
+xpu_host_result xpu_host_set_capture_hooks(const xpu_host_capture_hooks *hooks);
+
+/*
+ Starts routing allocations to private pool `pool` (making it, or taking
+ one more use of it): while this capture is under way, an allocation made
+ while a stream `filter` accepts is current comes from the pool. A null
+ filter accepts every stream. Each successful begin takes one use of the
+ pool, which one [`xpu_host_release_pool`] gives back.
+
+ On success the library owns `user_data` and calls `drop(user_data)` (if
+ `drop` is not null) once, when [`xpu_host_end_allocate_to_pool`] ends this
+ capture; on failure the caller keeps it. Errors: `{0, 0}` is
+ `XPU_HOST_ERROR_INVALID_ARGUMENT`, a pool a capture already records to
+ `XPU_HOST_ERROR_POOL_BUSY`, and no capture hooks
+ `XPU_HOST_ERROR_NO_CAPTURE_HOOKS`.
+
+ # Safety
+ `filter` and `drop` are null or valid functions that may be called from any
+ thread with `user_data`.
+ */
+xpu_host_result xpu_host_begin_allocate_to_pool(xpu_host_pool_id pool,
+                                                xpu_host_stream_filter filter,
+                                                void *user_data,
+                                                xpu_host_drop_hook drop);
+
+/*
+ Stops routing allocations to `pool`, and drops the capture's filter. A pool
+ whose last use was released during the capture is released now.
+ `XPU_HOST_ERROR_UNKNOWN_POOL` if no capture records to it.
+ */
+xpu_host_result xpu_host_end_allocate_to_pool(xpu_host_pool_id pool);
+
+/*
+ Gives back one use of `pool`. At the last, once no capture records to it,
+ the pool's free blocks go back to the driver; each block allocated during
+ capture and freed after streams used it gets an event recorded now on
+ each of those streams and returns to the default pool once they
+ complete; blocks still allocated join the default pool when freed.
+ `XPU_HOST_ERROR_UNKNOWN_POOL` for a pool never begun or released already.
+ */
+xpu_host_result xpu_host_release_pool(xpu_host_pool_id pool);
+
+/*
  The message of the last failed call on this thread, or an empty string.
 
  The pointer stays valid until the next call into this library on the same
  thread; copy the text to keep it. Never null.
  */
 const char *xpu_host_last_error_message(void);
+
+/*
+ Turns memory history on, keeping at most `max_entries` trace entries (a
+ ring: the oldest go first), or off. `when` says which contexts are
+ gathered; `recorder` may be null (no contexts). `clear` drops the entries
+ kept so far. Turning it on again replaces the recorder, `when` and the
+ maximum. `max_entries` 0 with `enabled` is `XPU_HOST_ERROR_INVALID_ARGUMENT`.
+
+ # Safety
+ `recorder` is null or points at an `xpu_host_history_recorder` whose
+ `size` is set and readable.
+ */
+xpu_host_result xpu_host_record_history(bool enabled,
+                                        size_t max_entries,
+                                        xpu_host_record_context when,
+                                        const xpu_host_history_recorder *recorder,
+                                        bool clear);
+
+/*
+ Whether memory history is being recorded.
+ */
+bool xpu_host_history_enabled(void);
+
+/*
+ Calls `visit` with each trace entry kept, oldest first, on the calling
+ thread and without the allocator's locks held (it may call the
+ allocator). Works with recording on or off; nothing is visited before the
+ allocator starts.
+
+ # Safety
+ `visit` is a valid function.
+ */
+xpu_host_result xpu_host_get_traces(xpu_host_trace_visitor visit, void *user_data);
+
+/*
+ Calls `visit` with every block holding memory, then with the external
+ registrations recorded while history was on, as [`xpu_host_get_traces`]
+ calls its visitor. A part of split memory (`pinned_split_blocks`) is a
+ segment of its own.
+
+ # Safety
+ `visit` is a valid function.
+ */
+xpu_host_result xpu_host_get_segments(xpu_host_segment_visitor visit, void *user_data);
+
+/*
+ Memory pinned outside the allocator (PyTorch's `record_external_register`):
+ with history on, recorded as a segment allocated and an allocation, and
+ listed by [`xpu_host_get_segments`] until unregistered. Nothing with
+ history off. A null `ptr` is `XPU_HOST_ERROR_INVALID_ARGUMENT`.
+ */
+xpu_host_result xpu_host_record_external_register(void *ptr, size_t bytes);
+
+/*
+ The end of an external registration: recorded as a free requested and
+ completed and a segment freed. A pointer not registered while history was
+ on is ignored, as PyTorch ignores it.
+ */
+xpu_host_result xpu_host_record_external_unregister(void *ptr);
 
 /*
  The process's allocator as a C++ `c10::Allocator*` (the object is static and

@@ -39,6 +39,12 @@ pub enum xpu_host_result {
     XPU_HOST_ERROR_FORKED = 11,
     /// The library is being finalised at process exit.
     XPU_HOST_ERROR_EXITING = 12,
+    /// No such private pool: `end` without a `begin`, or a pool released already or never begun.
+    XPU_HOST_ERROR_UNKNOWN_POOL = 13,
+    /// A capture already records to the pool, or the capture hooks changed during a capture.
+    XPU_HOST_ERROR_POOL_BUSY = 14,
+    /// A capture was begun before `xpu_host_set_capture_hooks`.
+    XPU_HOST_ERROR_NO_CAPTURE_HOOKS = 15,
 }
 
 use xpu_host_result::*;
@@ -69,6 +75,10 @@ impl From<caching::Error> for Failure {
             caching::Error::UnknownBlock { .. } => XPU_HOST_ERROR_UNKNOWN_BLOCK,
             caching::Error::NotAllocated { .. } => XPU_HOST_ERROR_NOT_ALLOCATED,
             caching::Error::Backend(_) => XPU_HOST_ERROR_LEVEL_ZERO,
+            caching::Error::DefaultPool | caching::Error::NoHistoryRoom => XPU_HOST_ERROR_INVALID_ARGUMENT,
+            caching::Error::NoCaptureHooks => XPU_HOST_ERROR_NO_CAPTURE_HOOKS,
+            caching::Error::PoolBusy(_) => XPU_HOST_ERROR_POOL_BUSY,
+            caching::Error::UnknownPool { .. } => XPU_HOST_ERROR_UNKNOWN_POOL,
         };
         Failure::new(code, error.to_string())
     }

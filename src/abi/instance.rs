@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::error::{xpu_host_result, Failure};
 use super::lifecycle;
 use crate::caching::sync::lock;
-use crate::caching::{CachingAllocator, Settings, UnknownKeys};
+use crate::caching::{CachingAllocator, CaptureHooks, Settings, UnknownKeys};
 use crate::level_zero::{Context, LevelZeroBackend, StreamHooks};
 
 pub(crate) type Allocator = CachingAllocator<LevelZeroBackend>;
@@ -20,6 +20,7 @@ const CONFIGURE_SOURCE: &str = "xpu_host_configure";
 pub(crate) struct Setup {
     pub context: Option<Context>,
     pub hooks: Option<Box<dyn StreamHooks>>,
+    pub capture_hooks: Option<Box<dyn CaptureHooks>>,
     /// `xpu_host_configure` strings, applied in order after the environment.
     pub configuration: Vec<String>,
 }
@@ -70,8 +71,13 @@ fn start() -> Result<&'static Allocator, Failure> {
         None => Context::create_on_first_driver()?,
     };
     let backend = LevelZeroBackend::new(context, pending.hooks.take());
+    let capture_hooks = pending.capture_hooks.take();
     *setup = None;
     let allocator = INSTANCE.get_or_init(|| Arc::new(CachingAllocator::new(backend, settings)));
+    if let Some(hooks) = capture_hooks {
+        // No capture can be under way before the allocator exists.
+        allocator.set_capture_hooks(hooks)?;
+    }
     lifecycle::watch_fork();
     if settings.background_reclaimer {
         lifecycle::start_reclaimer(allocator)?;
@@ -109,6 +115,27 @@ pub(crate) fn configure(what: &str, change: impl FnOnce(&mut Setup)) -> Result<(
     }
     change(setup.get_or_insert_with(Setup::default));
     Ok(())
+}
+
+/// Hands `value` to the setup if the allocator has not started, else to the
+/// allocator: for what may be set at any time.
+pub(crate) fn set_or_apply<T>(
+    value: T,
+    before: impl FnOnce(&mut Setup, T),
+    after: impl FnOnce(&'static Allocator, T) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let mut setup = lock(&SETUP);
+    match INSTANCE.get() {
+        Some(allocator) => {
+            drop(setup);
+            lifecycle::check_usable()?;
+            after(allocator, value)
+        }
+        None => {
+            before(setup.get_or_insert_with(Setup::default), value);
+            Ok(())
+        }
+    }
 }
 
 /// Checks a `xpu_host_configure` string on its own, so that a bad one is refused at once.

@@ -10,14 +10,14 @@
 
 #[cfg(loom)]
 use loom::sync::{
-    atomic::{AtomicU64, AtomicUsize},
+    atomic::{AtomicU32, AtomicU64, AtomicUsize},
     Mutex, MutexGuard,
 };
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 #[cfg(not(loom))]
 use std::sync::{
-    atomic::{AtomicU64, AtomicUsize},
+    atomic::{AtomicU32, AtomicU64, AtomicUsize},
     Mutex, MutexGuard,
 };
 
@@ -136,7 +136,17 @@ pub struct Block {
     /// block is its neighbour may (a cached neighbour split in two).
     /// In one word (`prev << 32 | next`), so that a free tells with one load.
     neighbours: AtomicU64,
+    /// The private pool the block belongs to (`pools.rs`; 0: the default
+    /// pool), with `CAPTURED` set if it was allocated while its stream was
+    /// being captured. Written by its owner only; 0 for every block in the
+    /// default pool's lists, so that the hot paths, which see only those,
+    /// need not read it but to refuse the others.
+    tag: AtomicU32,
 }
+
+/// In a block's tag: allocated while the current stream was being captured,
+/// so no event may be recorded for it.
+pub(crate) const CAPTURED: u32 = 1 << 31;
 
 /// No neighbour: the end of the backend's memory.
 pub(crate) const NO_BLOCK: u32 = u32::MAX;
@@ -147,8 +157,9 @@ const NO_NEIGHBOURS: u64 = u64::MAX;
 pub enum Freed<'a> {
     /// No stream used it: it is cached now, and this entry claims it.
     Cached(Entry),
-    /// No stream used it, but it is a part of split memory: it is `Pending`,
-    /// owned by the caller, to be merged with its cached neighbours.
+    /// No stream used it, and it is not for the hot path's list (a part of
+    /// split memory, a tagged block, or `free_owned`): it is `Pending`, owned
+    /// by the caller, who caches it.
     Owned,
     /// Streams used it: it is `Pending`, owned by the caller, until their events complete.
     Pending(UsedStreams<'a>),
@@ -184,6 +195,7 @@ impl Block {
             streams: Mutex::new(Vec::new()),
             pending_events: AtomicUsize::new(0),
             neighbours: AtomicU64::new(NO_NEIGHBOURS),
+            tag: AtomicU32::new(0),
         }
     }
 
@@ -267,11 +279,22 @@ impl Block {
         debug_assert_eq!(self.state(), BlockState::Unused, "only a header without memory is bound");
         debug_assert!(size > 0, "a block has memory");
         self.set_neighbours(NO_BLOCK, NO_BLOCK);
+        self.set_tag(0);
         self.address.store(address, Ordering::Release);
         self.size.store(size, Ordering::Release);
         self.class.store(class, Ordering::Relaxed);
         self.set_requested(requested);
         self.set_state(BlockState::Allocated);
+    }
+
+    /// The pool and capture tag (see the field); stable while the caller owns the block.
+    pub fn tag(&self) -> u32 {
+        self.tag.load(Ordering::Relaxed)
+    }
+
+    /// For the block's owner only (or a pool's release, which owns its retired blocks).
+    pub fn set_tag(&self, tag: u32) {
+        self.tag.store(tag, Ordering::Relaxed);
     }
 
     /// Whether the block is a part of the memory the backend gave (it was split).
@@ -323,14 +346,21 @@ impl Block {
 
     /// The caller's free: a block no stream used goes straight to `Cached` (one
     /// compare-and-swap, the whole cost of a free on the hot path), or to
-    /// `Pending` if it is a part of split memory; one that streams used goes to
-    /// `Pending` with their list. `None` if it was not allocated (a double free).
+    /// `Pending` if it is a part of split memory or tagged; one that streams
+    /// used goes to `Pending` with their list. `None` if it was not allocated
+    /// (a double free).
     pub fn free(&self) -> Option<Freed<'_>> {
         if let Some(entry) = self.free_to_cache() {
             return Some(Freed::Cached(entry));
         }
+        self.free_owned()
+    }
+
+    /// `free` for a caller that must see the block before it is cached
+    /// again: a block no stream used goes to `Pending`, the caller's.
+    pub fn free_owned(&self) -> Option<Freed<'_>> {
         let current = self.state.load(Ordering::Relaxed);
-        if BlockState::from_word(current) == BlockState::Allocated && self.in_segment() {
+        if BlockState::from_word(current) == BlockState::Allocated {
             let pending = word(BlockState::Pending, generation_of(current));
             if self.state.compare_exchange(current, pending, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 return Some(Freed::Owned);
@@ -343,13 +373,13 @@ impl Block {
         Some(Freed::Pending(UsedStreams(streams)))
     }
 
-    /// The caller's free of a block no stream used and not a part of split
-    /// memory: `Cached` in one compare-and-swap, with the entry that claims it.
+    /// The caller's free of a block no stream used, not a part of split
+    /// memory and not tagged: `Cached` in one compare-and-swap, with the entry that claims it.
     /// `None`, changing nothing, for any other block (see `free`).
     #[inline]
     pub fn free_to_cache(&self) -> Option<Entry> {
         let current = self.state.load(Ordering::Relaxed);
-        if BlockState::from_word(current) != BlockState::Allocated || self.in_segment() {
+        if BlockState::from_word(current) != BlockState::Allocated || self.in_segment() || self.tag() != 0 {
             return None;
         }
         // The generation one up (wrapping out of the word), the state `Cached`.

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::pools::PoolId;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
     /// The size is beyond any block: rounding or aligning it would overflow,
@@ -15,6 +17,16 @@ pub enum Error {
     NotAllocated { context: usize },
     /// The backend failed.
     Backend(String),
+    /// A private pool named `{0, 0}`, which is the default pool's name.
+    DefaultPool,
+    /// A capture was begun before the hooks that tell the current stream were set.
+    NoCaptureHooks,
+    /// A capture already records to the pool, or one is under way.
+    PoolBusy(String),
+    /// No such private pool, for the reason given.
+    UnknownPool { id: PoolId, why: &'static str },
+    /// History recorded with room for no entry.
+    NoHistoryRoom,
 }
 
 impl fmt::Display for Error {
@@ -35,6 +47,13 @@ impl fmt::Display for Error {
                 write!(f, "block {context:#x} is not allocated: freed twice, or freed after it was already returned")
             }
             Error::Backend(detail) => f.write_str(detail),
+            Error::DefaultPool => f.write_str("pool (0, 0) is the default pool; a private pool needs another id"),
+            Error::NoCaptureHooks => f.write_str(
+                "no capture hooks to tell the current stream: set them (xpu_host_set_capture_hooks) before a capture",
+            ),
+            Error::PoolBusy(why) => f.write_str(why),
+            Error::UnknownPool { id, why } => write!(f, "no private pool {}: {why}", super::pools::show(*id)),
+            Error::NoHistoryRoom => f.write_str("history needs room for at least one entry (max_entries 0)"),
         }
     }
 }

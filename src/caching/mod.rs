@@ -27,7 +27,9 @@ mod config;
 mod error;
 mod gauges;
 mod hash;
+mod history;
 mod pending;
+mod pools;
 mod reclaimer;
 mod release;
 mod segments;
@@ -39,21 +41,26 @@ mod stats;
 pub(crate) mod sync;
 mod thread_cache;
 mod thread_slot;
+mod watch;
 
 pub use backend::{Backend, BackendError, HostMemory, StreamEvents, StreamKey};
 pub use config::{Fit, Settings, UnknownKeys};
 pub use error::Error;
 pub use hash::IntegerMap;
+pub use history::{Action, Context as HistoryContext, RecordContext, Recorder, Segment, TraceEntry};
+pub use pools::{CaptureHooks, PoolId, StreamFilter};
 pub use reclaimer::Reclaimer;
 pub use stats::{DurationStat, Stat, Stats};
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use block::{Arena, Block, BlockState, Claim, Entry, Freed, UsedStreams};
+use block::{Arena, Block, BlockState, Claim, Entry, Freed, CAPTURED};
 use budget::Budget;
 use gauges::{Hot, PEAK_CHECK_EVERY};
+use history::History;
 use pending::PendingQueues;
+use pools::Pools;
 use reclaimer::Reclaim;
 use release::Oldest;
 use segments::SPLIT_MIN;
@@ -113,6 +120,12 @@ pub struct CachingAllocator<B: Backend> {
     reclaimer: Mutex<Option<std::thread::Thread>>,
     reclaimer_running: AtomicBool,
     counters: Counters,
+    /// `watch.rs` bits; 0 unless a capture is under way or history is recorded.
+    watch: AtomicU32,
+    /// Private pools and captures under way, and the hooks that tell the
+    /// current stream; allocations read it only while a capture is under way.
+    pools: Mutex<Pools>,
+    history: History,
 }
 
 impl<B: Backend> CachingAllocator<B> {
@@ -143,6 +156,9 @@ impl<B: Backend> CachingAllocator<B> {
             reclaimer: Mutex::new(None),
             reclaimer_running: AtomicBool::new(false),
             counters: Counters::new(CLASS_COUNT),
+            watch: AtomicU32::new(0),
+            pools: Mutex::new(Pools::default()),
+            history: History::default(),
         }
     }
 
@@ -176,6 +192,9 @@ impl<B: Backend> CachingAllocator<B> {
     /// `scripts/check-hot-path` checks the compiled code for it.
     #[inline(always)]
     pub fn allocate_cached(&self, size: usize) -> Option<Allocation> {
+        if self.watch.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
         let local = self.caches.mine()?;
         let next = local.shares().next_allocation();
         if next % POLL_EVERY == 0 {
@@ -223,7 +242,16 @@ impl<B: Backend> CachingAllocator<B> {
         }
         let Some(class) = self.rounding.classify(size) else { return Err(Error::SizeTooLarge { requested: size }) };
         let held = self.caches.local();
-        let local = *held;
+        if self.watch.load(Ordering::Relaxed) != 0 {
+            return self.allocate_watched(*held, size, &class).map(Some);
+        }
+        self.allocate_plain(*held, size, &class).map(|(allocation, _)| Some(allocation))
+    }
+
+    /// `allocate_slow` in the default pool; the second value says whether the
+    /// block is new memory from the backend.
+    #[inline(always)]
+    fn allocate_plain(&self, local: Mine<'_>, size: usize, class: &SizeClass) -> Result<(Allocation, bool), Error> {
         // A miss with nothing to reuse (the first touch of memory, or any miss
         // after `empty_cache`) makes this one test and goes straight on to new
         // memory, with no call but the backend's. Calls, branches and code on
@@ -234,12 +262,37 @@ impl<B: Backend> CachingAllocator<B> {
         // scenario 6, medians of 80 alternating processes).
         let cached = self.caches.current_value(Hot::CachedBytes) > 0;
         if cached || local.shares().next_allocation() % PEAK_CHECK_EVERY == 0 || self.polls_inline() {
-            if let Some(allocation) = self.allocate_reusing(local, size, &class) {
-                return Ok(Some(allocation));
+            if let Some(allocation) = self.allocate_reusing(local, size, class) {
+                return Ok((allocation, false));
             }
         }
-        let block = self.allocate_new(local, size, &class, cached)?;
-        Ok(Some(self.hand_out(local, block, size, false)))
+        let block = self.allocate_new(local, size, class, cached)?;
+        Ok((self.hand_out(local, block, size, false), true))
+    }
+
+    /// `allocate_slow` while a capture is under way or history is recorded:
+    /// routed to a private pool if a capture's filter accepts the current
+    /// stream, tagged if that stream is being captured, and recorded.
+    #[cold]
+    #[inline(never)]
+    fn allocate_watched(&self, local: Mine<'_>, size: usize, class: &SizeClass) -> Result<Allocation, Error> {
+        let context = self.gather(RecordContext::State);
+        let route = self.route();
+        let pooled = (route.pool != 0).then(|| self.allocate_in_pool(local, route.pool, size, class)).flatten();
+        let pool = if pooled.is_some() { route.pool } else { 0 };
+        let (allocation, new_memory) = match pooled {
+            Some(result) => result?,
+            None => self.allocate_plain(local, size, class)?,
+        };
+        let block = self.blocks.lookup(allocation.context).expect("a block handed out is the arena's");
+        block.set_tag(pool | if route.captured { CAPTURED } else { 0 });
+        if self.history_enabled() {
+            if new_memory {
+                self.record(Action::SegmentAlloc, block, None, None);
+            }
+            self.record(Action::Alloc, block, route.stream, context);
+        }
+        Ok(allocation)
     }
 
     /// `allocate_slow` when there may be a block to reuse: it raises the peaks
@@ -301,7 +354,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// `allocate_cached`, it cannot panic.
     #[inline(always)]
     pub fn free_cached(&self, context: usize) -> bool {
-        if self.oldest.is_some() {
+        if self.oldest.is_some() || self.watch.load(Ordering::Relaxed) != 0 {
             return false;
         }
         let Some(block) = self.blocks.lookup(context) else { return false };
@@ -329,7 +382,13 @@ impl<B: Backend> CachingAllocator<B> {
         let Some(block) = self.blocks.lookup(context) else { return Err(Error::UnknownBlock { context }) };
         // Read before the free: once cached, the block may be someone else's.
         let (bytes, requested) = (block.size() as i64, block.requested() as i64);
-        let Some(freed) = block.free() else { return Err(Error::NotAllocated { context }) };
+        let recording = self.history_enabled();
+        if recording && matches!(block.state(), BlockState::Allocated | BlockState::AllocatedOnStreams) {
+            self.record(Action::FreeRequested, block, None, self.gather(RecordContext::All));
+        }
+        // While recording, the free completes here, before anyone may take the block.
+        let freed = if recording { block.free_owned() } else { block.free() };
+        let Some(freed) = freed else { return Err(Error::NotAllocated { context }) };
         let held = self.caches.local();
         held.shares().taken_back(bytes, requested);
         match freed {
@@ -338,21 +397,51 @@ impl<B: Backend> CachingAllocator<B> {
                 Ok(())
             }
             Freed::Owned => {
-                self.cache_part(*held, block);
+                self.cache_owned(*held, block);
                 Ok(())
             }
             Freed::Pending(streams) => {
                 drop(held);
-                self.wait_for_streams(block, streams)
+                if block.tag() & CAPTURED != 0 && self.retire_captured(block, &streams) {
+                    return Ok(());
+                }
+                block.set_tag(block.tag() & !CAPTURED);
+                self.wait_for_streams(block, &streams)
             }
         }
+    }
+
+    /// Caches a block its caller owns that no event holds back any more: in
+    /// its private pool's list, or in the default pool's (merged with its
+    /// neighbours if it is a part of split memory).
+    fn cache_owned(&self, local: Mine<'_>, block: &Block) {
+        if self.history_enabled() {
+            self.record(Action::FreeCompleted, block, None, None);
+        }
+        let pool = block.tag() & !CAPTURED;
+        if pool != 0 && self.cache_in_pool(local, pool, block) {
+            return;
+        }
+        block.set_tag(0);
+        if block.in_segment() {
+            self.cache_part(local, block);
+        } else {
+            self.cache(local, block, block.mark_cached());
+        }
+    }
+
+    /// Keeps a block no one can tell the device is done with out of
+    /// circulation for good.
+    fn retire(&self, block: &Block) {
+        block.set_state(BlockState::Retired);
+        self.counters.retired_blocks.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records an event on each stream that used a freed block; the block
     /// waits in their pending queues until all have completed. A stream with
     /// nothing left to complete counts as complete at once.
     #[inline(never)]
-    fn wait_for_streams(&self, block: &Block, streams: UsedStreams<'_>) -> Result<(), Error> {
+    fn wait_for_streams(&self, block: &Block, streams: &[StreamKey]) -> Result<(), Error> {
         // Counted before the first event is queued: a poller may complete it at
         // once. Whoever counts the last event down (a poller, or this loop for a
         // stream with nothing pending) caches the block.
@@ -367,9 +456,8 @@ impl<B: Backend> CachingAllocator<B> {
                     // with the memory, so it is never handed out again: the
                     // events queued so far complete as usual, but the count
                     // they take down never reaches zero.
-                    block.set_state(BlockState::Retired);
+                    self.retire(block);
                     self.counters.pending_blocks.decrease(1);
-                    self.counters.retired_blocks.fetch_add(1, Ordering::Relaxed);
                     return Err(Error::Backend(format!(
                         "recording an event on stream {stream:?} failed ({error}); the block at {:#x} is retired",
                         block.address()
@@ -453,11 +541,7 @@ impl<B: Backend> CachingAllocator<B> {
     fn complete_event(&self, local: Mine<'_>, block: &Block) {
         if block.complete_one_event() {
             self.counters.pending_blocks.decrease(1);
-            if block.in_segment() {
-                self.cache_part(local, block);
-            } else {
-                self.cache(local, block, block.mark_cached());
-            }
+            self.cache_owned(local, block);
         }
     }
 
@@ -733,6 +817,8 @@ impl<B: Backend + 'static> Reclaim for CachingAllocator<B> {
     }
 }
 
+#[cfg(test)]
+mod capture_tests;
 #[cfg(test)]
 #[allow(dead_code)] // the unit tests use part of it, the model the rest
 mod fake_backend;

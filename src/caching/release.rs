@@ -85,6 +85,9 @@ impl<B: Backend> CachingAllocator<B> {
         let (address, size) = (block.address(), block.size());
         let class = block.class();
 
+        if self.history_enabled() {
+            self.record(super::Action::SegmentFree, block, None, None);
+        }
         let started = self.counters.clock.ticks();
         let result = self.backend.free(address, size);
         self.counters.host_freed(started, (class, size));

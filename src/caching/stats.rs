@@ -80,6 +80,10 @@ pub struct Stats {
     /// The largest block free in the cache now, in bytes: the largest request
     /// the cache can serve without new memory (0 when nothing is cached).
     pub largest_free_block: i64,
+    /// Blocks allocated during a graph capture and freed after streams used
+    /// them, kept in their private pool until its release: no event can tell
+    /// when a captured stream is done with them.
+    pub captured_blocks: i64,
 }
 
 /// Compact, for the line for logs: `current/peak/allocated/freed`.
@@ -220,6 +224,8 @@ pub(crate) struct Counters {
     pub pending_blocks: AtomicStat,
     /// See `Stats::retired_blocks`.
     pub retired_blocks: AtomicI64,
+    /// See `Stats::captured_blocks`.
+    pub captured_blocks: AtomicI64,
 }
 
 impl Counters {
@@ -236,6 +242,7 @@ impl Counters {
             clock: Clock::new(),
             pending_blocks: AtomicStat::default(),
             retired_blocks: AtomicI64::new(0),
+            captured_blocks: AtomicI64::new(0),
         }
     }
 
@@ -292,6 +299,7 @@ impl Counters {
             retired_blocks: self.retired_blocks.load(Ordering::Relaxed),
             idle_bytes: host.allocated_bytes.current - active_bytes.current,
             largest_free_block: largest_free_block as i64,
+            captured_blocks: self.captured_blocks.load(Ordering::Relaxed),
         }
     }
 
