@@ -7,6 +7,8 @@
 // events on the harness's queue of each stream, made as RecordWith says:
 // BarrierUnlessIdle (the default), or with BENCH_OURS_RECORD=barrier Barrier
 // (subject "ours-barrier"), =last-event LastEventUnlessIdle ("ours-last-event").
+// BENCH_OURS_HISTORY=N records memory history, N entries at most, with no
+// context recorder (what scenario 1's history row measures).
 #include "scenarios.h"
 #include "xpu_caching_host_allocator.h"
 #include "xpu_host_allocator_sycl.h"
@@ -49,6 +51,11 @@ struct Ours {
       bench::die("use_sycl_context: %s", e.what());
     }
     if (xpu_host_init() != XPU_HOST_SUCCESS) bench::die("our allocator did not start: %s", xpu_host_last_error_message());
+    long history = std::stol(bench::env_or("BENCH_OURS_HISTORY", "0"));
+    if (history > 0 &&
+        xpu_host_record_history(true, std::size_t(history), XPU_HOST_RECORD_CONTEXT_ALL, nullptr, false) != XPU_HOST_SUCCESS) {
+      bench::die("xpu_host_record_history: %s", xpu_host_last_error_message());
+    }
     allocator = at::xpu::getCachingHostAllocator();
   }
 
@@ -71,6 +78,7 @@ struct Ours {
     out.add("stats_requested_bytes_peak", counters.requested_bytes.peak);
     out.add("stats_cache_hits", counters.cache_hits).add("stats_cache_misses", counters.cache_misses);
     out.add("conf", bench::env_or("XPU_CACHING_HOST_ALLOCATOR_CONF", ""));
+    out.add("history", bench::env_or("BENCH_OURS_HISTORY", "0"));
   }
 
   c10::Allocator* allocator = nullptr;

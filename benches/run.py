@@ -44,6 +44,8 @@ MEMORY_ADAPTER = "v2"
 # misses through an allocator that only calls the driver (bench_floor.cpp).
 FLOOR_PROGRAM = "bench_floor"
 FLOOR_VARIANTS = ["none", "cas"]
+# Scenario 1 once more with memory history on, in a ring of this many entries.
+HISTORY_ENTRIES = 100000
 MISS_FLOOR_VARIANT = "raw"
 LABEL = {
     "ours": "ours",
@@ -186,12 +188,15 @@ def measure_adapter(runner, plan, adapter):
     print(f"== {adapter}: 1. cached allocate + free, one thread", flush=True)
     results["cycle"] = {s: [] for s in PROGRAMS}
     results["floor"] = {v: [] for v in FLOOR_VARIANTS}
+    results["history"] = []
     for _ in range(rounds["cycle"]):
         for subject in PROGRAMS:
             results["cycle"][subject].append(runner.run(adapter, subject, "cycle", plan["cycle"]))
         for variant in FLOOR_VARIANTS:
             results["floor"][variant].append(runner.run(adapter, f"floor-{variant}", "cycle",
                                                         {**plan["cycle"], "variant": variant}, program=FLOOR_PROGRAM))
+        results["history"].append(runner.run(adapter, "ours", "cycle", plan["cycle"],
+                                             env={"BENCH_OURS_HISTORY": str(HISTORY_ENTRIES)}))
 
     print(f"== {adapter}: 2. the same on 2 threads", flush=True)
     results["cycle_threads"] = {s: [] for s in PROGRAMS}
@@ -407,6 +412,7 @@ def analyse_adapter(results):
     a["cycle_best"] = {s: min(r["ns_per_cycle"] for r in runs) for s, runs in results["cycle"].items()}
     a["cycle_rounds"] = len(results["cycle"]["ours"])
     a["floor"] = {v: median([r["ns_per_cycle"] for r in runs]) for v, runs in results["floor"].items()}
+    a["history"] = median([r["ns_per_cycle"] for r in results["history"]])
     a["cycle_misses"] = {s: sum(r["misses"] for r in runs) for s, runs in results["cycle"].items()}
     threads = results["cycle_threads"]
     a["threads_aggregate"] = {s: median([r["ns_per_cycle_aggregate"] for r in runs]) for s, runs in threads.items()}
@@ -518,6 +524,9 @@ def ratios_table(w, adapter, a, cg):
       f"{fmt(cycle[seed])} | {fmt(ratio(floor['none'], cycle[seed]))} | | | | |")
     w(f"| 1, floor: one compare-and-swap each way | ns per allocate+free | {fmt(floor['cas'])} | "
       f"{fmt(cycle[seed])} | {fmt(ratio(floor['cas'], cycle[seed]))} | | | | |")
+    w(f"| 1, memory history on ({HISTORY_ENTRIES:,} entries, no contexts) | ns per allocate+free | "
+      f"{fmt(a['history'])} | ours, history off: {fmt(cycle['ours'])} | {fmt(ratio(a['history'], cycle['ours']))} "
+      f"| | | | |")
     agg = a["threads_aggregate"]
     row("2. cached cycle, 2 threads", "ns per cycle, aggregate", agg["ours"], agg)
     scaling = a["threads_scaling"]

@@ -23,7 +23,7 @@ use crate::level_zero::{Context, StreamHooks};
 /// The version of the library this header describes: what changes in a minor
 /// or a patch release is said in the README ("Conventions and ABI stability").
 pub const XPU_HOST_VERSION_MAJOR: u32 = 0;
-pub const XPU_HOST_VERSION_MINOR: u32 = 2;
+pub const XPU_HOST_VERSION_MINOR: u32 = 3;
 pub const XPU_HOST_VERSION_PATCH: u32 = 0;
 /// The three in one number, `(major << 16) | (minor << 8) | patch`, as
 /// [`xpu_host_version`] returns the library's.

@@ -123,6 +123,13 @@ struct CFilter {
     armed: Arc<AtomicBool>,
 }
 
+impl CFilter {
+    fn accepts(&self, stream: StreamKey) -> bool {
+        // SAFETY: the host promised the filter may be called from any thread with its user data.
+        unsafe { (self.filter)(self.user_data as *mut c_void, to_c_stream(stream)) }
+    }
+}
+
 impl Drop for CFilter {
     fn drop(&mut self) {
         if let (Some(drop), true) = (self.drop, self.armed.load(Ordering::Relaxed)) {
@@ -160,11 +167,10 @@ pub unsafe extern "C" fn xpu_host_begin_allocate_to_pool(
         let armed = Arc::new(AtomicBool::new(true));
         let filter = filter.map(|filter| {
             let filter = CFilter { user_data: user_data as usize, filter, drop, armed: armed.clone() };
-            let accepts = move |stream: StreamKey| {
-                // SAFETY: the host promised the filter may be called from any thread with its user data.
-                unsafe { (filter.filter)(filter.user_data as *mut c_void, to_c_stream(stream)) }
-            };
-            Box::new(accepts) as StreamFilter
+            // Through a method, so that the closure owns the whole filter
+            // (a closure naming fields would own the fields alone, and the
+            // filter would be dropped here).
+            Box::new(move |stream| filter.accepts(stream)) as StreamFilter
         });
         allocator.begin_allocate_to_pool(pool.into(), filter).map_err(|(error, filter)| {
             armed.store(false, Ordering::Relaxed);

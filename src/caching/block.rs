@@ -10,14 +10,14 @@
 
 #[cfg(loom)]
 use loom::sync::{
-    atomic::{AtomicU32, AtomicU64, AtomicUsize},
+    atomic::{AtomicU64, AtomicUsize},
     Mutex, MutexGuard,
 };
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 #[cfg(not(loom))]
 use std::sync::{
-    atomic::{AtomicU32, AtomicU64, AtomicUsize},
+    atomic::{AtomicU64, AtomicUsize},
     Mutex, MutexGuard,
 };
 
@@ -95,10 +95,22 @@ pub enum Claim {
 /// The state word: the state in the low byte, the generation, which counts
 /// the block's stays in the cache (wrapping), in the high half, where an
 /// entry keeps it too: so a free makes its next word with one addition and a
-/// claim its expected word from the entry's with a mask.
+/// claim its expected word from the entry's with a mask. Between them, the
+/// tag (see `Block::tag`), 0 in every word made here.
 fn word(state: BlockState, generation: u32) -> u64 {
     (generation as u64) << 32 | state as u64
 }
+
+/// The state word `current` in state `state`, its tag and generation kept.
+fn with_state(current: u64, state: BlockState) -> u64 {
+    (current & !0xff) | state as u64
+}
+
+const TAG_SHIFT: u32 = 8;
+const TAG_MASK: u64 = 0xff_ffff << TAG_SHIFT;
+/// In a block's tag: allocated while the current stream was being captured,
+/// so no event may be recorded for it. Below it, the pool's tag.
+pub(crate) const CAPTURED: u32 = 1 << 23;
 
 fn generation_of(word: u64) -> u32 {
     (word >> 32) as u32
@@ -113,7 +125,12 @@ fn generation_of(word: u64) -> u32 {
 pub struct Block {
     pub id: u32,
     /// State and generation in one word, so that one compare-and-swap both
-    /// checks that an entry is current and takes the block.
+    /// checks that an entry is current and takes the block. In the same word
+    /// the tag: the private pool the block belongs to (`pools.rs`; 0: the
+    /// default pool), with `CAPTURED` set if it was allocated while its
+    /// stream was being captured. Set by its owner; 0 in every block in the
+    /// default pool's lists, and the hot free's compare of the state takes
+    /// in the tag too, so that it refuses a tagged block at no cost.
     state: AtomicU64,
     address: AtomicUsize,
     size: AtomicUsize,
@@ -136,17 +153,7 @@ pub struct Block {
     /// block is its neighbour may (a cached neighbour split in two).
     /// In one word (`prev << 32 | next`), so that a free tells with one load.
     neighbours: AtomicU64,
-    /// The private pool the block belongs to (`pools.rs`; 0: the default
-    /// pool), with `CAPTURED` set if it was allocated while its stream was
-    /// being captured. Written by its owner only; 0 for every block in the
-    /// default pool's lists, so that the hot paths, which see only those,
-    /// need not read it but to refuse the others.
-    tag: AtomicU32,
 }
-
-/// In a block's tag: allocated while the current stream was being captured,
-/// so no event may be recorded for it.
-pub(crate) const CAPTURED: u32 = 1 << 31;
 
 /// No neighbour: the end of the backend's memory.
 pub(crate) const NO_BLOCK: u32 = u32::MAX;
@@ -195,7 +202,6 @@ impl Block {
             streams: Mutex::new(Vec::new()),
             pending_events: AtomicUsize::new(0),
             neighbours: AtomicU64::new(NO_NEIGHBOURS),
-            tag: AtomicU32::new(0),
         }
     }
 
@@ -221,11 +227,11 @@ impl Block {
         self.state.store(word(state, generation), Ordering::Release);
     }
 
-    /// Moves from `from` to `to` if the block is in `from`.
+    /// Moves from `from` to `to` if the block is in `from`, keeping its tag.
     pub fn transition(&self, from: BlockState, to: BlockState) -> bool {
         let mut current = self.state.load(Ordering::Acquire);
         while BlockState::from_word(current) == from {
-            let next = word(to, generation_of(current));
+            let next = with_state(current, to);
             match self.state.compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return true,
                 Err(actual) => current = actual,
@@ -279,7 +285,6 @@ impl Block {
         debug_assert_eq!(self.state(), BlockState::Unused, "only a header without memory is bound");
         debug_assert!(size > 0, "a block has memory");
         self.set_neighbours(NO_BLOCK, NO_BLOCK);
-        self.set_tag(0);
         self.address.store(address, Ordering::Release);
         self.size.store(size, Ordering::Release);
         self.class.store(class, Ordering::Relaxed);
@@ -287,14 +292,18 @@ impl Block {
         self.set_state(BlockState::Allocated);
     }
 
-    /// The pool and capture tag (see the field); stable while the caller owns the block.
+    /// The pool and capture tag (see `state`); stable while the caller owns the block.
     pub fn tag(&self) -> u32 {
-        self.tag.load(Ordering::Relaxed)
+        ((self.state.load(Ordering::Relaxed) & TAG_MASK) >> TAG_SHIFT) as u32
     }
 
-    /// For the block's owner only (or a pool's release, which owns its retired blocks).
+    /// For the block's owner only (or a pool's release, which owns its
+    /// retired blocks); a `record_stream` may change the state meanwhile.
     pub fn set_tag(&self, tag: u32) {
-        self.tag.store(tag, Ordering::Relaxed);
+        debug_assert!(u64::from(tag) << TAG_SHIFT & !TAG_MASK == 0, "a tag has 24 bits");
+        let tagged = |current: u64| Some(current & !TAG_MASK | u64::from(tag) << TAG_SHIFT);
+        // The closure always gives a word, so the update cannot fail.
+        let _ = self.state.fetch_update(Ordering::AcqRel, Ordering::Relaxed, tagged);
     }
 
     /// Whether the block is a part of the memory the backend gave (it was split).
@@ -361,7 +370,7 @@ impl Block {
     pub fn free_owned(&self) -> Option<Freed<'_>> {
         let current = self.state.load(Ordering::Relaxed);
         if BlockState::from_word(current) == BlockState::Allocated {
-            let pending = word(BlockState::Pending, generation_of(current));
+            let pending = with_state(current, BlockState::Pending);
             if self.state.compare_exchange(current, pending, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 return Some(Freed::Owned);
             }
@@ -379,7 +388,8 @@ impl Block {
     #[inline]
     pub fn free_to_cache(&self) -> Option<Entry> {
         let current = self.state.load(Ordering::Relaxed);
-        if BlockState::from_word(current) != BlockState::Allocated || self.in_segment() || self.tag() != 0 {
+        // `Allocated` with no tag, in one compare.
+        if current as u32 != BlockState::Allocated as u32 || self.in_segment() {
             return None;
         }
         // The generation one up (wrapping out of the word), the state `Cached`.

@@ -11,7 +11,7 @@
 //! locks of its own (Python's) or run long.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -98,13 +98,15 @@ pub struct Segment {
 pub(super) struct History {
     /// `RecordContext` as a number, read before the lock.
     level: AtomicU8,
+    /// Whether there is a recorder to gather contexts, read before the lock.
+    gathers: AtomicBool,
     state: Mutex<Recording>,
 }
 
 #[derive(Default)]
 struct Recording {
     recorder: Option<Arc<dyn Recorder>>,
-    ring: VecDeque<TraceEntry>,
+    ring: VecDeque<Recorded>,
     max_entries: usize,
     /// The context each live block was allocated with, by block id.
     contexts: HashMap<u32, Arc<Context>>,
@@ -114,8 +116,19 @@ struct Recording {
 
 impl Default for History {
     fn default() -> History {
-        History { level: AtomicU8::new(RecordContext::Never as u8), state: Mutex::new(Recording::default()) }
+        History {
+            level: AtomicU8::new(RecordContext::Never as u8),
+            gathers: AtomicBool::new(false),
+            state: Mutex::new(Recording::default()),
+        }
     }
+}
+
+/// An entry as kept: its time in clock ticks (`clock.rs`, cheaper to read
+/// than the time of day), made microseconds since the epoch when read.
+struct Recorded {
+    entry: TraceEntry,
+    ticks: u64,
 }
 
 /// What a recording step gives back to be dropped after the lock: contexts
@@ -123,14 +136,14 @@ impl Default for History {
 type Dropped = Vec<Arc<Context>>;
 
 impl Recording {
-    fn push(&mut self, entry: TraceEntry, dropped: &mut Dropped) {
+    fn push(&mut self, entry: TraceEntry, ticks: u64, dropped: &mut Dropped) {
         while self.ring.len() >= self.max_entries {
             match self.ring.pop_front() {
-                Some(old) => dropped.extend(old.context),
+                Some(old) => dropped.extend(old.entry.context),
                 None => break,
             }
         }
-        self.ring.push_back(entry);
+        self.ring.push_back(Recorded { entry, ticks });
     }
 }
 
@@ -157,22 +170,24 @@ impl<B: Backend> CachingAllocator<B> {
         let mut dropped = Dropped::new();
         let mut recording = lock(&self.history.state);
         if enabled {
+            self.history.gathers.store(recorder.is_some(), Ordering::Relaxed);
             recording.recorder = recorder;
             recording.max_entries = max_entries;
             while recording.ring.len() > max_entries {
-                dropped.extend(recording.ring.pop_front().and_then(|entry| entry.context));
+                dropped.extend(recording.ring.pop_front().and_then(|old| old.entry.context));
             }
             self.history.level.store(when as u8, Ordering::Relaxed);
             self.watch.fetch_or(watch::HISTORY, Ordering::Relaxed);
         } else {
             self.watch.fetch_and(!watch::HISTORY, Ordering::Relaxed);
+            self.history.gathers.store(false, Ordering::Relaxed);
             self.history.level.store(RecordContext::Never as u8, Ordering::Relaxed);
             // Not kept up to date while off, so not kept.
             dropped.extend(recording.contexts.drain().map(|(_, context)| context));
             dropped.extend(recording.external.drain().filter_map(|(_, (_, context))| context));
         }
         if clear {
-            dropped.extend(recording.ring.drain(..).filter_map(|entry| entry.context));
+            dropped.extend(recording.ring.drain(..).filter_map(|old| old.entry.context));
         }
         drop(recording);
         drop(dropped);
@@ -185,7 +200,14 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// The entries kept, oldest first.
     pub fn traces(&self) -> Vec<TraceEntry> {
-        lock(&self.history.state).ring.iter().cloned().collect()
+        let recording = lock(&self.history.state);
+        let (now_ticks, now) = (self.counters.clock.ticks(), now_us());
+        let micros = self.counters.clock.to_micros();
+        let shown = |kept: &Recorded| TraceEntry {
+            time_us: now.saturating_sub(micros(now_ticks.saturating_sub(kept.ticks))),
+            ..kept.entry.clone()
+        };
+        recording.ring.iter().map(shown).collect()
     }
 
     /// Every block holding memory, then the external registrations.
@@ -227,7 +249,7 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// A context from the recorder if recording gathers them at `level`.
     pub(super) fn gather(&self, level: RecordContext) -> Option<Arc<Context>> {
-        if self.history.level.load(Ordering::Relaxed) < level as u8 || !self.history_enabled() {
+        if self.history.level.load(Ordering::Relaxed) < level as u8 || !self.history.gathers.load(Ordering::Relaxed) {
             return None;
         }
         let recorder = lock(&self.history.state).recorder.clone()?;
@@ -261,20 +283,15 @@ impl<B: Backend> CachingAllocator<B> {
             Action::Alloc if level >= RecordContext::State as u8 => {
                 dropped.extend(context.clone().and_then(|kept| recording.contexts.insert(block.id, kept)));
             }
-            Action::FreeCompleted | Action::SegmentFree => dropped.extend(recording.contexts.remove(&block.id)),
+            Action::FreeCompleted | Action::SegmentFree if !recording.contexts.is_empty() => {
+                dropped.extend(recording.contexts.remove(&block.id));
+            }
             _ => {}
         }
         let context = context.filter(|_| level >= RecordContext::Alloc as u8);
-        let entry = TraceEntry {
-            action,
-            address: block.address(),
-            size: block.size(),
-            stream,
-            pool,
-            time_us: now_us(),
-            context,
-        };
-        recording.push(entry, &mut dropped);
+        let entry =
+            TraceEntry { action, address: block.address(), size: block.size(), stream, pool, time_us: 0, context };
+        recording.push(entry, self.counters.clock.ticks(), &mut dropped);
         drop(recording);
     }
 
@@ -290,9 +307,8 @@ impl<B: Backend> CachingAllocator<B> {
         dropped.extend(old.and_then(|(_, context)| context));
         let context = context.filter(|_| self.history.level.load(Ordering::Relaxed) >= RecordContext::Alloc as u8);
         for (action, context) in [(Action::SegmentAlloc, None), (Action::Alloc, context)] {
-            let entry =
-                TraceEntry { action, address, size, stream: None, pool: PoolId::DEFAULT, time_us: now_us(), context };
-            recording.push(entry, &mut dropped);
+            let entry = TraceEntry { action, address, size, stream: None, pool: PoolId::DEFAULT, time_us: 0, context };
+            recording.push(entry, self.counters.clock.ticks(), &mut dropped);
         }
     }
 
@@ -312,9 +328,8 @@ impl<B: Backend> CachingAllocator<B> {
             (Action::SegmentFree, None),
         ];
         for (action, context) in actions {
-            let entry =
-                TraceEntry { action, address, size, stream: None, pool: PoolId::DEFAULT, time_us: now_us(), context };
-            recording.push(entry, &mut dropped);
+            let entry = TraceEntry { action, address, size, stream: None, pool: PoolId::DEFAULT, time_us: 0, context };
+            recording.push(entry, self.counters.clock.ticks(), &mut dropped);
         }
     }
 }

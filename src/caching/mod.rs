@@ -120,7 +120,7 @@ pub struct CachingAllocator<B: Backend> {
     reclaimer: Mutex<Option<std::thread::Thread>>,
     reclaimer_running: AtomicBool,
     counters: Counters,
-    /// `watch.rs` bits; 0 unless a capture is under way or history is recorded.
+    /// `watch.rs` bits: what takes allocations or frees off the hot paths.
     watch: AtomicU32,
     /// Private pools and captures under way, and the hooks that tell the
     /// current stream; allocations read it only while a capture is under way.
@@ -139,6 +139,8 @@ impl<B: Backend> CachingAllocator<B> {
                 exact: false,
             },
         };
+        let oldest = (settings.max_cached_bytes != usize::MAX || settings.releases_oldest_on_miss())
+            .then(|| Mutex::new(Oldest::default()));
         CachingAllocator {
             backend,
             settings,
@@ -150,13 +152,12 @@ impl<B: Backend> CachingAllocator<B> {
             by_address_stale: AtomicBool::new(false),
             pending: PendingQueues::new(),
             segments: Mutex::new(()),
-            oldest: (settings.max_cached_bytes != usize::MAX || settings.releases_oldest_on_miss())
-                .then(|| Mutex::new(Oldest::default())),
+            watch: AtomicU32::new(if oldest.is_some() { watch::OLDEST } else { 0 }),
+            oldest,
             budget: Budget::default(),
             reclaimer: Mutex::new(None),
             reclaimer_running: AtomicBool::new(false),
             counters: Counters::new(CLASS_COUNT),
-            watch: AtomicU32::new(0),
             pools: Mutex::new(Pools::default()),
             history: History::default(),
         }
@@ -192,7 +193,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// `scripts/check-hot-path` checks the compiled code for it.
     #[inline(always)]
     pub fn allocate_cached(&self, size: usize) -> Option<Allocation> {
-        if self.watch.load(Ordering::Relaxed) != 0 {
+        if self.watch.load(Ordering::Relaxed) & watch::ALLOCATIONS != 0 {
             return None;
         }
         let local = self.caches.mine()?;
@@ -242,7 +243,7 @@ impl<B: Backend> CachingAllocator<B> {
         }
         let Some(class) = self.rounding.classify(size) else { return Err(Error::SizeTooLarge { requested: size }) };
         let held = self.caches.local();
-        if self.watch.load(Ordering::Relaxed) != 0 {
+        if self.watch.load(Ordering::Relaxed) & watch::ALLOCATIONS != 0 {
             return self.allocate_watched(*held, size, &class).map(Some);
         }
         self.allocate_plain(*held, size, &class).map(|(allocation, _)| Some(allocation))
@@ -285,7 +286,10 @@ impl<B: Backend> CachingAllocator<B> {
             None => self.allocate_plain(local, size, class)?,
         };
         let block = self.blocks.lookup(allocation.context).expect("a block handed out is the arena's");
-        block.set_tag(pool | if route.captured { CAPTURED } else { 0 });
+        let tag = pool | if route.captured { CAPTURED } else { 0 };
+        if block.tag() != tag {
+            block.set_tag(tag);
+        }
         if self.history_enabled() {
             if new_memory {
                 self.record(Action::SegmentAlloc, block, None, None);
@@ -354,7 +358,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// `allocate_cached`, it cannot panic.
     #[inline(always)]
     pub fn free_cached(&self, context: usize) -> bool {
-        if self.oldest.is_some() || self.watch.load(Ordering::Relaxed) != 0 {
+        if self.watch.load(Ordering::Relaxed) & watch::FREES != 0 {
             return false;
         }
         let Some(block) = self.blocks.lookup(context) else { return false };

@@ -116,7 +116,10 @@ impl<B: Backend> CachingAllocator<B> {
             Some(&tag) => tag,
             None => {
                 let tag = pools.last_tag + 1;
-                assert!(tag < CAPTURED, "pool tags stay below the captured bit");
+                if tag >= CAPTURED {
+                    let why = format!("{} private pools were made, as many as block tags can name", tag - 1);
+                    return Err((Error::PoolBusy(why), filter));
+                }
                 pools.last_tag = tag;
                 pools.by_id.insert(id, tag);
                 let pool = PrivatePool { id, uses: 0, capturing: false, free: Vec::new(), retired: Vec::new() };
