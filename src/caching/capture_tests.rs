@@ -84,6 +84,7 @@ fn a_captured_block_freed_unused_is_reused_in_its_pool_only() {
     end(&a, &host);
     let outside = a.allocate(8192).unwrap().unwrap();
     assert_ne!(outside.address, first.address, "the pool's block stays in the pool");
+    assert_eq!(pool_of(&a, first.address), Some(POOL), "a pool's cached block is listed with its pool");
     assert_eq!(a.stats().cached_bytes.current, 8192, "the pool's free block counts as cached");
     a.release_pool(POOL).unwrap();
     assert_eq!(a.stats().cached_bytes.current, 0);

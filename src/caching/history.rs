@@ -212,6 +212,7 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Every block holding memory, then the external registrations.
     pub fn segments(&self) -> Vec<Segment> {
+        let members = self.pool_members();
         let blocks: Vec<(u32, Segment)> = self
             .blocks
             .bound()
@@ -224,7 +225,7 @@ impl<B: Backend> CachingAllocator<B> {
                     size: block.size(),
                     allocated,
                     active,
-                    pool: self.pool_id(block.tag()),
+                    pool: members.get(&block.id).copied().unwrap_or_else(|| self.pool_id(block.tag())),
                     context: None,
                 };
                 // A block going back to the backend right now is not listed.

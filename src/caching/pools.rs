@@ -270,6 +270,17 @@ impl<B: Backend> CachingAllocator<B> {
         true
     }
 
+    /// The blocks a pool keeps (cached, untagged in their state, and kept
+    /// out of circulation), with their pool: for the segments.
+    pub(super) fn pool_members(&self) -> HashMap<u32, PoolId> {
+        let pools = lock(&self.pools);
+        let members = pools.pools.values().flat_map(|pool| {
+            let free = pool.free.iter().map(|entry| entry.id);
+            free.chain(pool.retired.iter().map(|&(id, _)| id)).map(|id| (id, pool.id))
+        });
+        members.collect()
+    }
+
     /// The pool a tag names now; the default pool for one released.
     pub(super) fn pool_id(&self, tag: u32) -> PoolId {
         let tag = tag & !CAPTURED;

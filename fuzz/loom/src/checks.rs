@@ -1,5 +1,6 @@
 //! Loom checks of the core's lock-free parts: the block state machine (record
-//! racing free racing a double free, two records racing a free), the count of
+//! racing free racing a double free, two records racing a free, a pool's tag
+//! in the state word racing a record and a double free), the count of
 //! events a block waits for, the generation that tells a stale entry from a
 //! current one, an entry claimed by exactly one of several takers, the
 //! per-stream pending queues pushed and polled by several threads, and the
@@ -15,7 +16,7 @@ use loom::sync::{Arc, Mutex};
 use loom::thread;
 
 use crate::backend::{BackendError, StreamEvents, StreamKey};
-use crate::block::{Arena, BlockState, Claim, Entry, Freed};
+use crate::block::{Arena, BlockState, Claim, Entry, Freed, CAPTURED};
 use crate::pending::PendingQueues;
 use crate::shards::Shards;
 use crate::stack::Stack;
@@ -89,6 +90,49 @@ pub fn two_records_race_free() {
         recorded.sort_by_key(|s| s.id);
         returned.sort_by_key(|s| s.id);
         assert_eq!(recorded, returned);
+    });
+}
+
+/// The owner tags a block (a pool's, allocated during a capture) while
+/// another thread records a stream on it: the tag and the record both hold,
+/// whatever the order, and the free that follows never caches a tagged block
+/// straight away (it goes to its pool, or waits for the streams, tag kept).
+pub fn tag_survives_a_racing_record() {
+    model(|| {
+        let (arena, id) = bound_block();
+        let tag = CAPTURED | 1;
+        let recorder = {
+            let arena = arena.clone();
+            thread::spawn(move || arena.get(id).add_stream(S1))
+        };
+        arena.get(id).set_tag(tag);
+        let recorded = recorder.join().unwrap();
+        assert!(recorded, "an allocated block takes the stream");
+        assert_eq!(arena.get(id).tag(), tag);
+        match arena.get(id).free() {
+            Some(Freed::Pending(streams)) => assert_eq!(streams.to_vec(), vec![S1]),
+            other => panic!("a block a stream used waits for it, not {other:?}"),
+        }
+        assert_eq!(arena.get(id).tag(), tag, "the free keeps the tag");
+        assert_eq!(arena.get(id).state(), BlockState::Pending);
+    });
+}
+
+/// A tagged block no stream used: the free gives it to its caller to place
+/// (in its pool), and a racing double free fails.
+pub fn tagged_block_is_not_cached_by_a_free() {
+    model(|| {
+        let (arena, id) = bound_block();
+        arena.get(id).set_tag(2);
+        let other = {
+            let arena = arena.clone();
+            thread::spawn(move || arena.get(id).free().map(|freed| matches!(freed, Freed::Owned)))
+        };
+        let mine = arena.get(id).free().map(|freed| matches!(freed, Freed::Owned));
+        let theirs = other.join().unwrap();
+        assert!(mine.is_some() ^ theirs.is_some(), "exactly one of two frees succeeds");
+        assert_eq!(mine.or(theirs), Some(true), "the block is its freer's, not cached");
+        assert_eq!(arena.get(id).tag(), 2);
     });
 }
 

@@ -47,3 +47,13 @@ fn a_cached_block_is_taken_once() {
 fn a_stack_read_while_its_owner_changes_it() {
     checks::a_stack_read_while_its_owner_changes_it();
 }
+
+#[test]
+fn tag_survives_a_racing_record() {
+    checks::tag_survives_a_racing_record();
+}
+
+#[test]
+fn tagged_block_is_not_cached_by_a_free() {
+    checks::tagged_block_is_not_cached_by_a_free();
+}
