@@ -28,7 +28,11 @@ pub struct Knobs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeakCheck {
     Off,
+    /// One line per report, objects and bytes by kind.
+    Summary,
+    /// One line per object.
     Report,
+    /// As `Report`, and a leak at unload fails the process.
     Fail,
 }
 
@@ -83,15 +87,16 @@ impl Knobs {
             fail_command_list_create: FailEvery::new(number("ZE_SOFTWARE_DRIVER_FAIL_COMMAND_LIST_CREATE_EVERY")),
             ip_version: number("ZE_SOFTWARE_DRIVER_IP_VERSION").map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
             leak_check: match lookup("ZE_SOFTWARE_DRIVER_LEAK_CHECK").as_deref() {
-                None | Some("report") => LeakCheck::Report,
+                None | Some("summary") => LeakCheck::Summary,
+                Some("report") => LeakCheck::Report,
                 Some("off") => LeakCheck::Off,
                 Some("fail") => LeakCheck::Fail,
                 Some(other) => {
                     eprintln!(
                         "ze-software-driver: ignoring ZE_SOFTWARE_DRIVER_LEAK_CHECK={other:?}: \
-                         expected off, report or fail"
+                         expected off, summary, report or fail"
                     );
-                    LeakCheck::Report
+                    LeakCheck::Summary
                 }
             },
             // Like the loader's own switches: on only for exactly "1".
@@ -115,7 +120,7 @@ mod tests {
         assert_eq!(knobs.command_latency, Duration::ZERO);
         assert_eq!(knobs.memory_limit, None);
         assert!(!knobs.fail_host_alloc.fails_now());
-        assert_eq!(knobs.leak_check, LeakCheck::Report);
+        assert_eq!(knobs.leak_check, LeakCheck::Summary);
         assert!(!knobs.strict);
     }
 
@@ -148,7 +153,7 @@ mod tests {
         ]);
         assert_eq!(knobs.devices, 1);
         assert!(!knobs.fail_host_alloc.fails_now());
-        assert_eq!(knobs.leak_check, LeakCheck::Report);
+        assert_eq!(knobs.leak_check, LeakCheck::Summary);
         assert!(!knobs.strict);
     }
 }

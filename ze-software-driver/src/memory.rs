@@ -15,6 +15,7 @@ use crate::device::{self, Device};
 use crate::executor;
 use crate::ffi::{chain, input, output, unchained};
 use crate::knobs::knobs;
+use crate::leaks::Leak;
 use crate::sync::lock;
 
 /// Every allocation starts on a page, the `pageSize` that
@@ -102,18 +103,19 @@ pub fn statistics() -> Statistics {
 }
 
 /// One line per live allocation, of `context` or of every context.
-pub fn leaks(context: Option<&Arc<Context>>) -> Vec<String> {
+pub fn leaks(context: Option<&Arc<Context>>) -> Vec<Leak> {
     lock(&ALLOCATIONS)
         .by_base
         .iter()
         .filter(|(_, allocation)| context.is_none_or(|context| Arc::ptr_eq(context, &allocation.context)))
         .map(|(base, allocation)| {
             let kind = match allocation.kind {
-                ZE_MEMORY_TYPE_HOST => "host",
-                ZE_MEMORY_TYPE_DEVICE => "device",
-                _ => "shared",
+                ZE_MEMORY_TYPE_HOST => "host allocation",
+                ZE_MEMORY_TYPE_DEVICE => "device allocation",
+                _ => "shared allocation",
             };
-            format!("{kind} allocation {base:#x} of {} bytes", allocation.size)
+            let line = format!("{kind} {base:#x} of {} bytes", allocation.size);
+            Leak { kind, bytes: allocation.size, line }
         })
         .collect()
 }

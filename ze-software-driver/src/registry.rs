@@ -9,6 +9,7 @@ use level_zero_sys::*;
 
 use crate::api::{unknown_handle, ZeResult};
 use crate::context::Context;
+use crate::leaks::Leak;
 use crate::sync::lock;
 
 pub struct Registry<T> {
@@ -66,12 +67,16 @@ impl<T> Registry<T> {
 }
 
 impl<T: Owned> Registry<T> {
-    /// One line per live object, of `context` or of every context.
-    pub fn leaks(&self, context: Option<&Arc<Context>>) -> Vec<String> {
+    /// The live objects, of `context` or of every context.
+    pub fn leaks(&self, context: Option<&Arc<Context>>) -> Vec<Leak> {
         lock(&self.live)
             .iter()
             .filter(|(_, object)| context.is_none_or(|context| Arc::ptr_eq(context, object.context())))
-            .map(|(handle, object)| format!("{} {handle:#x}{}", self.kind, object.describe()))
+            .map(|(handle, object)| Leak {
+                kind: self.kind,
+                bytes: 0,
+                line: format!("{} {handle:#x}{}", self.kind, object.describe()),
+            })
             .collect()
     }
 }

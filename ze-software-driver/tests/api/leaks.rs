@@ -72,22 +72,36 @@ fn run_leaky_child(knobs: &[(&str, &str)]) -> (std::process::Output, String) {
 }
 
 #[test]
-fn leak_report_lists_the_leaked_objects() {
-    for knobs in [&[][..], &[("ZE_SOFTWARE_DRIVER_LEAK_CHECK", "report")]] {
-        let (output, address) = run_leaky_child(knobs);
+fn leak_summary_is_one_line_per_report_by_default() {
+    for knobs in [&[][..], &[("ZE_SOFTWARE_DRIVER_LEAK_CHECK", "summary")]] {
+        let (output, _) = run_leaky_child(knobs);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "report only: {}\n{stderr}", output.status);
-        let allocation = format!("ze-software-driver: leak:   host allocation {address} of 12345 bytes");
-        assert_eq!(stderr.matches(&allocation).count(), 2, "at zeContextDestroy and at unload:\n{stderr}");
-        let context_report = stderr.find("destroyed, ").expect("a report at zeContextDestroy");
-        let unload_report = stderr.find("ze-software-driver: leak: at unload").expect("a report at unload");
-        assert!(context_report < unload_report);
-        for kind in ["event 0x", "event pool 0x", "command list 0x", "command queue 0x", "fence 0x", "context 0x"] {
-            assert!(
-                stderr[unload_report..].contains(&format!("ze-software-driver: leak:   {kind}")),
-                "{kind}:\n{stderr}"
-            );
+        assert!(output.status.success(), "a summary only: {}\n{stderr}", output.status);
+        let lines: Vec<&str> = stderr.lines().filter(|line| line.contains("ze-software-driver: leak")).collect();
+        assert_eq!(lines.len(), 2, "one line at zeContextDestroy, one at unload:\n{stderr}");
+        assert!(lines[0].contains("destroyed, ") && lines[1].contains("at unload, "), "{stderr}");
+        for line in &lines {
+            assert!(line.contains("1 host allocation (12345 bytes)"), "{line}");
+            assert!(line.contains("ZE_SOFTWARE_DRIVER_LEAK_CHECK=report lists them"), "{line}");
         }
+        for kind in ["event", "event pool", "command list", "command queue", "fence", "context"] {
+            assert!(lines[1].contains(&format!(" {kind}")), "{kind}: {}", lines[1]);
+        }
+    }
+}
+
+#[test]
+fn leak_report_lists_the_leaked_objects() {
+    let (output, address) = run_leaky_child(&[("ZE_SOFTWARE_DRIVER_LEAK_CHECK", "report")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "report only: {}\n{stderr}", output.status);
+    let allocation = format!("ze-software-driver: leak:   host allocation {address} of 12345 bytes");
+    assert_eq!(stderr.matches(&allocation).count(), 2, "at zeContextDestroy and at unload:\n{stderr}");
+    let context_report = stderr.find("destroyed, ").expect("a report at zeContextDestroy");
+    let unload_report = stderr.find("ze-software-driver: leak: at unload").expect("a report at unload");
+    assert!(context_report < unload_report);
+    for kind in ["event 0x", "event pool 0x", "command list 0x", "command queue 0x", "fence 0x", "context 0x"] {
+        assert!(stderr[unload_report..].contains(&format!("ze-software-driver: leak:   {kind}")), "{kind}:\n{stderr}");
     }
 }
 
