@@ -14,9 +14,26 @@
 #pragma once
 
 #include <ATen/core/CachingHostAllocator.h>
+// TORCH_VERSION_MAJOR and TORCH_VERSION_MINOR: in every release from 2.8 under
+// torch/csrc/api/include (from 2.10 it forwards to torch/headeronly/version.h).
+#include <torch/version.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <vector>
+
+// Which of at::HostAllocator's later virtuals this PyTorch declares
+// (docs/ABI.md section 9). An override cannot be declared on a condition a
+// type trait computes, so the release number decides; the adapter's source
+// checks at compile time that the class agrees with it.
+#define XPU_HOST_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+// 2.11: begin_allocate_to_pool, end_allocate_to_pool, release_pool.
+#define XPU_HOST_TORCH_HAS_POOLS XPU_HOST_TORCH_AT_LEAST(2, 11)
+// 2.14: record_history, is_history_enabled, get_segments, get_traces,
+// record_external_register, record_external_unregister.
+#define XPU_HOST_TORCH_HAS_HISTORY XPU_HOST_TORCH_AT_LEAST(2, 14)
 
 namespace xpu_host_allocator {
 
@@ -41,10 +58,49 @@ class HostAllocatorAdapter final : public at::HostAllocator {
   void reset_accumulated_stats() override;
   void reset_peak_stats() override;
 
-  // The virtuals PyTorch added after 2.8 (2.11: private pools for graph
-  // capture; 2.14: memory history, external registrations) keep
-  // at::HostAllocator's defaults: not implemented, or nothing to record. The
-  // seven above are declared alike from 2.8 to 2.15 (docs/ABI.md section 9).
+  // The seven above are declared alike from 2.8 to 2.15; the ones below only
+  // in the releases that have them (docs/ABI.md section 9).
+
+#if XPU_HOST_TORCH_HAS_POOLS
+  // Private pools for graph capture (2.11). Until end_allocate_to_pool, an
+  // allocation whose current stream (the capture hooks' answer: c10's XPU
+  // streams when the adapter is built with xpu_capture_hooks.cpp, else what
+  // the program set with xpu_host_set_capture_hooks) `filter` accepts comes
+  // from pool `pool_id`. An empty filter accepts every stream; a filter that
+  // throws declines the stream. Errors (no capture hooks, the default pool
+  // {0, 0}, a pool a capture already records to) are c10::Error and change
+  // nothing.
+  void begin_allocate_to_pool(c10::MempoolId_t pool_id, std::function<bool(c10::Stream)> filter) override;
+  // c10::Error if no capture records to `pool_id`.
+  void end_allocate_to_pool(c10::MempoolId_t pool_id) override;
+  // Gives back the use one begin_allocate_to_pool took; at the last one the
+  // pool's free blocks go back to the driver, and its blocks retired during
+  // capture come back to the default pool once the streams that used them
+  // are done. c10::Error for a pool not known (never begun, or released).
+  void release_pool(c10::MempoolId_t pool_id) override;
+#endif
+
+#if XPU_HOST_TORCH_HAS_HISTORY
+  // Memory history (2.14), kept by the library in a ring of at most
+  // max_entries (0 is a c10::Error). Contexts come from context_recorder,
+  // called outside the allocator's locks; the last recorder given stays in
+  // use for contexts gathered from then on.
+  void record_history(bool enabled, c10::CachingDeviceAllocator::CreateContextFn context_recorder,
+                      std::size_t max_entries, c10::CachingDeviceAllocator::RecordContext when,
+                      bool clear_history) override;
+  bool is_history_enabled() const override;
+  // One segment per block holding memory (blocks are never split for
+  // PyTorch), then the external registrations recorded while history was on.
+  std::vector<at::HostSegmentInfo> get_segments() override;
+  // Oldest first; time_.t_ in microseconds since the Unix epoch, as
+  // PyTorch's own getTraces leaves it; device -1, stream null.
+  std::vector<c10::CachingDeviceAllocator::TraceEntry> get_traces() override;
+  // Memory pinned outside the allocator, recorded in the history (nothing
+  // with history off). A null ptr is a c10::Error; an unknown ptr on
+  // unregister is ignored.
+  void record_external_register(void* ptr, std::size_t size) override;
+  void record_external_unregister(void* ptr) override;
+#endif
 };
 
 // The process's adapter, a static object: DataPtrs it hands out may outlive
@@ -56,6 +112,13 @@ HostAllocatorAdapter& host_allocator();
 // registers its own with priority 0 from a static initialiser; the default 1
 // wins over it whichever runs first. at::setHostAllocator is not thread-safe:
 // call this before other threads use PyTorch.
+//
+// Built with xpu_capture_hooks.cpp (XPU_HOST_ALLOCATOR_XPU_CAPTURE_HOOKS
+// defined, PyTorch 2.11 or later, an XPU build of PyTorch), it first gives the
+// library c10's current XPU stream and capture state through
+// xpu_host_set_capture_hooks; a c10::Error if the library refuses them (a
+// capture is under way). Without it, a program that captures sets the hooks
+// itself.
 void register_with_pytorch(std::uint8_t priority = 1);
 
 }  // namespace xpu_host_allocator
