@@ -201,13 +201,28 @@ impl<B: Backend> CachingAllocator<B> {
     /// The entries kept, oldest first.
     pub fn traces(&self) -> Vec<TraceEntry> {
         let recording = lock(&self.history.state);
-        let (now_ticks, now) = (self.counters.clock.ticks(), now_us());
+        let (now_ticks, now) = self.clock_and_time();
         let micros = self.counters.clock.to_micros();
         let shown = |kept: &Recorded| TraceEntry {
             time_us: now.saturating_sub(micros(now_ticks.saturating_sub(kept.ticks))),
             ..kept.entry.clone()
         };
         recording.ring.iter().map(shown).collect()
+    }
+
+    /// The clock's ticks and the time of day at one moment: of a few tries,
+    /// the pair read closest together (a thread preempted between the two
+    /// reads would date every entry later by as long).
+    fn clock_and_time(&self) -> (u64, i64) {
+        let clock = &self.counters.clock;
+        let read = || {
+            let before = clock.ticks();
+            let now = now_us();
+            let after = clock.ticks();
+            (after.saturating_sub(before), before + after.saturating_sub(before) / 2, now)
+        };
+        let (_, ticks, now) = (0..3).map(|_| read()).min_by_key(|&(spread, _, _)| spread).unwrap_or_else(read);
+        (ticks, now)
     }
 
     /// Every block holding memory, then the external registrations.
