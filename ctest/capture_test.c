@@ -109,7 +109,8 @@ static void test_no_events_in_capture(void) {
   gate_hold(g, stream1);
   capturing = stream1;
   current = stream1;
-  CHECK_OK(xpu_host_begin_allocate_to_pool(pool, NULL, NULL, NULL));
+  filter_data every = {stream1, 0}; /* no filter: every stream; its user data still dropped at the end */
+  CHECK_OK(xpu_host_begin_allocate_to_pool(pool, NULL, &every, count_drop));
   block b = take(8192);
   memset(b.data, 0x5a, 8192);
   bool recorded = false;
@@ -122,7 +123,9 @@ static void test_no_events_in_capture(void) {
   CHECK(next.data != b.data); /* kept until the pool's release */
   CHECK_OK(xpu_host_free(next.context));
   capturing = (xpu_host_stream){0, 0, 0};
+  CHECK(every.drops == 0);
   CHECK_OK(xpu_host_end_allocate_to_pool(pool));
+  CHECK(every.drops == 1);
   CHECK_OK(xpu_host_release_pool(pool));
   CHECK(counters().captured_blocks == 0);
   CHECK(counters().pending_blocks.current == 1); /* an event recorded now, behind the held work */

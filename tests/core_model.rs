@@ -1,7 +1,8 @@
 //! The fuzzer's model of the caching core (fuzz/src/core_model.rs), replayed
 //! on seeded random operation sequences so that `cargo test` checks it too;
 //! scripts/test-long runs the coverage-guided fuzzer on it for a fixed time.
-//! XPU_HOST_MODEL_SEQUENCES sets how many sequences (default 200).
+//! XPU_HOST_MODEL_SEQUENCES sets how many sequences (default 200);
+//! XPU_HOST_MODEL_ONLY=n replays sequence n alone.
 
 #[path = "../fuzz/src/bytes.rs"]
 mod bytes;
@@ -35,7 +36,9 @@ fn class_statistics_keep_classes_holding_blocks_after_an_accumulated_reset() {
 fn random_sequences_follow_the_model() {
     let sequences = env_number("XPU_HOST_MODEL_SEQUENCES", 200);
     let mut total = core_model::Report::default();
-    for seed in 0..sequences {
+    // XPU_HOST_MODEL_ONLY=n replays sequence n alone (with XPU_HOST_MODEL_TRACE=1, step by step).
+    let only = std::env::var("XPU_HOST_MODEL_ONLY").ok().and_then(|n| n.trim().parse::<u64>().ok());
+    for seed in (0..sequences).filter(|seed| only.is_none_or(|only| only == *seed)) {
         let mut rng = Rng::new(seed + 1);
         let length = 16 + rng.below(1024) as usize;
         let bytes: Vec<u8> = (0..length).map(|_| rng.next() as u8).collect();
@@ -45,9 +48,15 @@ fn random_sequences_follow_the_model() {
         total.operations += report.operations;
         total.hostile += report.hostile;
         total.faults += report.faults;
+        total.captures += report.captures;
+        total.pooled += report.pooled;
+        total.held += report.held;
+        total.history_entries += report.history_entries;
     }
     println!(
-        "reliability: model: {sequences} random sequences, {} operations ({} hostile inputs, {} faults injected): 0 violations",
-        total.operations, total.hostile, total.faults
+        "reliability: model: {sequences} random sequences, {} operations ({} hostile inputs, {} faults injected, \
+         {} captures, {} allocations from private pools, {} captured blocks kept until their pool's release, \
+         {} trace entries checked): 0 violations",
+        total.operations, total.hostile, total.faults, total.captures, total.pooled, total.held, total.history_entries
     );
 }

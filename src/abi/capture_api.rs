@@ -114,11 +114,12 @@ pub type xpu_host_stream_filter = Option<unsafe extern "C" fn(user_data: *mut c_
 /// Called once when the library is done with a filter's `user_data`.
 pub type xpu_host_drop_hook = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
-/// A filter with its user data, which it drops when the capture ends, unless
-/// disarmed: a begin that fails leaves the user data with the caller.
+/// A filter (none: every stream) with its user data, which it drops when
+/// the capture ends, unless disarmed: a begin that fails leaves the user
+/// data with the caller.
 struct CFilter {
     user_data: usize,
-    filter: unsafe extern "C" fn(*mut c_void, xpu_host_stream) -> bool,
+    filter: xpu_host_stream_filter,
     drop: xpu_host_drop_hook,
     armed: Arc<AtomicBool>,
 }
@@ -126,7 +127,7 @@ struct CFilter {
 impl CFilter {
     fn accepts(&self, stream: StreamKey) -> bool {
         // SAFETY: the host promised the filter may be called from any thread with its user data.
-        unsafe { (self.filter)(self.user_data as *mut c_void, to_c_stream(stream)) }
+        self.filter.is_none_or(|filter| unsafe { filter(self.user_data as *mut c_void, to_c_stream(stream)) })
     }
 }
 
@@ -165,7 +166,8 @@ pub unsafe extern "C" fn xpu_host_begin_allocate_to_pool(
     ffi_call(|| {
         let allocator = allocator()?;
         let armed = Arc::new(AtomicBool::new(true));
-        let filter = filter.map(|filter| {
+        // A filter, or a drop hook alone, is kept until the capture ends.
+        let filter = (filter.is_some() || drop.is_some()).then(|| {
             let filter = CFilter { user_data: user_data as usize, filter, drop, armed: armed.clone() };
             // Through a method, so that the closure owns the whole filter
             // (a closure naming fields would own the fields alone, and the

@@ -220,11 +220,19 @@ impl Block {
         BlockState::from_word(self.state.load(Ordering::Acquire))
     }
 
-    /// Sets the state; only for whoever owns the block (it is in no list and
-    /// no other thread may change it), so a load and a store suffice.
+    /// Sets the state, and the tag to 0; only for whoever owns the block (it
+    /// is in no list and no other thread may change it), so a load and a
+    /// store suffice.
     pub fn set_state(&self, state: BlockState) {
         let generation = generation_of(self.state.load(Ordering::Relaxed));
         self.state.store(word(state, generation), Ordering::Release);
+    }
+
+    /// Keeps a block its caller owns out of circulation for good, in its pool
+    /// (for the segments).
+    pub fn retire(&self) {
+        let current = self.state.load(Ordering::Relaxed);
+        self.state.store(with_state(current, BlockState::Retired), Ordering::Release);
     }
 
     /// Moves from `from` to `to` if the block is in `from`, keeping its tag.

@@ -423,7 +423,7 @@ impl<B: Backend> CachingAllocator<B> {
             self.record(Action::FreeCompleted, block, None, None);
         }
         let pool = block.tag() & !CAPTURED;
-        if pool != 0 && self.cache_in_pool(local, pool, block) {
+        if pool != 0 && self.cache_in_pool(pool, block) {
             return;
         }
         block.set_tag(0);
@@ -437,7 +437,7 @@ impl<B: Backend> CachingAllocator<B> {
     /// Keeps a block no one can tell the device is done with out of
     /// circulation for good.
     fn retire(&self, block: &Block) {
-        block.set_state(BlockState::Retired);
+        block.retire();
         self.counters.retired_blocks.fetch_add(1, Ordering::Relaxed);
     }
 

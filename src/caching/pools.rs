@@ -13,7 +13,8 @@
 //! one, which then returns to the default pool when its events complete.
 //!
 //! Blocks of a pool never enter the default pool's lists, so the hot paths
-//! never see them; with a capture under way, allocations leave the hot path
+//! never see them. A pool's free blocks are its own, for the graph's
+//! replays: idle bytes, but not cached bytes, and not under the cache cap; with a capture under way, allocations leave the hot path
 //! (`watch::CAPTURE`). The registry, its hooks and filters are under one
 //! lock; the hooks and filters are called with it held, so they must not
 //! call the allocator.
@@ -21,8 +22,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use super::block::{Block, Entry, CAPTURED};
-use super::gauges::Hot;
+use super::block::{Block, BlockState, Entry, CAPTURED};
 use super::size_class::SizeClass;
 use super::sync::lock;
 use super::thread_cache::Mine;
@@ -176,11 +176,13 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     fn drain(&self, pool: PrivatePool) -> Result<(), Error> {
-        let local = *self.caches.local();
         let mut first_error = None;
         for entry in pool.free {
-            if let Err((_, error)) = self.release_cached(local, entry) {
-                first_error.get_or_insert(error);
+            let block = self.blocks.get(entry.id);
+            if block.claim_as(entry, BlockState::Releasing) {
+                if let Err(error) = self.release_memory(block) {
+                    first_error.get_or_insert(error);
+                }
             }
         }
         for (id, streams) in pool.retired {
@@ -234,7 +236,8 @@ impl<B: Backend> CachingAllocator<B> {
             let entry = pool.free.swap_remove(index);
             let block = self.blocks.get(entry.id);
             if block.claim(entry) {
-                return Some(Ok((self.hand_out(local, block, size, true), false)));
+                // Not counted as cached bytes while in the pool's list.
+                return Some(Ok((self.hand_out(local, block, size, false), false)));
             }
         }
         drop(pools);
@@ -245,10 +248,9 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Lists an owned block of pool `tag` in its pool's free list; false
     /// (nothing done) if the pool has gone.
-    pub(super) fn cache_in_pool(&self, local: Mine<'_>, tag: u32, block: &Block) -> bool {
+    pub(super) fn cache_in_pool(&self, tag: u32, block: &Block) -> bool {
         let mut pools = lock(&self.pools);
         let Some(pool) = pools.pools.get_mut(&tag) else { return false };
-        local.add(&self.caches, Hot::CachedBytes, block.size() as i64);
         pool.free.push(block.mark_cached());
         true
     }

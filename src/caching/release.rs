@@ -81,7 +81,7 @@ impl<B: Backend> CachingAllocator<B> {
         self.release_memory(block).map(|()| size).map_err(|error| (size, error))
     }
 
-    fn release_memory(&self, block: &Block) -> Result<(), Error> {
+    pub(super) fn release_memory(&self, block: &Block) -> Result<(), Error> {
         let (address, size) = (block.address(), block.size());
         let class = block.class();
 
