@@ -215,6 +215,8 @@ static void test_history(void) {
   xpu_host_history_recorder recorder = {sizeof recorder, NULL, gather, release};
   CHECK(xpu_host_record_history(true, 0, XPU_HOST_RECORD_CONTEXT_ALL, &recorder, false) == XPU_HOST_ERROR_INVALID_ARGUMENT);
   CHECK(xpu_host_get_traces(NULL, NULL) == XPU_HOST_ERROR_INVALID_ARGUMENT);
+  CHECK(xpu_host_record_history(true, 8, 4, &recorder, false) == XPU_HOST_ERROR_INVALID_ARGUMENT);
+  CHECK(!xpu_host_history_enabled());
   CHECK_OK(xpu_host_empty_cache());
   CHECK_OK(xpu_host_record_history(true, 8, XPU_HOST_RECORD_CONTEXT_ALL, &recorder, true));
   CHECK(xpu_host_history_enabled());

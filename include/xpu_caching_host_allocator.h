@@ -101,28 +101,6 @@ typedef enum {
 } xpu_host_result;
 
 /*
- When contexts are gathered; the numbers are those of c10's `RecordContext`.
- */
-typedef enum {
-  /*
-   No contexts.
-   */
-  XPU_HOST_RECORD_CONTEXT_NEVER = 0,
-  /*
-   Contexts of live blocks (segments) only.
-   */
-  XPU_HOST_RECORD_CONTEXT_STATE = 1,
-  /*
-   Also in the trace entries of allocations.
-   */
-  XPU_HOST_RECORD_CONTEXT_ALLOC = 2,
-  /*
-   Also for frees.
-   */
-  XPU_HOST_RECORD_CONTEXT_ALL = 3,
-} xpu_host_record_context;
-
-/*
  What a trace entry records; the numbers are those of c10's `TraceEntry::Action`.
  */
 typedef enum {
@@ -147,6 +125,28 @@ typedef enum {
    */
   XPU_HOST_TRACE_SEGMENT_FREE = 4,
 } xpu_host_trace_action;
+
+/*
+ When contexts are gathered; the numbers are those of c10's `RecordContext`.
+ */
+typedef enum {
+  /*
+   No contexts.
+   */
+  XPU_HOST_RECORD_CONTEXT_NEVER = 0,
+  /*
+   Contexts of live blocks (segments) only.
+   */
+  XPU_HOST_RECORD_CONTEXT_STATE = 1,
+  /*
+   Also in the trace entries of allocations.
+   */
+  XPU_HOST_RECORD_CONTEXT_ALLOC = 2,
+  /*
+   Also for frees.
+   */
+  XPU_HOST_RECORD_CONTEXT_ALL = 3,
+} xpu_host_record_context;
 
 /*
  A pool's name, PyTorch's `c10::MempoolId_t`; `{0, 0}` is the default pool.
@@ -698,10 +698,12 @@ const char *xpu_host_last_error_message(void);
 
 /*
  Turns memory history on, keeping at most `max_entries` trace entries (a
- ring: the oldest go first), or off. `when` says which contexts are
- gathered; `recorder` may be null (no contexts). `clear` drops the entries
- kept so far. Turning it on again replaces the recorder, `when` and the
- maximum. `max_entries` 0 with `enabled` is `XPU_HOST_ERROR_INVALID_ARGUMENT`.
+ ring: the oldest go first), or off. `when`, an `xpu_host_record_context`,
+ says which contexts are gathered; `recorder` may be null (no contexts).
+ `clear` drops the entries kept so far. Turning it on again replaces the
+ recorder, `when` and the maximum. `max_entries` 0 with `enabled`, or a
+ `when` out of range, is `XPU_HOST_ERROR_INVALID_ARGUMENT`. Starts the
+ allocator, as [`super::c_api::xpu_host_init`] does: settings come first.
 
  # Safety
  `recorder` is null or points at an `xpu_host_history_recorder` whose
@@ -709,7 +711,7 @@ const char *xpu_host_last_error_message(void);
  */
 xpu_host_result xpu_host_record_history(bool enabled,
                                         size_t max_entries,
-                                        xpu_host_record_context when,
+                                        uint32_t when,
                                         const xpu_host_history_recorder *recorder,
                                         bool clear);
 

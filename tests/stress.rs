@@ -465,7 +465,7 @@ fn toggle_history(on: bool, counts: &Counts) {
     // SAFETY: the visitor counts into a live local.
     assert_eq!(unsafe { xpu_host_get_traces(Some(count_entry), (&raw mut kept).cast()) }, XPU_HOST_SUCCESS);
     assert!(kept <= ENTRIES, "history kept {kept} entries, more than its {ENTRIES}");
-    let never = xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_NEVER;
+    let never = xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_NEVER as u32;
     // SAFETY: no recorder.
     let result = unsafe { xpu_host_record_history(on, ENTRIES, never, std::ptr::null(), !on) };
     assert_eq!(result, XPU_HOST_SUCCESS, "{}", last_error());

@@ -645,7 +645,10 @@ fn history(model: &mut Model, bytes: &mut Bytes, report: &mut Report) {
             let with = recorder(true);
             let pointer = if bytes.byte() % 3 == 0 { std::ptr::null() } else { &raw const with };
             // SAFETY: null or a filled recorder.
-            assert_eq!(unsafe { xpu_host_record_history(true, max_entries, when, pointer, clear) }, XPU_HOST_SUCCESS);
+            assert_eq!(
+                unsafe { xpu_host_record_history(true, max_entries, when as u32, pointer, clear) },
+                XPU_HOST_SUCCESS
+            );
             assert!(xpu_host_history_enabled());
             let kept = if clear { 0 } else { length.min(max_entries) };
             assert_eq!(traces().len(), kept, "entries kept when history is turned on");
@@ -668,9 +671,9 @@ fn history(model: &mut Model, bytes: &mut Bytes, report: &mut Report) {
             let half = recorder(false);
             // SAFETY: filled recorders or null.
             unsafe {
-                let refused = xpu_host_record_history(true, 0, XPU_HOST_RECORD_CONTEXT_ALL, &with, true);
+                let refused = xpu_host_record_history(true, 0, XPU_HOST_RECORD_CONTEXT_ALL as u32, &with, true);
                 assert_eq!(refused, XPU_HOST_ERROR_INVALID_ARGUMENT, "history with room for no entry");
-                let refused = xpu_host_record_history(true, 4, XPU_HOST_RECORD_CONTEXT_ALL, &half, true);
+                let refused = xpu_host_record_history(true, 4, XPU_HOST_RECORD_CONTEXT_ALL as u32, &half, true);
                 assert_eq!(refused, XPU_HOST_ERROR_INVALID_ARGUMENT, "a recorder without its release");
                 assert_eq!(xpu_host_get_traces(None, null_mut()), XPU_HOST_ERROR_INVALID_ARGUMENT);
                 assert_eq!(xpu_host_get_segments(None, null_mut()), XPU_HOST_ERROR_INVALID_ARGUMENT);
@@ -686,8 +689,9 @@ fn history(model: &mut Model, bytes: &mut Bytes, report: &mut Report) {
         3 => {
             let clear = bytes.pick(&[false, true]);
             // SAFETY: no recorder.
-            let result =
-                unsafe { xpu_host_record_history(false, 0, XPU_HOST_RECORD_CONTEXT_NEVER, std::ptr::null(), clear) };
+            let result = unsafe {
+                xpu_host_record_history(false, 0, XPU_HOST_RECORD_CONTEXT_NEVER as u32, std::ptr::null(), clear)
+            };
             assert_eq!(result, XPU_HOST_SUCCESS);
             assert!(!xpu_host_history_enabled());
             assert_eq!(traces().len(), if clear { 0 } else { length }, "entries kept when history is turned off");
@@ -826,7 +830,7 @@ pub fn run(data: &[u8]) -> Report {
             xpu_host_record_history(
                 false,
                 0,
-                xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_NEVER,
+                xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_NEVER as u32,
                 std::ptr::null(),
                 true,
             )
@@ -1041,7 +1045,7 @@ pub fn run(data: &[u8]) -> Report {
             xpu_host_record_history(
                 false,
                 0,
-                xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_NEVER,
+                xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_NEVER as u32,
                 std::ptr::null(),
                 true,
             )

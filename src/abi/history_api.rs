@@ -83,10 +83,12 @@ impl Recorder for CRecorder {
 }
 
 /// Turns memory history on, keeping at most `max_entries` trace entries (a
-/// ring: the oldest go first), or off. `when` says which contexts are
-/// gathered; `recorder` may be null (no contexts). `clear` drops the entries
-/// kept so far. Turning it on again replaces the recorder, `when` and the
-/// maximum. `max_entries` 0 with `enabled` is `XPU_HOST_ERROR_INVALID_ARGUMENT`.
+/// ring: the oldest go first), or off. `when`, an `xpu_host_record_context`,
+/// says which contexts are gathered; `recorder` may be null (no contexts).
+/// `clear` drops the entries kept so far. Turning it on again replaces the
+/// recorder, `when` and the maximum. `max_entries` 0 with `enabled`, or a
+/// `when` out of range, is `XPU_HOST_ERROR_INVALID_ARGUMENT`. Starts the
+/// allocator, as [`super::c_api::xpu_host_init`] does: settings come first.
 ///
 /// # Safety
 /// `recorder` is null or points at an `xpu_host_history_recorder` whose
@@ -95,7 +97,7 @@ impl Recorder for CRecorder {
 pub unsafe extern "C" fn xpu_host_record_history(
     enabled: bool,
     max_entries: usize,
-    when: xpu_host_record_context,
+    when: u32,
     recorder: *const xpu_host_history_recorder,
     clear: bool,
 ) -> xpu_host_result {
@@ -110,11 +112,14 @@ pub unsafe extern "C" fn xpu_host_record_history(
             };
             Some(Arc::new(CRecorder { user_data: recorder.user_data as usize, gather, release }) as Arc<dyn Recorder>)
         };
+        // A number, not the enum: C may pass any value, and an enum out of range is undefined in Rust.
+        use xpu_host_record_context::*;
         let when = match when {
-            xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_NEVER => RecordContext::Never,
-            xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_STATE => RecordContext::State,
-            xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_ALLOC => RecordContext::Alloc,
-            xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_ALL => RecordContext::All,
+            w if w == XPU_HOST_RECORD_CONTEXT_NEVER as u32 => RecordContext::Never,
+            w if w == XPU_HOST_RECORD_CONTEXT_STATE as u32 => RecordContext::State,
+            w if w == XPU_HOST_RECORD_CONTEXT_ALLOC as u32 => RecordContext::Alloc,
+            w if w == XPU_HOST_RECORD_CONTEXT_ALL as u32 => RecordContext::All,
+            other => return Err(Failure::invalid(format!("when is {other}, not an xpu_host_record_context"))),
         };
         Ok(allocator()?.record_history(enabled, max_entries, when, recorder, clear)?)
     })

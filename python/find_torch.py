@@ -1,0 +1,42 @@
+"""Prints, for python/CMakeLists.txt, what torch the building Python has.
+
+Lines of key=value: found (0 or 1), reason (when not found), version, dir (the
+torch package directory, holding include/ and lib/), cxx11_abi, and
+pybind11_definitions (the pybind11 ABI definitions PyTorch's own extensions
+are built with, without -D, separated by ';'; empty from 2.10).
+"""
+
+import os
+import sys
+import warnings
+
+
+def main() -> None:
+    try:
+        import torch
+        import torch.utils.cpp_extension as cpp_extension
+    except Exception as error:  # noqa: BLE001 - any failure means "no torch to build against"
+        print("found=0")
+        print(f"reason=torch does not import: {type(error).__name__}: {error}".replace("\n", " "))
+        return
+    version = torch.__version__
+    release = tuple(int(part) for part in version.split("+")[0].split(".")[:2])
+    if release < (2, 8):
+        print("found=0")
+        print(f"reason=torch {version} is older than 2.8, which brought at::HostAllocator")
+        return
+    directory = os.path.dirname(torch.__file__)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flags = getattr(cpp_extension, "_get_pybind11_abi_build_flags", lambda: [])()
+    definitions = [flag[2:] for flag in flags if flag.startswith("-D")]
+    print("found=1")
+    print(f"version={version}")
+    print(f"dir={directory}")
+    print(f"cxx11_abi={int(bool(torch._C._GLIBCXX_USE_CXX11_ABI))}")
+    print("pybind11_definitions=" + ";".join(definitions))
+
+
+if __name__ == "__main__":
+    main()
+    sys.stdout.flush()
