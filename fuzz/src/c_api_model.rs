@@ -817,6 +817,13 @@ fn set_hooks(model: &Model, kind: u8, report: &mut Report) -> xpu_host_result {
     result
 }
 
+/// History off, its entries dropped.
+fn history_off_and_cleared() {
+    let never = xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_NEVER as u32;
+    // SAFETY: no recorder.
+    assert_eq!(unsafe { xpu_host_record_history(false, 0, never, std::ptr::null(), true) }, XPU_HOST_SUCCESS);
+}
+
 /// Runs one sequence; returns how many calls it made and what they covered.
 pub fn run(data: &[u8]) -> Report {
     let mut bytes = Bytes(data);
@@ -824,19 +831,7 @@ pub fn run(data: &[u8]) -> Report {
     let mut report = Report::default();
     let stack = 0u64;
     // A clean history and host for each sequence.
-    // SAFETY: no recorder.
-    assert_eq!(
-        unsafe {
-            xpu_host_record_history(
-                false,
-                0,
-                xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_NEVER as u32,
-                std::ptr::null(),
-                true,
-            )
-        },
-        XPU_HOST_SUCCESS
-    );
+    history_off_and_cleared();
     HOST.with(|host| *host.borrow_mut() = Host { current: Some(HOST_STREAMS[0]), capturing: Vec::new() });
     model.retired_before = stats().retired_blocks;
     model.drops_before = DROPS.load(Ordering::SeqCst);
@@ -1039,19 +1034,7 @@ pub fn run(data: &[u8]) -> Report {
         std::thread::sleep(Duration::from_micros(200));
     }
     check_segments(&model);
-    // SAFETY: no recorder.
-    assert_eq!(
-        unsafe {
-            xpu_host_record_history(
-                false,
-                0,
-                xpu_host_record_context::XPU_HOST_RECORD_CONTEXT_NEVER as u32,
-                std::ptr::null(),
-                true,
-            )
-        },
-        XPU_HOST_SUCCESS
-    );
+    history_off_and_cleared();
     assert_eq!(
         GATHERED.load(Ordering::SeqCst),
         RELEASED.load(Ordering::SeqCst),
