@@ -8,12 +8,30 @@ are built with, without -D, separated by ';'; empty from 2.10).
 
 import os
 import sys
+import sysconfig
 import warnings
+
+
+def import_torch():
+    """torch, as the building Python imports it, or else from this
+    interpreter's own site-packages: pip's build isolation takes them off
+    sys.path, but they are where `pip install .` installs the package, so
+    the torch there is the one it will run with. Appended, so that the
+    isolated build's own packages still come first."""
+    try:
+        import torch
+    except ImportError:
+        for key in ("purelib", "platlib"):
+            path = sysconfig.get_paths()[key]
+            if path not in sys.path:
+                sys.path.append(path)
+        import torch
+    return torch
 
 
 def main() -> None:
     try:
-        import torch
+        torch = import_torch()
         import torch.utils.cpp_extension as cpp_extension
     except Exception as error:  # noqa: BLE001 - any failure means "no torch to build against"
         print("found=0")

@@ -33,7 +33,7 @@ try:
 except ImportError as _error:  # the source tree: _build_info.py is written by the build
     raise ImportError(
         "xpu_caching_host_allocator is not built here (no _build_info.py): install it with "
-        "`pip install --no-build-isolation .` from the repository, and import it from outside python/"
+        "`pip install .` from the repository, and import it from outside python/"
     ) from _error
 from . import _history, _lib, _torch
 from ._history import HistoryOffError

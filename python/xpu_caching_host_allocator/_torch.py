@@ -45,8 +45,8 @@ def extension() -> ModuleType:
         if not built_against:
             raise RuntimeError(
                 "xpu_caching_host_allocator was built without its PyTorch extension (no torch >= 2.8 was "
-                "importable when it was built). Install torch >= 2.8 first, then reinstall this package in "
-                "the same environment with `pip install --no-build-isolation .`"
+                "installed when it was built). Install torch >= 2.8 first, then reinstall this package in "
+                "the same environment with `pip install .`"
             )
         try:
             import torch
@@ -56,7 +56,7 @@ def extension() -> ModuleType:
             raise RuntimeError(
                 f"xpu_caching_host_allocator's PyTorch extension was built against torch {built_against}, "
                 f"but torch {torch.__version__} is installed; its C++ ABI may differ. Reinstall this package "
-                "with `pip install --no-build-isolation --force-reinstall .` in this environment"
+                "with `pip install --force-reinstall .` in this environment"
             )
         _extension = importlib.import_module(f"{__package__}._C")
         return _extension

@@ -52,13 +52,15 @@ python_install_torch() {
 python_install_package() {
   local dir=$1 cargo_target=$2 root
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-  # --no-build-isolation: the build must see this venv's torch, to build the
-  # PyTorch extension against it (an isolated build has no torch, or would
-  # fetch another). The build directory build/python/<wheel tag> is kept, so a
-  # second install recompiles nothing that did not change; cargo builds into
+  # A plain `pip install .`, as a user runs it: the isolated build finds this
+  # venv's torch in its site-packages (python/find_torch.py), and
+  # XPU_HOST_ALLOCATOR_PYTHON_TORCH=ON makes not finding it an error. The
+  # build's own requirement (scikit-build-core) comes from the cached wheels.
+  # The build directory build/python/<wheel tag> is kept, so a second install
+  # recompiles nothing that did not change; cargo builds into
   # CARGO_TARGET_DIR (release profile).
   CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} \
-    "$dir/bin/pip" install --quiet --disable-pip-version-check --no-build-isolation \
+    "$dir/bin/pip" install --quiet --disable-pip-version-check --find-links "$cache/wheels" \
     --config-settings=cmake.define.XPU_HOST_ALLOCATOR_CARGO_TARGET_DIR="$cargo_target" \
     --config-settings=cmake.define.XPU_HOST_ALLOCATOR_PYTHON_TORCH=ON \
     "$root"
