@@ -114,9 +114,11 @@ void fill_counters(Stats& stats, const xpu_host_counters& ours) {
 #if XPU_HOST_TORCH_HAS_POOLS
 xpu_host_pool_id to_pool(const c10::MempoolId_t& id) { return {id.first, id.second}; }
 
-// The call and its pool, for the error message: "xpu_host_release_pool(pool (1, 0))".
-std::string pool_call(const char* call, const c10::MempoolId_t& id) {
-  return std::string(call) + "(pool (" + std::to_string(id.first) + ", " + std::to_string(id.second) + "))";
+// As `check`, naming the pool in the message: "xpu_host_release_pool(pool (1, 0)) failed: ...".
+void check_pool(xpu_host_result result, const char* call, const c10::MempoolId_t& id) {
+  if (result == XPU_HOST_SUCCESS) return;
+  std::string named = std::string(call) + "(pool (" + std::to_string(id.first) + ", " + std::to_string(id.second) + "))";
+  throw_error(result, named.c_str());
 }
 
 using StreamFilter = std::function<bool(c10::Stream)>;
@@ -238,20 +240,16 @@ void HostAllocatorAdapter::begin_allocate_to_pool(c10::MempoolId_t pool_id, std:
   StreamFilter* owned = filter ? new StreamFilter(std::move(filter)) : nullptr;
   xpu_host_result result = xpu_host_begin_allocate_to_pool(to_pool(pool_id), owned != nullptr ? &filter_trampoline : nullptr,
                                                            owned, owned != nullptr ? &drop_filter : nullptr);
-  if (result != XPU_HOST_SUCCESS) {
-    delete owned;
-    throw_error(result, pool_call("xpu_host_begin_allocate_to_pool", pool_id).c_str());
-  }
+  if (result != XPU_HOST_SUCCESS) delete owned;
+  check_pool(result, "xpu_host_begin_allocate_to_pool", pool_id);
 }
 
 void HostAllocatorAdapter::end_allocate_to_pool(c10::MempoolId_t pool_id) {
-  xpu_host_result result = xpu_host_end_allocate_to_pool(to_pool(pool_id));
-  if (result != XPU_HOST_SUCCESS) throw_error(result, pool_call("xpu_host_end_allocate_to_pool", pool_id).c_str());
+  check_pool(xpu_host_end_allocate_to_pool(to_pool(pool_id)), "xpu_host_end_allocate_to_pool", pool_id);
 }
 
 void HostAllocatorAdapter::release_pool(c10::MempoolId_t pool_id) {
-  xpu_host_result result = xpu_host_release_pool(to_pool(pool_id));
-  if (result != XPU_HOST_SUCCESS) throw_error(result, pool_call("xpu_host_release_pool", pool_id).c_str());
+  check_pool(xpu_host_release_pool(to_pool(pool_id)), "xpu_host_release_pool", pool_id);
 }
 #endif
 

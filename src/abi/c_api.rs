@@ -73,6 +73,12 @@ impl From<xpu_host_stream> for StreamKey {
     }
 }
 
+impl From<StreamKey> for xpu_host_stream {
+    fn from(stream: StreamKey) -> xpu_host_stream {
+        xpu_host_stream { device_type: stream.device_type, device_index: stream.device_index, id: stream.id }
+    }
+}
+
 /// Records on `stream` an event that completes once all work submitted to the
 /// stream so far has completed, and stores it in `*event`; `*token` is handed
 /// back to `release` with it. A null `*event` says the stream has no work
@@ -118,11 +124,9 @@ impl StreamHooks for CHooks {
     fn record(&self, stream: StreamKey) -> Result<Option<(ze_event_handle_t, usize)>, String> {
         let mut event = std::ptr::null_mut();
         let mut token = std::ptr::null_mut();
-        let stream =
-            xpu_host_stream { device_type: stream.device_type, device_index: stream.device_index, id: stream.id };
         // SAFETY: the host promised, when it registered the hook, that it may be
         // called from any thread with its user data; the out-pointers are valid.
-        let recorded = unsafe { (self.record)(self.user_data as *mut c_void, stream, &mut event, &mut token) };
+        let recorded = unsafe { (self.record)(self.user_data as *mut c_void, stream.into(), &mut event, &mut token) };
         match (recorded, event.is_null()) {
             (true, false) => Ok(Some((event, token as usize))),
             (true, true) => Ok(None),

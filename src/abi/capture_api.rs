@@ -35,10 +35,6 @@ impl From<PoolId> for xpu_host_pool_id {
     }
 }
 
-pub(crate) fn to_c_stream(stream: StreamKey) -> xpu_host_stream {
-    xpu_host_stream { device_type: stream.device_type, device_index: stream.device_index, id: stream.id }
-}
-
 /// How the host runtime tells the allocator about its streams during graph
 /// capture. Both hooks may be called from any thread, concurrently, while the
 /// allocator holds its pool lock: they must not call the allocator.
@@ -76,7 +72,7 @@ impl CaptureHooks for CCaptureHooks {
 
     fn is_capturing(&self, stream: StreamKey) -> bool {
         // SAFETY: as for current_stream.
-        unsafe { (self.is_capturing)(self.user_data as *mut c_void, to_c_stream(stream)) }
+        unsafe { (self.is_capturing)(self.user_data as *mut c_void, stream.into()) }
     }
 }
 
@@ -127,7 +123,7 @@ struct CFilter {
 impl CFilter {
     fn accepts(&self, stream: StreamKey) -> bool {
         // SAFETY: the host promised the filter may be called from any thread with its user data.
-        self.filter.is_none_or(|filter| unsafe { filter(self.user_data as *mut c_void, to_c_stream(stream)) })
+        self.filter.is_none_or(|filter| unsafe { filter(self.user_data as *mut c_void, stream.into()) })
     }
 }
 

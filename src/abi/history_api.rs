@@ -9,7 +9,7 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use super::c_api::xpu_host_stream;
-use super::capture_api::{to_c_stream, xpu_host_pool_id};
+use super::capture_api::xpu_host_pool_id;
 use super::error::{ffi_call, xpu_host_result, Failure};
 use super::instance::{allocator, started};
 use super::sized::{self, CarriesSize};
@@ -186,7 +186,7 @@ pub unsafe extern "C" fn xpu_host_get_traces(visit: xpu_host_trace_visitor, user
                 action,
                 address: entry.address,
                 bytes: entry.size,
-                stream: entry.stream.map_or(NO_STREAM, to_c_stream),
+                stream: entry.stream.map_or(NO_STREAM, xpu_host_stream::from),
                 pool: entry.pool.into(),
                 time_us: entry.time_us,
                 context: context_pointer(&entry.context),

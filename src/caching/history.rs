@@ -136,14 +136,14 @@ struct Recorded {
 type Dropped = Vec<Arc<Context>>;
 
 impl Recording {
-    fn push(&mut self, entry: TraceEntry, ticks: u64, dropped: &mut Dropped) {
+    fn push(&mut self, recorded: Recorded, dropped: &mut Dropped) {
         while self.ring.len() >= self.max_entries {
             match self.ring.pop_front() {
                 Some(old) => dropped.extend(old.entry.context),
                 None => break,
             }
         }
-        self.ring.push_back(Recorded { entry, ticks });
+        self.ring.push_back(recorded);
     }
 }
 
@@ -227,7 +227,7 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// Every block holding memory, then the external registrations.
     pub fn segments(&self) -> Vec<Segment> {
-        let members = self.pool_members();
+        let names = self.pool_names();
         let blocks: Vec<(u32, Segment)> = self
             .blocks
             .bound()
@@ -240,7 +240,7 @@ impl<B: Backend> CachingAllocator<B> {
                     size: block.size(),
                     allocated,
                     active,
-                    pool: members.get(&block.id).copied().unwrap_or_else(|| self.pool_id(block.tag())),
+                    pool: names.of(block),
                     context: None,
                 };
                 // A block going back to the backend right now is not listed.
@@ -304,11 +304,26 @@ impl<B: Backend> CachingAllocator<B> {
             }
             _ => {}
         }
-        let context = context.filter(|_| level >= RecordContext::Alloc as u8);
-        let entry =
-            TraceEntry { action, address: block.address(), size: block.size(), stream, pool, time_us: 0, context };
-        recording.push(entry, self.counters.clock.ticks(), &mut dropped);
+        let entry = self.entry(action, block.address(), block.size(), stream, pool, context);
+        recording.push(entry, &mut dropped);
         drop(recording);
+    }
+
+    /// An entry made now, which keeps `context` only if recording keeps
+    /// contexts in entries (`RecordContext::Alloc` and up).
+    fn entry(
+        &self,
+        action: Action,
+        address: usize,
+        size: usize,
+        stream: Option<StreamKey>,
+        pool: PoolId,
+        context: Option<Arc<Context>>,
+    ) -> Recorded {
+        let kept = self.history.level.load(Ordering::Relaxed) >= RecordContext::Alloc as u8;
+        let context = context.filter(|_| kept);
+        let entry = TraceEntry { action, address, size, stream, pool, time_us: 0, context };
+        Recorded { entry, ticks: self.counters.clock.ticks() }
     }
 
     /// Memory pinned outside the allocator, recorded while history is on.
@@ -321,10 +336,9 @@ impl<B: Backend> CachingAllocator<B> {
         let mut recording = lock(&self.history.state);
         let old = recording.external.insert(address, (size, context.clone()));
         dropped.extend(old.and_then(|(_, context)| context));
-        let context = context.filter(|_| self.history.level.load(Ordering::Relaxed) >= RecordContext::Alloc as u8);
         for (action, context) in [(Action::SegmentAlloc, None), (Action::Alloc, context)] {
-            let entry = TraceEntry { action, address, size, stream: None, pool: PoolId::DEFAULT, time_us: 0, context };
-            recording.push(entry, self.counters.clock.ticks(), &mut dropped);
+            let entry = self.entry(action, address, size, None, PoolId::DEFAULT, context);
+            recording.push(entry, &mut dropped);
         }
     }
 
@@ -335,17 +349,11 @@ impl<B: Backend> CachingAllocator<B> {
         let mut dropped = Dropped::new();
         let mut recording = lock(&self.history.state);
         let Some((size, context)) = recording.external.remove(&address) else { return };
-        let alloc = RecordContext::Alloc as u8;
-        let keep =
-            |context: Option<Arc<Context>>| context.filter(|_| self.history.level.load(Ordering::Relaxed) >= alloc);
-        let actions = [
-            (Action::FreeRequested, keep(free_context)),
-            (Action::FreeCompleted, keep(context)),
-            (Action::SegmentFree, None),
-        ];
+        let actions =
+            [(Action::FreeRequested, free_context), (Action::FreeCompleted, context), (Action::SegmentFree, None)];
         for (action, context) in actions {
-            let entry = TraceEntry { action, address, size, stream: None, pool: PoolId::DEFAULT, time_us: 0, context };
-            recording.push(entry, self.counters.clock.ticks(), &mut dropped);
+            let entry = self.entry(action, address, size, None, PoolId::DEFAULT, context);
+            recording.push(entry, &mut dropped);
         }
     }
 }

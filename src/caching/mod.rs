@@ -406,10 +406,13 @@ impl<B: Backend> CachingAllocator<B> {
             }
             Freed::Pending(streams) => {
                 drop(held);
-                if block.tag() & CAPTURED != 0 && self.retire_captured(block, &streams) {
-                    return Ok(());
+                if block.tag() & CAPTURED != 0 {
+                    if self.retire_captured(block, &streams) {
+                        return Ok(());
+                    }
+                    // Its pool, and so its capture, has gone: events may be recorded.
+                    block.set_tag(block.tag() & !CAPTURED);
                 }
-                block.set_tag(block.tag() & !CAPTURED);
                 self.wait_for_streams(block, &streams)
             }
         }
@@ -426,7 +429,8 @@ impl<B: Backend> CachingAllocator<B> {
         if pool != 0 && self.cache_in_pool(pool, block) {
             return;
         }
-        block.set_tag(0);
+        // No tag to clear: the cached block's state word (`mark_cached`),
+        // or an absorbed part's (`put_unused`), is written without one.
         if block.in_segment() {
             self.cache_part(local, block);
         } else {

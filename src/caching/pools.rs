@@ -272,17 +272,6 @@ impl<B: Backend> CachingAllocator<B> {
         true
     }
 
-    /// The blocks a pool keeps (cached, untagged in their state, and kept
-    /// out of circulation), with their pool: for the segments.
-    pub(super) fn pool_members(&self) -> HashMap<u32, PoolId> {
-        let pools = lock(&self.pools);
-        let members = pools.pools.values().flat_map(|pool| {
-            let free = pool.free.iter().map(|entry| entry.id);
-            free.chain(pool.retired.iter().map(|&(id, _)| id)).map(|id| (id, pool.id))
-        });
-        members.collect()
-    }
-
     /// The pool a tag names now; the default pool for one released.
     pub(super) fn pool_id(&self, tag: u32) -> PoolId {
         let tag = tag & !CAPTURED;
@@ -290,6 +279,29 @@ impl<B: Backend> CachingAllocator<B> {
             return PoolId::DEFAULT;
         }
         lock(&self.pools).pools.get(&tag).map_or(PoolId::DEFAULT, |pool| pool.id)
+    }
+
+    /// Every live pool's name by tag, and by block for the cached blocks
+    /// (untagged in their state word), read under one lock: for the segments.
+    pub(super) fn pool_names(&self) -> PoolNames {
+        let pools = lock(&self.pools);
+        let by_tag = pools.pools.iter().map(|(&tag, pool)| (tag, pool.id)).collect();
+        let cached = pools.pools.values().flat_map(|pool| pool.free.iter().map(|entry| (entry.id, pool.id)));
+        PoolNames { by_tag, cached: cached.collect() }
+    }
+}
+
+/// What `pool_names` read.
+pub(super) struct PoolNames {
+    by_tag: HashMap<u32, PoolId>,
+    cached: HashMap<u32, PoolId>,
+}
+
+impl PoolNames {
+    /// The pool `block` belongs to (the default pool if its pool is gone).
+    pub(super) fn of(&self, block: &Block) -> PoolId {
+        let by_tag = || self.by_tag.get(&(block.tag() & !CAPTURED)).copied().unwrap_or(PoolId::DEFAULT);
+        self.cached.get(&block.id).copied().unwrap_or_else(by_tag)
     }
 }
 
