@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bytes::Bytes;
+use crate::pool_model::{pick, Ended, Home, HostState, Pools, PrivatePool, Release};
 use xpu_caching_host_allocator::abi::c_api::*;
 use xpu_caching_host_allocator::abi::capture_api::*;
 use xpu_caching_host_allocator::abi::error::xpu_host_result::{self, *};
@@ -70,14 +71,10 @@ const EXTERNAL_END: usize = 0x10_0000;
 /// Blocks the process's allocator may retire on purpose (see operation 11).
 const MAX_RETIRED: i64 = 16;
 
-/// The host runtime on this thread: its current stream and the streams being captured.
-struct Host {
-    current: Option<Key>,
-    capturing: Vec<Key>,
-}
-
 thread_local! {
-    static HOST: RefCell<Host> = const { RefCell::new(Host { current: Some(HOST_STREAMS[0]), capturing: Vec::new() }) };
+    /// The host runtime on this thread.
+    static HOST: RefCell<HostState<Key>> =
+        const { RefCell::new(HostState { current: Some(HOST_STREAMS[0]), capturing: Vec::new() }) };
 }
 
 unsafe extern "C" fn current_stream(_: *mut c_void, stream: *mut xpu_host_stream) -> bool {
@@ -130,12 +127,6 @@ unsafe extern "C" fn release_context(_: *mut c_void, context: *mut c_void) {
     RELEASED.fetch_add(1, Ordering::SeqCst);
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Home {
-    Default,
-    Pool(u64),
-}
-
 #[derive(Clone)]
 struct Live {
     data: usize,
@@ -143,20 +134,6 @@ struct Live {
     streams: Vec<Key>,
     home: Home,
     captured: bool,
-}
-
-struct PoolState {
-    instance: u64,
-    uses: u32,
-    capturing: bool,
-    /// Captured blocks freed after use, kept until the last release.
-    held: Vec<usize>,
-}
-
-struct Capture {
-    id: Pool,
-    filter: Option<Key>,
-    marked: Option<Key>,
 }
 
 #[derive(Default)]
@@ -175,10 +152,8 @@ struct Model {
     known: Vec<usize>,
     /// The context of the last allocation.
     newest: Option<usize>,
-    pools: HashMap<Pool, PoolState>,
-    alive: HashMap<u64, Pool>,
-    next_instance: u64,
-    captures: Vec<Capture>,
+    /// Blocks held are known by their data.
+    pools: Pools<Pool, Key, usize>,
     /// Blocks freed in a private pool (data → instance, freed after use): in
     /// its list, or on their way there once their events complete.
     pool_free: HashMap<usize, (u64, bool)>,
@@ -197,16 +172,9 @@ struct Model {
 }
 
 impl Model {
-    fn alive_pool(&self, home: Home) -> Option<u64> {
-        match home {
-            Home::Pool(instance) if self.alive.contains_key(&instance) => Some(instance),
-            _ => None,
-        }
-    }
-
     /// The pool (id, instance) an allocation made now goes to, and whether its stream is captured.
     fn route(&self) -> (Option<(Pool, u64)>, bool, Option<Key>) {
-        if self.captures.is_empty() {
+        if self.pools.captures().is_empty() {
             return (None, false, None);
         }
         let (current, capturing) = HOST.with(|host| {
@@ -214,12 +182,7 @@ impl Model {
             (host.current, host.current.is_some_and(|current| host.capturing.contains(&current)))
         });
         let Some(current) = current else { return (None, false, None) };
-        let pool = self
-            .captures
-            .iter()
-            .find(|capture| capture.filter.is_none_or(|accepted| accepted == current))
-            .map(|capture| (capture.id, self.pools[&capture.id].instance));
-        (pool, capturing, Some(current))
+        (self.pools.route(current), capturing, Some(current))
     }
 }
 
@@ -343,7 +306,7 @@ fn free(model: &mut Model, context: usize, report: &mut Report) {
 
 /// Where a block freed (with the statistics before the free) went.
 fn freed(model: &mut Model, block: Live, before: &Stats, report: &mut Report) {
-    let pool = model.alive_pool(block.home);
+    let pool = model.pools.alive_pool(block.home);
     let after = stats();
     if block.streams.is_empty() {
         if let Some(instance) = pool {
@@ -360,8 +323,7 @@ fn freed(model: &mut Model, block: Live, before: &Stats, report: &mut Report) {
             Some(instance) => {
                 assert_eq!(after.captured_blocks, before.captured_blocks + 1, "a captured block kept for its pool");
                 model.held.insert(block.data, instance);
-                let id = model.alive[&instance];
-                model.pools.get_mut(&id).unwrap().held.push(block.data);
+                model.pools.hold(instance, block.data);
                 report.held += 1;
             }
             None => {
@@ -456,7 +418,7 @@ fn begin(model: &mut Model, id: Pool, filter: Option<Key>, mark: Option<Key>, re
         XPU_HOST_ERROR_INVALID_ARGUMENT
     } else if !HOOKS_SET.load(Ordering::SeqCst) {
         XPU_HOST_ERROR_NO_CAPTURE_HOOKS
-    } else if model.captures.iter().any(|capture| capture.id == id) {
+    } else if model.pools.capturing(id) {
         XPU_HOST_ERROR_POOL_BUSY
     } else {
         XPU_HOST_SUCCESS
@@ -474,29 +436,17 @@ fn begin(model: &mut Model, id: Pool, filter: Option<Key>, mark: Option<Key>, re
         return;
     }
     report.captures += 1;
-    match model.pools.get_mut(&id) {
-        Some(pool) => {
-            pool.uses += 1;
-            pool.capturing = true;
-        }
-        None => {
-            model.next_instance += 1;
-            let instance = model.next_instance;
-            model.pools.insert(id, PoolState { instance, uses: 1, capturing: true, held: Vec::new() });
-            model.alive.insert(instance, id);
-        }
-    }
+    model.pools.begin(id, filter, mark);
     if let Some(stream) = mark {
         HOST.with(|host| host.borrow_mut().capturing.push(stream));
     }
-    model.captures.push(Capture { id, filter, marked: mark });
 }
 
 fn end(model: &mut Model, id: Pool, report: &mut Report) {
     let before = books();
     let drops = DROPS.load(Ordering::SeqCst);
     let result = xpu_host_end_allocate_to_pool(pool_id(id));
-    let Some(position) = model.captures.iter().position(|capture| capture.id == id) else {
+    let Some(Ended { capture, gone }) = model.pools.end(id) else {
         report.hostile += 1;
         assert_eq!(result, XPU_HOST_ERROR_UNKNOWN_POOL, "end without begin");
         assert_eq!(books(), before, "an end without begin changed the books");
@@ -504,22 +454,13 @@ fn end(model: &mut Model, id: Pool, report: &mut Report) {
         return;
     };
     assert_eq!(result, XPU_HOST_SUCCESS, "end_allocate_to_pool({id:?})");
-    let capture = model.captures.remove(position);
     let dropped = usize::from(capture.filter.is_some());
     model.expected_drops += dropped;
     assert_eq!(DROPS.load(Ordering::SeqCst), drops + dropped, "the filter's drop hook runs once, at the end");
     if let Some(stream) = capture.marked {
-        HOST.with(|host| {
-            let mut host = host.borrow_mut();
-            if let Some(at) = host.capturing.iter().position(|&s| s == stream) {
-                host.capturing.remove(at);
-            }
-        });
+        HOST.with(|host| host.borrow_mut().unmark(stream));
     }
-    let pool = model.pools.get_mut(&id).expect("a capture's pool");
-    pool.capturing = false;
-    if pool.uses == 0 {
-        let pool = model.pools.remove(&id).unwrap();
+    if let Some(pool) = gone {
         drain(model, pool, &before);
     }
 }
@@ -527,18 +468,16 @@ fn end(model: &mut Model, id: Pool, report: &mut Report) {
 fn release(model: &mut Model, id: Pool, report: &mut Report) {
     let before = books();
     let result = xpu_host_release_pool(pool_id(id));
-    match model.pools.get_mut(&id) {
-        Some(pool) if pool.uses > 0 => {
+    match model.pools.release(id) {
+        Release::Kept => {
             assert_eq!(result, XPU_HOST_SUCCESS, "release_pool({id:?})");
-            pool.uses -= 1;
-            if pool.uses > 0 || pool.capturing {
-                assert_eq!(books(), before, "a release that is not the last changed the books");
-            } else {
-                let pool = model.pools.remove(&id).unwrap();
-                drain(model, pool, &before);
-            }
+            assert_eq!(books(), before, "a release that is not the last changed the books");
         }
-        _ => {
+        Release::Last(pool) => {
+            assert_eq!(result, XPU_HOST_SUCCESS, "release_pool({id:?})");
+            drain(model, pool, &before);
+        }
+        Release::Refused => {
             report.hostile += 1;
             assert_eq!(result, XPU_HOST_ERROR_UNKNOWN_POOL, "release of pool {id:?}, unknown or released");
             assert_eq!(books(), before, "a release of an unknown pool changed the books");
@@ -548,8 +487,7 @@ fn release(model: &mut Model, id: Pool, report: &mut Report) {
 
 /// A pool's last release: its free blocks went back to the driver, its kept
 /// blocks wait for events recorded now and join the default pool.
-fn drain(model: &mut Model, pool: PoolState, before: &(i64, i64, i64, i64, i64, i64, i64)) {
-    model.alive.remove(&pool.instance);
+fn drain(model: &mut Model, pool: PrivatePool<usize>, before: &(i64, i64, i64, i64, i64, i64, i64)) {
     let unused = model.pool_free.values().filter(|&&(instance, waiting)| instance == pool.instance && !waiting).count();
     model.pool_free.retain(|_, &mut (instance, _)| instance != pool.instance);
     for data in &pool.held {
@@ -773,10 +711,11 @@ fn check_segments(model: &Model) {
         let block = live.get(&segment.address);
         assert_eq!(segment.allocated, block.is_some(), "segment {:#x} allocated", segment.address);
         let instance = match block {
-            Some(block) => model.alive_pool(block.home),
+            Some(block) => model.pools.alive_pool(block.home),
             None => model.held.get(&segment.address).or(model.pool_free.get(&segment.address).map(|(i, _)| i)).copied(),
         };
-        let expected = instance.map_or((0, 0), |instance| model.alive[&instance]);
+        let expected =
+            instance.map_or((0, 0), |instance| model.pools.id(instance).expect("a pool holding blocks is alive"));
         assert_eq!(segment.pool, expected, "the pool of segment {:#x}", segment.address);
         if block.is_some() || model.held.contains_key(&segment.address) {
             assert!(segment.active, "segment {:#x} in use or kept is active", segment.address);
@@ -803,7 +742,7 @@ fn set_hooks(model: &Model, kind: u8, report: &mut Report) -> xpu_host_result {
         match kind {
             0 => (xpu_host_set_capture_hooks(std::ptr::null()), XPU_HOST_ERROR_INVALID_ARGUMENT),
             1 => (xpu_host_set_capture_hooks(&half), XPU_HOST_ERROR_INVALID_ARGUMENT),
-            _ if !model.captures.is_empty() => (xpu_host_set_capture_hooks(&full), XPU_HOST_ERROR_POOL_BUSY),
+            _ if !model.pools.captures().is_empty() => (xpu_host_set_capture_hooks(&full), XPU_HOST_ERROR_POOL_BUSY),
             _ => (xpu_host_set_capture_hooks(&full), XPU_HOST_SUCCESS),
         }
     };
@@ -832,7 +771,7 @@ pub fn run(data: &[u8]) -> Report {
     let stack = 0u64;
     // A clean history and host for each sequence.
     history_off_and_cleared();
-    HOST.with(|host| *host.borrow_mut() = Host { current: Some(HOST_STREAMS[0]), capturing: Vec::new() });
+    HOST.with(|host| *host.borrow_mut() = HostState { current: Some(HOST_STREAMS[0]), capturing: Vec::new() });
     model.retired_before = stats().retired_blocks;
     model.drops_before = DROPS.load(Ordering::SeqCst);
     if !HOOKS_SET.load(Ordering::SeqCst) {
@@ -923,19 +862,7 @@ pub fn run(data: &[u8]) -> Report {
                     3 if stats().retired_blocks >= MAX_RETIRED => 1,
                     choice => choice,
                 };
-                HOST.with(|host| {
-                    let mut host = host.borrow_mut();
-                    match choice {
-                        0 => host.current = None,
-                        1 | 2 => host.current = Some(stream),
-                        _ => match host.capturing.iter().position(|&s| s == stream) {
-                            Some(at) => {
-                                host.capturing.remove(at);
-                            }
-                            None => host.capturing.push(stream),
-                        },
-                    }
-                });
+                HOST.with(|host| host.borrow_mut().switch(choice, stream));
             }
             12 => {
                 let id = bytes.pick(&POOLS);
@@ -949,21 +876,12 @@ pub fn run(data: &[u8]) -> Report {
                 }
             }
             13 => {
-                let index = bytes.byte() as usize;
-                let id = match (bytes.byte() % 4, model.captures.is_empty()) {
-                    (0, _) | (_, true) => POOLS[index % POOLS.len()],
-                    _ => model.captures[index % model.captures.len()].id,
-                };
+                let capturing: Vec<Pool> = model.pools.captures().iter().map(|capture| capture.id).collect();
+                let id = pick(&mut bytes, &POOLS, &capturing);
                 end(&mut model, id, &mut report);
             }
             14 => {
-                let index = bytes.byte() as usize;
-                let mut known: Vec<Pool> = model.pools.keys().copied().collect();
-                known.sort_unstable();
-                let id = match (bytes.byte() % 4, known.is_empty()) {
-                    (0, _) | (_, true) => POOLS[index % POOLS.len()],
-                    _ => known[index % known.len()],
-                };
+                let id = pick(&mut bytes, &POOLS, &model.pools.ids(|&id| id));
                 release(&mut model, id, &mut report);
             }
             15 => history(&mut model, &mut bytes, &mut report),
@@ -990,7 +908,7 @@ pub fn run(data: &[u8]) -> Report {
         }
         let now = stats();
         assert_eq!(now.active_requests.current, model.live.len() as i64, "active requests");
-        assert_eq!(now.captured_blocks, model.held.len() as i64, "captured blocks kept for their pools");
+        assert_eq!(now.captured_blocks, model.pools.held() as i64, "captured blocks kept for their pools");
         assert_eq!(now.retired_blocks, model.retired_before + model.retired, "retired blocks");
         assert_eq!(DROPS.load(Ordering::SeqCst) - model.drops_before, model.expected_drops, "filters dropped");
         check_history(&model, &mut report);
@@ -1005,14 +923,12 @@ pub fn run(data: &[u8]) -> Report {
         assert_eq!(xpu_host_free(block.context as *mut c_void), XPU_HOST_SUCCESS);
         freed(&mut model, block, &before, &mut report);
     }
-    while let Some(capture) = model.captures.first() {
+    while let Some(capture) = model.pools.captures().first() {
         let id = capture.id;
         end(&mut model, id, &mut report);
     }
-    let mut pools: Vec<Pool> = model.pools.keys().copied().collect();
-    pools.sort_unstable();
-    for id in pools {
-        while model.pools.contains_key(&id) {
+    for id in model.pools.ids(|&id| id) {
+        while model.pools.contains(id) {
             release(&mut model, id, &mut report);
         }
     }

@@ -58,6 +58,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::bytes::Bytes;
 use crate::fake_backend::FakeBackend;
+use crate::pool_model::{pick, Ended, Home, HostState, Pools, PrivatePool, Release};
 use xpu_caching_host_allocator::caching::size_class::{Rounding, SizeClass};
 use xpu_caching_host_allocator::caching::{
     size_class, Action, CachingAllocator, CaptureHooks, DurationStat, Error, Fit, PoolId, RecordContext, Recorder,
@@ -84,14 +85,6 @@ const HOST_STREAMS: [StreamKey; 4] = [stream_key(0, 0), stream_key(0, 1), stream
 /// Pool ids the sequence names; `{0, 0}` is the default pool's.
 const POOLS: [PoolId; 4] =
     [PoolId::DEFAULT, PoolId { first: 1, second: 1 }, PoolId { first: 1, second: 2 }, PoolId { first: 2, second: 1 }];
-
-/// Which pool a block belongs to: the default pool, or an instance of a
-/// private pool (ids are used again after a release, instances never).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Home {
-    Default,
-    Pool(u64),
-}
 
 struct LiveBlock {
     address: usize,
@@ -123,32 +116,12 @@ struct FreedBlock {
     place: Place,
 }
 
-struct ModelPool {
-    instance: u64,
-    uses: u32,
-    capturing: bool,
-    /// Captured blocks freed after use, in the order they were freed, with their streams.
-    held: Vec<(usize, Vec<StreamKey>)>,
-}
+/// A captured block kept for its pool: its address, and the streams that used it.
+type Held = (usize, Vec<StreamKey>);
 
-struct Capture {
-    id: PoolId,
-    /// The stream the filter accepts; `None`: every stream (no filter).
-    filter: Option<StreamKey>,
-    /// The stream the host marked capturing when the capture began.
-    marked: Option<StreamKey>,
-}
+struct Host(Arc<Mutex<HostState<StreamKey>>>);
 
-/// What the host runtime says: the current stream and the streams being captured.
-#[derive(Default)]
-struct HostState {
-    current: Option<StreamKey>,
-    capturing: Vec<StreamKey>,
-}
-
-struct Host(Arc<Mutex<HostState>>);
-
-fn host_state(host: &Mutex<HostState>) -> MutexGuard<'_, HostState> {
+fn host_state(host: &Mutex<HostState<StreamKey>>) -> MutexGuard<'_, HostState<StreamKey>> {
     host.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -227,14 +200,9 @@ struct Model {
     memory_end: usize,
     /// Injected record failures not used yet.
     failing_records: u32,
-    host: Arc<Mutex<HostState>>,
+    host: Arc<Mutex<HostState<StreamKey>>>,
     hooks_set: bool,
-    pools: HashMap<PoolId, ModelPool>,
-    /// Pool instances not released yet, with their ids.
-    alive: HashMap<u64, PoolId>,
-    next_instance: u64,
-    /// Captures under way, oldest first.
-    captures: Vec<Capture>,
+    pools: Pools<PoolId, StreamKey, Held>,
     filter_drops: Arc<AtomicUsize>,
     expected_drops: usize,
     history: History,
@@ -244,35 +212,22 @@ struct Model {
 }
 
 impl Model {
-    /// The instance of a block's pool if it has not been released.
-    fn alive_pool(&self, home: Home) -> Option<u64> {
-        match home {
-            Home::Pool(instance) if self.alive.contains_key(&instance) => Some(instance),
-            _ => None,
-        }
-    }
-
     /// The pool id segments and traces show for `home`.
     fn pool_id(&self, home: Home) -> PoolId {
-        self.alive_pool(home).map_or(PoolId::DEFAULT, |instance| self.alive[&instance])
+        self.pools.alive_pool(home).and_then(|instance| self.pools.id(instance)).unwrap_or(PoolId::DEFAULT)
     }
 
     /// Where an allocation made now goes: the pool (id, instance) of the first
     /// capture whose filter accepts the current stream, whether that stream is
     /// being captured, and the stream the core sees.
     fn route(&self) -> (Option<(PoolId, u64)>, bool, Option<StreamKey>) {
-        if self.captures.is_empty() {
+        if self.pools.captures().is_empty() {
             return (None, false, None);
         }
         let host = host_state(&self.host);
         let Some(current) = host.current else { return (None, false, None) };
         let captured = host.capturing.contains(&current);
-        let pool = self
-            .captures
-            .iter()
-            .find(|capture| capture.filter.is_none_or(|stream| stream == current))
-            .map(|capture| (capture.id, self.pools[&capture.id].instance));
-        (pool, captured, Some(current))
+        (self.pools.route(current), captured, Some(current))
     }
 
     /// Blocks certainly in private pools' free lists, and blocks that may be
@@ -431,17 +386,7 @@ pub fn run(data: &[u8]) -> Report {
             12 => {
                 // The host switches the current stream, or starts or stops capturing one.
                 let stream = bytes.pick(&HOST_STREAMS);
-                let mut host = host_state(&model.host);
-                match bytes.byte() % 4 {
-                    0 => host.current = None,
-                    1 | 2 => host.current = Some(stream),
-                    _ => match host.capturing.iter().position(|&s| s == stream) {
-                        Some(position) => {
-                            host.capturing.remove(position);
-                        }
-                        None => host.capturing.push(stream),
-                    },
-                }
+                host_state(&model.host).switch(bytes.byte() % 4, stream);
             }
             13 => {
                 let id = bytes.pick(&POOLS);
@@ -457,22 +402,12 @@ pub fn run(data: &[u8]) -> Report {
                 }
             }
             14 => {
-                // Mostly a pool being captured.
-                let index = bytes.byte() as usize;
-                let id = match (bytes.byte() % 4, model.captures.is_empty()) {
-                    (0, _) | (_, true) => POOLS[index % POOLS.len()],
-                    _ => model.captures[index % model.captures.len()].id,
-                };
+                let capturing: Vec<PoolId> = model.pools.captures().iter().map(|capture| capture.id).collect();
+                let id = pick(&mut bytes, &POOLS, &capturing);
                 end(&a, &mut model, id, &mut report);
             }
             15 => {
-                let index = bytes.byte() as usize;
-                let mut known: Vec<PoolId> = model.pools.keys().copied().collect();
-                known.sort_by_key(|id| (id.first, id.second));
-                let id = match (bytes.byte() % 4, known.is_empty()) {
-                    (0, _) | (_, true) => POOLS[index % POOLS.len()],
-                    _ => known[index % known.len()],
-                };
+                let id = pick(&mut bytes, &POOLS, &model.pools.ids(|id| (id.first, id.second)));
                 release(&a, &mut model, id, &mut report);
             }
             16 => history(&a, &mut model, &mut bytes, &mut report),
@@ -497,7 +432,7 @@ pub fn run(data: &[u8]) -> Report {
             _ => {
                 let before = snapshot(&a);
                 let result = a.set_capture_hooks(Box::new(Host(model.host.clone())));
-                if model.captures.is_empty() {
+                if model.pools.captures().is_empty() {
                     assert!(result.is_ok(), "set_capture_hooks with no capture under way: {result:?}");
                     model.hooks_set = true;
                 } else {
@@ -520,14 +455,12 @@ pub fn run(data: &[u8]) -> Report {
     for context in contexts {
         free(&a, &mut model, context, &mut report);
     }
-    while let Some(capture) = model.captures.first() {
+    while let Some(capture) = model.pools.captures().first() {
         let id = capture.id;
         end(&a, &mut model, id, &mut report);
     }
-    let mut pools: Vec<PoolId> = model.pools.keys().copied().collect();
-    pools.sort_by_key(|id| (id.first, id.second));
-    for id in pools {
-        while model.pools.contains_key(&id) {
+    for id in model.pools.ids(|id| (id.first, id.second)) {
+        while model.pools.contains(id) {
             release(&a, &mut model, id, &mut report);
         }
     }
@@ -641,7 +574,7 @@ fn allocate(
                 (Place::Pool { instance, .. }, Some((_, routed))) if instance == routed => {}
                 (Place::Pool { instance, .. }, _) => panic!(
                     "block {address:#x} of private pool {:?} handed out to {:?}",
-                    model.alive.get(&instance),
+                    model.pools.id(instance),
                     pool.map_or(PoolId::DEFAULT, |(id, _)| id)
                 ),
                 (Place::Default, Some((id, _))) => {
@@ -740,7 +673,7 @@ fn free(a: &CachingAllocator<FakeBackend>, model: &mut Model, context: usize, re
         assert_eq!(result, Err(expected));
         return;
     };
-    let pool = model.alive_pool(block.home);
+    let pool = model.pools.alive_pool(block.home);
     if model.trace {
         eprintln!(
             "model: free {:#x} {:?} captured {} streams {:?}: {result:?}",
@@ -762,8 +695,7 @@ fn free(a: &CachingAllocator<FakeBackend>, model: &mut Model, context: usize, re
         assert_eq!(a.backend().events().0, events_before, "an event recorded for a block allocated during capture");
         match pool {
             Some(instance) => {
-                let id = model.alive[&instance];
-                model.pools.get_mut(&id).unwrap().held.push((block.address, block.streams));
+                model.pools.hold(instance, (block.address, block.streams));
                 model.freed.insert(
                     block.address,
                     FreedBlock { size: block.size, requirements: Vec::new(), place: Place::Held { instance } },
@@ -872,29 +804,17 @@ fn begin(
         Some(Refusal::DefaultPool)
     } else if !model.hooks_set {
         Some(Refusal::NoHooks)
-    } else if model.captures.iter().any(|capture| capture.id == id) {
+    } else if model.pools.capturing(id) {
         Some(Refusal::Busy)
     } else {
         None
     };
     match (result, refused) {
         (Ok(()), None) => {
-            match model.pools.get_mut(&id) {
-                Some(pool) => {
-                    pool.uses += 1;
-                    pool.capturing = true;
-                }
-                None => {
-                    model.next_instance += 1;
-                    let instance = model.next_instance;
-                    model.pools.insert(id, ModelPool { instance, uses: 1, capturing: true, held: Vec::new() });
-                    model.alive.insert(instance, id);
-                }
-            }
+            model.pools.begin(id, filter, mark);
             if let Some(stream) = mark {
                 host_state(&model.host).capturing.push(stream);
             }
-            model.captures.push(Capture { id, filter, marked: mark });
             assert_eq!(model.filter_drops.load(Ordering::SeqCst), drops, "a filter dropped at the begin");
             report.captures += 1;
         }
@@ -931,7 +851,7 @@ fn end(a: &CachingAllocator<FakeBackend>, model: &mut Model, id: PoolId, report:
     if model.trace {
         eprintln!("model: end {id:?}: {result:?}");
     }
-    let Some(position) = model.captures.iter().position(|capture| capture.id == id) else {
+    let Some(Ended { capture, gone }) = model.pools.end(id) else {
         report.hostile += 1;
         assert!(
             matches!(result, Err(Error::UnknownPool { id: named, .. }) if named == id),
@@ -940,22 +860,13 @@ fn end(a: &CachingAllocator<FakeBackend>, model: &mut Model, id: PoolId, report:
         assert_unchanged(a, &before, "an end without begin");
         return;
     };
-    let capture = model.captures.remove(position);
     model.expected_drops += usize::from(capture.filter.is_some());
     if let Some(stream) = capture.marked {
-        let mut host = host_state(&model.host);
-        if let Some(at) = host.capturing.iter().position(|&s| s == stream) {
-            host.capturing.remove(at);
-        }
+        host_state(&model.host).unmark(stream);
     }
-    let pool = model.pools.get_mut(&id).expect("a capture's pool");
-    pool.capturing = false;
-    if pool.uses == 0 {
-        // Released during the capture: it goes now.
-        let pool = model.pools.remove(&id).unwrap();
-        drain(a, model, pool, result);
-    } else {
-        assert_eq!(result, Ok(()), "end_allocate_to_pool({id:?})");
+    match gone {
+        Some(pool) => drain(a, model, pool, result),
+        None => assert_eq!(result, Ok(()), "end_allocate_to_pool({id:?})"),
     }
 }
 
@@ -965,18 +876,13 @@ fn release(a: &CachingAllocator<FakeBackend>, model: &mut Model, id: PoolId, rep
     if model.trace {
         eprintln!("model: release {id:?}: {result:?}");
     }
-    match model.pools.get_mut(&id) {
-        Some(pool) if pool.uses > 0 => {
-            pool.uses -= 1;
-            if pool.uses > 0 || pool.capturing {
-                assert_eq!(result, Ok(()), "release_pool({id:?}), not the last");
-                assert_unchanged(a, &before, "a release that is not the last");
-            } else {
-                let pool = model.pools.remove(&id).unwrap();
-                drain(a, model, pool, result);
-            }
+    match model.pools.release(id) {
+        Release::Kept => {
+            assert_eq!(result, Ok(()), "release_pool({id:?}), not the last");
+            assert_unchanged(a, &before, "a release that is not the last");
         }
-        _ => {
+        Release::Last(pool) => drain(a, model, pool, result),
+        Release::Refused => {
             report.hostile += 1;
             assert!(
                 matches!(result, Err(Error::UnknownPool { id: named, .. }) if named == id),
@@ -990,8 +896,7 @@ fn release(a: &CachingAllocator<FakeBackend>, model: &mut Model, id: PoolId, rep
 /// A pool's last release (`result` is its answer): its free blocks went back to
 /// the backend, its kept blocks wait for events recorded now, then join the
 /// default pool, as do its blocks still allocated or waiting.
-fn drain(a: &CachingAllocator<FakeBackend>, model: &mut Model, pool: ModelPool, result: Result<(), Error>) {
-    model.alive.remove(&pool.instance);
+fn drain(a: &CachingAllocator<FakeBackend>, model: &mut Model, pool: PrivatePool<Held>, result: Result<(), Error>) {
     let memory = a.backend().memory();
     let mut gone = Vec::new();
     for (&address, freed) in model.freed.iter_mut() {
@@ -1190,7 +1095,7 @@ fn check_segments(a: &CachingAllocator<FakeBackend>, model: &Model) {
         let expected_pool = match (block, freed) {
             (Some(block), _) => model.pool_id(block.home),
             (_, Some(FreedBlock { place: Place::Pool { instance, .. } | Place::Held { instance }, .. })) => {
-                model.alive[instance]
+                model.pools.id(*instance).expect("a pool holding blocks is alive")
             }
             _ => model.retired_home.get(&address).map_or(PoolId::DEFAULT, |&home| model.pool_id(home)),
         };
@@ -1234,9 +1139,8 @@ fn check_books(a: &CachingAllocator<FakeBackend>, model: &Model, cap: usize) {
     assert_eq!(stats.allocations.current, a.backend().memory().len() as i64);
     assert_eq!(stats.allocated_bytes.current, a.backend().live_bytes() as i64);
     assert_eq!(stats.retired_blocks, model.retired.len() as i64, "retired blocks");
-    let held: Vec<usize> =
-        model.pools.values().flat_map(|pool| pool.held.iter().map(|&(address, _)| address)).collect();
-    assert_eq!(stats.captured_blocks, held.len() as i64, "captured blocks kept for their pools");
+    let held = model.pools.held();
+    assert_eq!(stats.captured_blocks, held as i64, "captured blocks kept for their pools");
     assert_eq!(a.backend().records_failing(), model.failing_records > 0, "injected record failures left");
     assert_eq!(model.filter_drops.load(Ordering::SeqCst), model.expected_drops, "filters dropped");
     // A private pool's free blocks are neither in cached bytes nor in the
@@ -1246,7 +1150,7 @@ fn check_books(a: &CachingAllocator<FakeBackend>, model: &Model, cap: usize) {
         + stats.pending_blocks.current
         + cached as i64
         + model.retired.len() as i64
-        + held.len() as i64;
+        + held as i64;
     {
         let memory = a.backend().memory();
         for (&address, freed) in &model.freed {
