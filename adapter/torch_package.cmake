@@ -25,3 +25,14 @@ function(xpu_host_torch_package prefix torch_dir cxx11_abi)
     IMPORTED_NO_SONAME ON
     INTERFACE_LINK_LIBRARIES ${prefix}_c10)
 endfunction()
+
+# xpu_host_torch_adapter(<target> <torch-libraries...>): the adapter as a static
+# library compiled against the PyTorch those libraries come from.
+function(xpu_host_torch_adapter target)
+  set(adapter_dir "${PROJECT_SOURCE_DIR}/adapter")
+  add_library(${target} STATIC "${adapter_dir}/xpu_host_allocator_adapter.cpp")
+  set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  target_compile_features(${target} PUBLIC cxx_std_17)
+  target_include_directories(${target} PUBLIC "${adapter_dir}")
+  target_link_libraries(${target} PUBLIC ${ARGN} xpu_caching_host_allocator::xpu_caching_host_allocator)
+endfunction()

@@ -1,11 +1,14 @@
-// The PyTorch 2.8+ generation, inside real libtorch 2.15.0: the adapter
+// The PyTorch 2.8+ generation, inside real libtorch: built twice, against
+// 2.8.0 (the first release of at::setHostAllocator) and 2.15.0. The adapter
 // (adapter/xpu_host_allocator_adapter.h) registered with at::setHostAllocator
 // is what at::getHostAllocator(at::kXPU) returns; tensors on its memory
 // compute; record_event on an XPU c10::Stream orders reuse; get_stats counts
-// what was done; errors arrive as c10 exceptions. With
-// ZE_SOFTWARE_DRIVER_HOST_MEMORY_LIMIT set, running out of memory is checked too.
+// what was done, under either release's names; errors arrive as c10
+// exceptions. With ZE_SOFTWARE_DRIVER_HOST_MEMORY_LIMIT set, running out of
+// memory is checked too.
 #include <ATen/ATen.h>
 #include <ATen/core/CachingHostAllocator.h>
+#include <torch/version.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -27,6 +30,19 @@ c10::Stream xpu_stream() { return c10::Stream(c10::Stream::UNSAFE, c10::Device(c
 std::string stat_text(const c10::CachingAllocator::Stat& s) {
   return std::to_string(s.current) + "/" + std::to_string(s.peak) + "/" + std::to_string(s.allocated) + "/" +
          std::to_string(s.freed) + " (current/peak/allocated/freed)";
+}
+
+// The four counters at::HostStats names differently before 2.10, by what they count.
+struct Counters {
+  c10::CachingAllocator::Stat requests, blocks, active_bytes, held_bytes;
+};
+
+Counters counters(const at::HostStats& s) {
+#if TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR < 10
+  return {s.allocation, s.segment, s.allocated_bytes, s.reserved_bytes};
+#else
+  return {s.active_requests, s.allocations, s.active_bytes, s.allocated_bytes};
+#endif
 }
 
 void check_registration(Checks& checks) {
@@ -64,15 +80,15 @@ void check_stats(Checks& checks, at::HostAllocator* allocator) {
   // Blocks recorded on streams earlier are given back once their events complete.
   xpu_host_test::poll_until([&] {
     allocator->empty_cache();
-    return allocator->get_stats().allocations.current == 0;
+    return counters(allocator->get_stats()).blocks.current == 0;
   });
   allocator->reset_accumulated_stats();
   allocator->reset_peak_stats();
   at::HostStats start = allocator->get_stats();
-  checks.check(start.active_requests.current == 0 && start.allocations.current == 0,
-               "stats: nothing in use or held after empty_cache",
-               "active_requests " + stat_text(start.active_requests) + ", allocations " + stat_text(start.allocations));
-  checks.check(start.num_host_alloc == 0 && start.active_requests.allocated == 0 && start.host_alloc_time.count == 0,
+  Counters c = counters(start);
+  checks.check(c.requests.current == 0 && c.blocks.current == 0, "stats: nothing in use or held after empty_cache",
+               "requests " + stat_text(c.requests) + ", blocks " + stat_text(c.blocks));
+  checks.check(start.num_host_alloc == 0 && c.requests.allocated == 0 && start.host_alloc_time.count == 0,
                "stats: reset_accumulated_stats zeroes the totals");
 
   constexpr int kBlocks = 3;
@@ -81,31 +97,33 @@ void check_stats(Checks& checks, at::HostAllocator* allocator) {
     std::vector<at::DataPtr> held;
     for (int i = 0; i < kBlocks; ++i) held.push_back(allocator->allocate(kSize));
     at::HostStats s = allocator->get_stats();
-    checks.check(s.active_requests.current == kBlocks && s.active_requests.allocated == kBlocks,
-                 "stats: three blocks in use", stat_text(s.active_requests));
-    checks.check(s.allocations.current == kBlocks && s.num_host_alloc == kBlocks && s.host_alloc_time.count == kBlocks,
-                 "stats: three blocks from the driver", stat_text(s.allocations) + ", num_host_alloc " + std::to_string(s.num_host_alloc));
-    checks.check(s.active_bytes.current >= kBlocks * static_cast<std::int64_t>(kSize) &&
-                     s.allocated_bytes.current == s.active_bytes.current,
+    c = counters(s);
+    checks.check(c.requests.current == kBlocks && c.requests.allocated == kBlocks, "stats: three blocks in use",
+                 stat_text(c.requests));
+    checks.check(c.blocks.current == kBlocks && s.num_host_alloc == kBlocks && s.host_alloc_time.count == kBlocks,
+                 "stats: three blocks from the driver", stat_text(c.blocks) + ", num_host_alloc " + std::to_string(s.num_host_alloc));
+    checks.check(c.active_bytes.current >= kBlocks * static_cast<std::int64_t>(kSize) &&
+                     c.held_bytes.current == c.active_bytes.current,
                  "stats: bytes in use cover the requests, all of the held bytes",
-                 "active_bytes " + stat_text(s.active_bytes) + ", allocated_bytes " + stat_text(s.allocated_bytes));
+                 "in use " + stat_text(c.active_bytes) + ", held " + stat_text(c.held_bytes));
   }
-  at::HostStats freed = allocator->get_stats();
-  checks.check(freed.active_requests.current == 0 && freed.active_requests.freed == kBlocks && freed.active_requests.peak == kBlocks,
-               "stats: the three frees are counted, the peak stays", stat_text(freed.active_requests));
-  checks.check(freed.allocations.current == kBlocks && freed.active_bytes.current == 0,
-               "stats: freed blocks stay cached", stat_text(freed.allocations));
+  c = counters(allocator->get_stats());
+  checks.check(c.requests.current == 0 && c.requests.freed == kBlocks && c.requests.peak == kBlocks,
+               "stats: the three frees are counted, the peak stays", stat_text(c.requests));
+  checks.check(c.blocks.current == kBlocks && c.active_bytes.current == 0, "stats: freed blocks stay cached",
+               stat_text(c.blocks));
 
   { at::DataPtr hit = allocator->allocate(kSize); }
   checks.check(allocator->get_stats().num_host_alloc == kBlocks, "stats: a cache hit asks the driver for nothing");
 
   allocator->empty_cache();
   at::HostStats emptied = allocator->get_stats();
-  checks.check(emptied.allocations.current == 0 && emptied.allocated_bytes.current == 0 && emptied.num_host_free == kBlocks,
+  c = counters(emptied);
+  checks.check(c.blocks.current == 0 && c.held_bytes.current == 0 && emptied.num_host_free == kBlocks,
                "stats: empty_cache gives the three blocks back",
-               stat_text(emptied.allocations) + ", num_host_free " + std::to_string(emptied.num_host_free));
+               stat_text(c.blocks) + ", num_host_free " + std::to_string(emptied.num_host_free));
   allocator->reset_peak_stats();
-  checks.check(allocator->get_stats().active_requests.peak == 0, "stats: reset_peak_stats brings peaks down to current");
+  checks.check(counters(allocator->get_stats()).requests.peak == 0, "stats: reset_peak_stats brings peaks down to current");
 }
 
 void check_errors(Checks& checks, at::HostAllocator* allocator) {
@@ -133,7 +151,7 @@ void check_memory_limit(Checks& checks, at::HostAllocator* allocator, std::size_
 }  // namespace
 
 int main() {
-  Checks checks("adapter_2_15_test");
+  Checks checks("adapter_" + std::to_string(TORCH_VERSION_MAJOR) + "_" + std::to_string(TORCH_VERSION_MINOR) + "_test");
   check_registration(checks);
   at::HostAllocator* allocator = at::getHostAllocator(at::kXPU);
   xpu_host_test::FrontEnd front{
