@@ -7,6 +7,8 @@
 mod bytes;
 #[path = "../fuzz/src/c_api_model.rs"]
 mod c_api_model;
+#[path = "../fuzz/src/history_model.rs"]
+mod history_model;
 #[path = "../fuzz/src/pool_model.rs"]
 mod pool_model;
 mod reliability_support;

@@ -11,6 +11,8 @@ mod core_model;
 #[path = "../src/caching/fake_backend.rs"]
 #[allow(dead_code)] // the model uses only part of it, the unit tests the rest
 mod fake_backend;
+#[path = "../fuzz/src/history_model.rs"]
+mod history_model;
 #[path = "../fuzz/src/pool_model.rs"]
 mod pool_model;
 mod reliability_support;

@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bytes::Bytes;
+use crate::history_model::History;
 use crate::pool_model::{pick, Ended, Home, HostState, Pools, PrivatePool, Release};
 use xpu_caching_host_allocator::abi::c_api::*;
 use xpu_caching_host_allocator::abi::capture_api::*;
@@ -65,7 +66,6 @@ const HOST_STREAMS: [Key; 3] = [(12, 0, 0), (12, 0, 1), (12, 0, 2)];
 const POOLS: [Pool; 4] = [(0, 0), (1, 1), (1, 2), (2, 1)];
 /// External registrations (below any memory the driver hands out).
 const EXTERNAL: [usize; 3] = [0x200, 0x400, 0x600];
-const FIRST_MARKER: usize = 0x1000;
 /// Addresses below this are external registrations.
 const EXTERNAL_END: usize = 0x10_0000;
 /// Blocks the process's allocator may retire on purpose (see operation 11).
@@ -134,15 +134,6 @@ struct Live {
     streams: Vec<Key>,
     home: Home,
     captured: bool,
-}
-
-#[derive(Default)]
-struct History {
-    enabled: bool,
-    max_entries: usize,
-    marker: Option<usize>,
-    markers: usize,
-    external: HashMap<usize, usize>,
 }
 
 #[derive(Default)]
@@ -590,14 +581,8 @@ fn history(model: &mut Model, bytes: &mut Bytes, report: &mut Report) {
             assert!(xpu_host_history_enabled());
             let kept = if clear { 0 } else { length.min(max_entries) };
             assert_eq!(traces().len(), kept, "entries kept when history is turned on");
-            model.history.enabled = true;
-            model.history.max_entries = max_entries;
-            model.history.markers += 1;
-            let marker = FIRST_MARKER + 0x100 * model.history.markers;
-            let size = 1 + model.history.markers % 5;
+            let (marker, size) = model.history.turned_on(max_entries);
             assert_eq!(xpu_host_record_external_register(marker as *mut c_void, size), XPU_HOST_SUCCESS);
-            model.history.external.insert(marker, size);
-            model.history.marker = Some(marker);
             let last = traces().last().map(|entry| (entry.action, entry.address));
             assert_eq!(last, Some((XPU_HOST_TRACE_ALLOC as i32, marker)), "an external registration recorded");
         }
@@ -633,16 +618,14 @@ fn history(model: &mut Model, bytes: &mut Bytes, report: &mut Report) {
             assert_eq!(result, XPU_HOST_SUCCESS);
             assert!(!xpu_host_history_enabled());
             assert_eq!(traces().len(), if clear { 0 } else { length }, "entries kept when history is turned off");
-            model.history.enabled = false;
-            model.history.external.clear();
+            model.history.turned_off();
         }
         4 => {
             let address = bytes.pick(&EXTERNAL);
             let size = 1 + bytes.byte() as usize;
             assert_eq!(xpu_host_record_external_register(address as *mut c_void, size), XPU_HOST_SUCCESS);
             let traces = traces();
-            if model.history.enabled {
-                model.history.external.insert(address, size);
+            if model.history.registered(address, size) {
                 let last = traces.last().map(|entry| (entry.action, entry.address, entry.bytes));
                 assert_eq!(last, Some((XPU_HOST_TRACE_ALLOC as i32, address, size)), "an external registration");
             } else {

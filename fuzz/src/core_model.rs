@@ -58,6 +58,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::bytes::Bytes;
 use crate::fake_backend::FakeBackend;
+use crate::history_model::History;
 use crate::pool_model::{pick, Ended, Home, HostState, Pools, PrivatePool, Release};
 use xpu_caching_host_allocator::caching::size_class::{Rounding, SizeClass};
 use xpu_caching_host_allocator::caching::{
@@ -73,8 +74,6 @@ const SPLIT_MIN: usize = 1 << 20;
 const REUSE_DIVISOR: usize = 8;
 /// The fake backend's first address: external registrations lie below it.
 const FIRST_ADDRESS: usize = 0x1000_0000;
-/// Where the markers of history's epochs are registered (see `History::marker`).
-const FIRST_MARKER: usize = 0x1000;
 
 const fn stream_key(device_index: i8, id: i64) -> StreamKey {
     StreamKey { device_type: 12, device_index, id }
@@ -157,22 +156,6 @@ impl Recorder for Counting {
     fn release(&self, _: usize) {
         self.released.fetch_add(1, Ordering::SeqCst);
     }
-}
-
-#[derive(Default)]
-struct History {
-    enabled: bool,
-    /// The maximum last set (0 before history was first turned on).
-    max_entries: usize,
-    /// An external registration made right after history was last turned
-    /// on: the entries from its first on are of this epoch, in which every
-    /// step of a block was recorded (steps taken while history was off are
-    /// missing from the ring, so actions before the marker may not follow
-    /// those after it). Every entry before the marker went first if it went.
-    marker: Option<usize>,
-    markers: usize,
-    /// External registrations listed as segments: address, bytes.
-    external: HashMap<usize, usize>,
 }
 
 /// What the model knows.
@@ -961,14 +944,9 @@ fn history(a: &CachingAllocator<FakeBackend>, model: &mut Model, bytes: &mut Byt
             assert!(a.history_enabled());
             let kept = if clear { 0 } else { length.min(max_entries) };
             assert_eq!(a.traces().len(), kept, "entries kept when history is turned on");
-            model.history.enabled = true;
-            model.history.max_entries = max_entries;
             // The marker of this epoch.
-            model.history.markers += 1;
-            let marker = FIRST_MARKER + 0x100 * model.history.markers;
-            a.record_external_register(marker, 1 + model.history.markers % 5);
-            model.history.external.insert(marker, 1 + model.history.markers % 5);
-            model.history.marker = Some(marker);
+            let (marker, size) = model.history.turned_on(max_entries);
+            a.record_external_register(marker, size);
             let last = a.traces().last().map(|entry| (entry.action, entry.address));
             assert_eq!(last, Some((Action::Alloc, marker)), "an external registration recorded");
         }
@@ -988,16 +966,14 @@ fn history(a: &CachingAllocator<FakeBackend>, model: &mut Model, bytes: &mut Byt
             assert_eq!(a.record_history(false, bytes.pick(&[0, 5]), RecordContext::Never, None, clear), Ok(()));
             assert!(!a.history_enabled());
             assert_eq!(a.traces().len(), if clear { 0 } else { length }, "entries kept when history is turned off");
-            model.history.enabled = false;
-            model.history.external.clear();
+            model.history.turned_off();
         }
         4 => {
             let address = bytes.pick(&[0x200, 0x400, 0x600]);
             let size = 1 + bytes.byte() as usize;
             a.record_external_register(address, size);
             let traces = a.traces();
-            if model.history.enabled {
-                model.history.external.insert(address, size);
+            if model.history.registered(address, size) {
                 let last = traces.last().map(|entry| (entry.action, entry.address, entry.size));
                 assert_eq!(last, Some((Action::Alloc, address, size)), "an external registration recorded");
             } else {
