@@ -836,8 +836,10 @@ def reading(analysis, memory, memory_raw, cg):
                "drift, as they do in 5a, 5c and 5d. Exact fit chooses the memory; `pinned_fit:rounded` "
                "chooses PyTorch's blocks, with PyTorch's memory. Where small blocks are asked for (5a's labels, "
                "5b's norm weights, 5c's shortest batches) the seed reaches the driver less often than "
-               "`pinned_fit:rounded` does: its `sycl::aligned_alloc_host` takes blocks of up to 2 MB from the "
-               "runtime's UMF pool, which carves many out of one driver allocation.")
+               "`pinned_fit:rounded` does, with the same blocks: its `sycl::aligned_alloc_host` goes through "
+               "the runtime's UMF pool, which carves host blocks below 32 KiB out of shared 64 KiB driver "
+               "allocations (Unified Runtime's chunk cut-off, half its 64 KiB minimum host slab). The other "
+               "blocks are one driver allocation each, in the seed as in ours.")
     if cg:
         ours, theirs = cg[("cycle", "ours")], cg[("cycle", seed)]
         hot = ", ".join(f"`{f}` ({c:.0f})" for f, _, c in ours["hot"][:4])
