@@ -47,7 +47,9 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         flags = getattr(cpp_extension, "_get_pybind11_abi_build_flags", lambda: [])()
-    definitions = [flag[2:] for flag in flags if flag.startswith("-D")]
+    # 2.8 gives them escaped for the shell its own builds run the compiler
+    # through (-DPYBIND11_COMPILER_TYPE=\"_gcc\"); CMake escapes them itself.
+    definitions = [flag[2:].replace('\\"', '"') for flag in flags if flag.startswith("-D")]
     print("found=1")
     print(f"version={version}")
     print(f"dir={directory}")

@@ -125,8 +125,10 @@ def test_stats_keys_are_pytorch_2_15s_plus_ours(enabled, torch):
     xha = enabled
     nested = xha.host_memory_stats_as_nested_dict()
     flat = xha.host_memory_stats()
-    # PyTorch 2.15's keys, read from PyTorch itself where this build has its CUDA host allocator.
-    if hasattr(torch._C, "_cuda_hostMemoryStats"):
+    # PyTorch 2.15's keys, read from PyTorch itself where this build has its CUDA
+    # host allocator and names them as 2.15 does (2.10 renamed four of them).
+    release = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    if hasattr(torch._C, "_cuda_hostMemoryStats") and release >= (2, 10):
         theirs = torch._C._cuda_hostMemoryStats()
     else:
         theirs = {name: 0 for name in ("num_host_alloc", "num_host_free")}
@@ -146,8 +148,22 @@ def test_stats_keys_are_pytorch_2_15s_plus_ours(enabled, torch):
     assert ours <= set(flat)
     assert list(flat) == sorted(flat)
     assert all(isinstance(v, int) for v in flat.values())
-    # The flat dict is the nested one flattened as torch.cuda.host_memory_stats() flattens PyTorch's.
-    from torch.cuda.memory import _recurse_add_to_result
+    # The flat dict is the nested one flattened as torch.cuda.host_memory_stats() flattens
+    # PyTorch's: with PyTorch's own helper from 2.10, which made it a module's function
+    # (before, it is local to host_memory_stats(): keys joined with ".", sorted).
+    try:
+        from torch.cuda.memory import _recurse_add_to_result
+    except ImportError:
+
+        def _recurse_add_to_result(result, prefix, obj, _):
+            # As 2.8 has it inside host_memory_stats().
+            if isinstance(obj, dict):
+                if prefix:
+                    prefix += "."
+                for key, value in obj.items():
+                    _recurse_add_to_result(result, prefix + key, value, _)
+            else:
+                result.append((prefix, obj))
 
     result: list = []
     _recurse_add_to_result(result, "", nested, str)
