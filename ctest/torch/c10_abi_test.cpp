@@ -2,12 +2,18 @@
 // 2.5.1 headers and linked to its libc10.so: reached only through
 // c10::Allocator* and PyTorch's mangled at::xpu:: declarations (docs/ABI.md
 // sections 1-6). With ZE_SOFTWARE_DRIVER_HOST_MEMORY_LIMIT set it also checks
-// that running out of pinned memory throws and the allocator recovers.
+// that running out of pinned memory throws and the allocator recovers. With
+// XPU_HOST_TEST_LIBRARY_DIR set it first checks that the library was loaded
+// from there (c10_abi.release: cargo's release build, whose frames the
+// exceptions of check_errors cross; docs/ABI.md section 6).
 #include <c10/core/Allocator.h>
 #include <c10/core/Device.h>
 #include <c10/core/Stream.h>
 
 #include <cxxabi.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdlib.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -128,10 +134,27 @@ void check_record_event(Checks& checks, c10::Allocator* allocator) {
   checks.check(!record(stale_data, stale_ctx), "recordEvent on a freed block after emptyCache is false");
 }
 
+// The directory the library that defines getCachingHostAllocator was loaded from.
+void check_library_dir(Checks& checks, const char* expected) {
+  Dl_info info{};
+  std::string loaded = "(dladdr failed)";
+  if (dladdr(reinterpret_cast<void*>(&at::xpu::getCachingHostAllocator), &info) != 0 && info.dli_fname != nullptr) {
+    loaded = info.dli_fname;
+  }
+  auto real_dir = [](const std::string& path) {
+    char resolved[PATH_MAX];
+    return realpath(path.c_str(), resolved) != nullptr ? std::string(resolved) : path;
+  };
+  std::string loaded_dir = real_dir(loaded.substr(0, loaded.rfind('/')));
+  checks.check(loaded_dir == real_dir(expected), "the library is the one in XPU_HOST_TEST_LIBRARY_DIR",
+               "loaded " + loaded + ", expected a library in " + expected);
+}
+
 }  // namespace
 
 int main() {
   Checks checks("c10_abi_test");
+  if (const char* dir = std::getenv("XPU_HOST_TEST_LIBRARY_DIR")) check_library_dir(checks, dir);
   check_data_ptr_layout(checks);
 
   c10::Allocator* allocator = at::xpu::getCachingHostAllocator();
