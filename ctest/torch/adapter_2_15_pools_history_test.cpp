@@ -201,6 +201,16 @@ bool takes_back(at::HostAllocator* allocator, std::size_t size, const void* want
   return handed_out_among(allocator, size, wanted, cached + 1);
 }
 
+// A block of `size` allocated into `pool` by a capture of stream kA, begun and ended around it.
+at::DataPtr allocate_captured(at::HostAllocator* allocator, const c10::MempoolId_t& pool, std::size_t size) {
+  Capturing capture(kA);
+  allocator->begin_allocate_to_pool(pool, CountedFilter(kA));
+  CurrentStream current(kA);
+  at::DataPtr block = allocator->allocate(size);
+  allocator->end_allocate_to_pool(pool);
+  return block;
+}
+
 // --- checks ------------------------------------------------------------------
 
 void check_without_hooks(Checks& checks, at::HostAllocator* allocator) {
@@ -389,14 +399,7 @@ void check_retired_then_released(Checks& checks, at::HostAllocator* allocator) {
 void check_allocated_at_release(Checks& checks, at::HostAllocator* allocator) {
   constexpr std::size_t kSize = 28672;
   const c10::MempoolId_t pool{5, 0};
-  at::DataPtr kept;
-  {
-    Capturing capture(kA);
-    allocator->begin_allocate_to_pool(pool, CountedFilter(kA));
-    CurrentStream current(kA);
-    kept = allocator->allocate(kSize);
-    allocator->end_allocate_to_pool(pool);
-  }
+  at::DataPtr kept = allocate_captured(allocator, pool, kSize);
   checks.check(in_pool(allocator, kept.get(), pool), "held: the block came from the pool", segment_text(segment_of(allocator, kept.get())));
   allocator->release_pool(pool);
   auto s = segment_of(allocator, kept.get());
@@ -635,14 +638,7 @@ void check_history_segments(Checks& checks, at::HostAllocator* allocator) {
   constexpr std::size_t kSize = 39936;
   const c10::MempoolId_t pool{6, 0};
   at::DataPtr live = allocator->allocate(kSize);
-  at::DataPtr in_pool_block;
-  {
-    Capturing capture(kA);
-    allocator->begin_allocate_to_pool(pool, CountedFilter(kA));
-    CurrentStream current(kA);
-    in_pool_block = allocator->allocate(kSize);
-    allocator->end_allocate_to_pool(pool);
-  }
+  at::DataPtr in_pool_block = allocate_captured(allocator, pool, kSize);
   // Last, so that no later miss can give it back to the driver before the segments are read.
   void* freed = allocator->allocate(kSize + 512).get();
   std::vector<TraceEntry> traces = allocator->get_traces();
