@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import pickle
 import pickletools
+import weakref
 
 import pytest
 
@@ -164,3 +166,41 @@ def test_history_without_torch_has_python_stacks():
     assert got["address"] in got["segments"]
     # Off, the trace's entries keep their stacks; cleared, the library gives every one back.
     assert got["kept"][0] > 0 and got["kept"][1] == 0
+
+
+def _read_holding(read, tensor):
+    """Reads with `tensor` in this frame, which the traceback of an error raised here holds."""
+    read()
+
+
+def test_an_error_while_visiting_is_raised_after_the_library_returns(recording, monkeypatch):
+    xha = recording
+    kept = _allocate_for_history(xha, (48 * KiB,))
+
+    class Broken(Exception):
+        pass
+
+    def broken(_pool):
+        raise Broken("converting an entry failed")
+
+    # Both the traces' and the segments' entries name their pool.
+    monkeypatch.setattr(xha._history, "_pool", broken)
+    gc.disable()
+    try:
+        for read in (xha._history.segments, xha._history.traces):
+            probe = xha.empty_pinned(8 * KiB)
+            alive = weakref.ref(probe)
+            try:
+                _read_holding(read, probe)
+            except Broken:
+                pass
+            else:
+                pytest.fail(f"{read.__name__}() did not raise the visit's error")
+            del probe
+            # Without a collection: the error left nothing in a reference cycle.
+            assert alive() is None, f"{read.__name__}() kept the failed visit's frames alive"
+    finally:
+        gc.enable()
+    monkeypatch.undo()
+    addresses = {segment["address"] for segment in xha._snapshot()["segments"]}
+    assert kept[0].data_ptr() in addresses, "after the failed visits, the next one reads everything"

@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 from types import FrameType
-from typing import Any, Literal, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 from . import _lib
 
@@ -174,39 +174,52 @@ def _check_size(item: Any, struct: type, what: str) -> None:
         )
 
 
-def traces() -> list[dict[str, Any]]:
-    """The trace entries the library keeps, oldest first, as PyTorch's snapshot has them."""
-    stacks = recorder() if _recorder is not None else None
-    entries: list[dict[str, Any]] = []
+def _visit(
+    function: str, visitor: Any, struct: Any, c_name: str, convert: Callable[[Any], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What ``convert`` makes of each item the library's ``function`` visits, in
+    the order visited. A Python exception cannot pass through the library's C
+    frames: the first one stops the visit and is raised once the library returns."""
+    found: list[dict[str, Any]] = []
     failure: list[BaseException] = []
 
     def visit(_user_data: Optional[int], pointer: Any) -> bool:
         try:
-            entry = pointer.contents
-            _check_size(entry, _lib.TraceEntry, "xpu_host_trace_entry")
-            action = ACTIONS[entry.action] if 0 <= entry.action < len(ACTIONS) else f"action_{entry.action}"
-            entries.append(
-                {
-                    "action": action,
-                    "addr": int(entry.address),
-                    "size": int(entry.bytes),
-                    "stream": int(entry.stream.id) if entry.stream.device_type != -1 else 0,
-                    "time_us": int(entry.time_us),
-                    "pool_id": _pool(entry.pool),
-                    # Read during the visit: the library may release the context right after.
-                    "frames": stacks.frames(entry.context) if stacks is not None else [],
-                }
-            )
+            item = pointer.contents
+            _check_size(item, struct, c_name)
+            found.append(convert(item))
             return True
         except BaseException as error:  # noqa: BLE001 - kept, raised after the library returns
             failure.append(error)
             return False
 
-    callback = _lib.TRACE_VISITOR(visit)
-    _lib.check(_lib.lib().xpu_host_get_traces(callback, None), "xpu_host_get_traces")
+    callback = visitor(visit)
+    _lib.check(getattr(_lib.lib(), function)(callback, None), function)
     if failure:
-        raise failure[0]
-    return entries
+        # Taken out of the list: kept there, it would hold its own traceback's
+        # frames (and what they hold, tensors too) in a cycle until a collection.
+        raise failure.pop()
+    return found
+
+
+def traces() -> list[dict[str, Any]]:
+    """The trace entries the library keeps, oldest first, as PyTorch's snapshot has them."""
+    stacks = recorder() if _recorder is not None else None
+
+    def convert(entry: Any) -> dict[str, Any]:
+        action = ACTIONS[entry.action] if 0 <= entry.action < len(ACTIONS) else f"action_{entry.action}"
+        return {
+            "action": action,
+            "addr": int(entry.address),
+            "size": int(entry.bytes),
+            "stream": int(entry.stream.id) if entry.stream.device_type != -1 else 0,
+            "time_us": int(entry.time_us),
+            "pool_id": _pool(entry.pool),
+            # Read during the visit: the library may release the context right after.
+            "frames": stacks.frames(entry.context) if stacks is not None else [],
+        }
+
+    return _visit("xpu_host_get_traces", _lib.TRACE_VISITOR, _lib.TraceEntry, "xpu_host_trace_entry", convert)
 
 
 def segments() -> list[dict[str, Any]]:
@@ -218,54 +231,40 @@ def segments() -> list[dict[str, Any]]:
     ``inactive`` (cached).
     """
     stacks = recorder() if _recorder is not None else None
-    found: list[dict[str, Any]] = []
-    failure: list[BaseException] = []
 
-    def visit(_user_data: Optional[int], pointer: Any) -> bool:
-        try:
-            segment = pointer.contents
-            _check_size(segment, _lib.Segment, "xpu_host_segment")
-            size = int(segment.bytes)
-            if segment.allocated:
-                state = "active_allocated"
-            elif segment.active:
-                state = "active_pending_free"
-            else:
-                state = "inactive"
-            frames = stacks.frames(segment.context) if stacks is not None else []
-            found.append(
+    def convert(segment: Any) -> dict[str, Any]:
+        size = int(segment.bytes)
+        if segment.allocated:
+            state = "active_allocated"
+        elif segment.active:
+            state = "active_pending_free"
+        else:
+            state = "inactive"
+        frames = stacks.frames(segment.context) if stacks is not None else []
+        return {
+            "device": 0,
+            "address": int(segment.address),
+            "total_size": size,
+            "allocated_size": size if segment.allocated else 0,
+            "active_size": size if segment.active else 0,
+            "requested_size": size if segment.allocated else 0,
+            "stream": 0,
+            "segment_type": "large" if size > 1 << 20 else "small",
+            "segment_pool_id": _pool(segment.pool),
+            "is_expandable": False,
+            "frames": frames,
+            "blocks": [
                 {
-                    "device": 0,
                     "address": int(segment.address),
-                    "total_size": size,
-                    "allocated_size": size if segment.allocated else 0,
-                    "active_size": size if segment.active else 0,
-                    "requested_size": size if segment.allocated else 0,
-                    "stream": 0,
-                    "segment_type": "large" if size > 1 << 20 else "small",
-                    "segment_pool_id": _pool(segment.pool),
-                    "is_expandable": False,
+                    "size": size,
+                    "requested_size": size,
+                    "state": state,
                     "frames": frames,
-                    "blocks": [
-                        {
-                            "address": int(segment.address),
-                            "size": size,
-                            "requested_size": size,
-                            "state": state,
-                            "frames": frames,
-                        }
-                    ],
                 }
-            )
-            return True
-        except BaseException as error:  # noqa: BLE001 - kept, raised after the library returns
-            failure.append(error)
-            return False
+            ],
+        }
 
-    callback = _lib.SEGMENT_VISITOR(visit)
-    _lib.check(_lib.lib().xpu_host_get_segments(callback, None), "xpu_host_get_segments")
-    if failure:
-        raise failure[0]
+    found = _visit("xpu_host_get_segments", _lib.SEGMENT_VISITOR, _lib.Segment, "xpu_host_segment", convert)
     found.sort(key=lambda s: s["address"])
     return found
 
