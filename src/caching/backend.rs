@@ -38,6 +38,12 @@ pub trait HostMemory: Send + Sync {
     fn allocate(&self, size: usize) -> Result<usize, BackendError>;
     /// Returns memory from [`HostMemory::allocate`]; no stream uses it any more.
     fn free(&self, address: usize, size: usize) -> Result<(), BackendError>;
+    /// Bytes held from the system beyond the blocks handed out and not yet
+    /// returned: with small blocks carved out of larger pieces of memory, the
+    /// pieces' free room, which goes back only with a piece's last block.
+    fn unused_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Events recorded on streams: "everything submitted to this stream so far is done".

@@ -8,6 +8,9 @@
 //!   the slack; a block of the request's own aligned size always may.
 //! - Before a miss asks the backend for memory, cached blocks go back, the
 //!   largest first, until the held bytes and the new block fit the budget.
+//!   Held bytes include what the backend holds beyond the blocks
+//!   ([`unused_bytes`](super::HostMemory::unused_bytes)): giving back a block that shares backend
+//!   memory with blocks in use frees nothing.
 //!
 //! The budget is broken only when the blocks handed out or waiting for
 //! stream events alone exceed it; nothing cached is then left to give back.
@@ -130,8 +133,11 @@ impl<B: Backend> CachingAllocator<B> {
         let high_water = self.high_water(self.caches.stat(Hot::RequestedBytes), request);
         let growth = lock(&self.budget.thrash).miss(size, high_water);
         let limit = high_water.saturating_add(high_water / SLACK_DIVISOR).saturating_add(growth);
-        let mut over = self.counters.held_bytes().saturating_add(signed(size)).saturating_sub(limit);
-        if over <= 0 {
+        let over = || {
+            let held = self.counters.held_bytes().saturating_add(signed(self.backend.unused_bytes()));
+            held.saturating_add(signed(size)).saturating_sub(limit)
+        };
+        if over() <= 0 {
             return;
         }
         let mut cached: Vec<_> = self.cached_blocks().map(|(entry, block)| (block.size(), entry)).collect();
@@ -142,8 +148,8 @@ impl<B: Backend> CachingAllocator<B> {
             if bytes > 0 {
                 lock(&self.budget.thrash).gave_back(bytes);
             }
-            over = over.saturating_sub(signed(bytes));
-            if over <= 0 {
+            // Asked again: a block sharing backend memory gives back only what its last block frees.
+            if over() <= 0 {
                 return;
             }
         }

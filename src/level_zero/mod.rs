@@ -1,5 +1,5 @@
 //! The backend over Level Zero: page-locked memory from `zeMemAllocHost` in one
-//! context, and stream events that are either recorded through hooks the host
+//! context (small blocks as chunks of shared slabs, `slabs.rs`), and stream events that are either recorded through hooks the host
 //! runtime registered (a SYCL runtime owns its queues' command lists) or, without
 //! hooks, with barriers on this library's own immediate command list per stream.
 //! It knows nothing of PyTorch or C++.
@@ -8,6 +8,7 @@ mod context;
 mod event_pool;
 mod gate;
 mod result;
+mod slabs;
 mod streams;
 
 pub use context::Context;
@@ -18,10 +19,12 @@ pub use streams::StreamHooks;
 
 use level_zero_sys as ze;
 
+use crate::caching::sync::lock;
 use crate::caching::{BackendError, HostMemory, StreamEvents, StreamKey};
 use event_pool::EventPool;
 use result::check;
-use std::sync::Arc;
+use slabs::{GaveBack, Slabs, LARGEST_CHUNK, SLAB_SIZE};
+use std::sync::{Arc, Mutex};
 use streams::OwnStreams;
 
 /// All host memory is aligned like PyTorch's (`sycl::aligned_alloc_host(512, …)`).
@@ -30,6 +33,9 @@ const HOST_ALIGNMENT: usize = 512;
 pub struct LevelZeroBackend {
     context: Context,
     recorder: Recorder,
+    /// Taken by allocations and frees of small blocks only, which the core
+    /// makes on its miss and release paths.
+    slabs: Mutex<Slabs>,
 }
 
 enum Recorder {
@@ -55,7 +61,7 @@ impl LevelZeroBackend {
             Some(hooks) => Recorder::Hooks(hooks),
             None => Recorder::Own { streams: OwnStreams::new(), events: Arc::new(EventPool::new()) },
         };
-        LevelZeroBackend { context, recorder }
+        LevelZeroBackend { context, recorder, slabs: Mutex::new(Slabs::default()) }
     }
 
     pub fn context(&self) -> &Context {
@@ -82,9 +88,47 @@ impl LevelZeroBackend {
 
 impl HostMemory for LevelZeroBackend {
     /// Inlined into the allocator's miss path, which then makes no call but
-    /// the driver's (failures are reported out of line).
+    /// the driver's for a block larger than a chunk (failures are reported
+    /// out of line).
     #[inline(always)]
     fn allocate(&self, size: usize) -> Result<usize, BackendError> {
+        if size <= LARGEST_CHUNK {
+            return self.allocate_chunk(size);
+        }
+        self.allocate_host(size)
+    }
+
+    fn free(&self, address: usize, size: usize) -> Result<(), BackendError> {
+        if size <= LARGEST_CHUNK {
+            match lock(&self.slabs).give_back(address, size) {
+                Ok(GaveBack::Kept) => return Ok(()),
+                Ok(GaveBack::SlabEmpty(base)) => return self.free_host(base),
+                Ok(GaveBack::NotAChunk) => {}
+                Err(message) => return Err(BackendError::Failed(message)),
+            }
+        }
+        self.free_host(address)
+    }
+
+    fn unused_bytes(&self) -> usize {
+        lock(&self.slabs).unused_bytes()
+    }
+}
+
+impl LevelZeroBackend {
+    /// A chunk of a slab with room, or of a new slab.
+    #[inline(never)]
+    fn allocate_chunk(&self, size: usize) -> Result<usize, BackendError> {
+        let mut slabs = lock(&self.slabs);
+        if let Some(address) = slabs.take(size) {
+            return Ok(address);
+        }
+        let base = self.allocate_host(SLAB_SIZE)?;
+        Ok(slabs.add(base, size))
+    }
+
+    #[inline(always)]
+    fn allocate_host(&self, size: usize) -> Result<usize, BackendError> {
         let desc = ze::ze_host_mem_alloc_desc_t {
             stype: ze::ZE_STRUCTURE_TYPE_HOST_MEM_ALLOC_DESC,
             pNext: std::ptr::null(),
@@ -101,10 +145,11 @@ impl HostMemory for LevelZeroBackend {
         }
     }
 
-    fn free(&self, address: usize, _size: usize) -> Result<(), BackendError> {
+    fn free_host(&self, address: usize) -> Result<(), BackendError> {
         let Some(_pass) = gate::enter() else { return Err(exiting().into()) };
         // SAFETY: the address came from zeMemAllocHost in this context, and the
-        // core frees it once, after every stream that used it is done.
+        // core frees it once (a slab once its last chunk is back), after every
+        // stream that used it is done.
         check("zeMemFree", unsafe { ze::zeMemFree(self.context.handle(), address as *mut _) })
             .map_err(|error| BackendError::Failed(error.to_string()))
     }
