@@ -834,12 +834,12 @@ def reading(analysis, memory, memory_raw, cg):
                "blocks live at once, and holds every block it ever made; one that holds within 0.5% of the "
                "most bytes ever requested must give back blocks no request fits and make new ones when sizes "
                "drift, as they do in 5a, 5c and 5d. Exact fit chooses the memory; `pinned_fit:rounded` "
-               "chooses PyTorch's blocks, with PyTorch's memory. Where small blocks are asked for (5a's labels, "
-               "5b's norm weights, 5c's shortest batches) the seed reaches the driver less often than "
-               "`pinned_fit:rounded` does, with the same blocks: its `sycl::aligned_alloc_host` goes through "
-               "the runtime's UMF pool, which carves host blocks below 32 KiB out of shared 64 KiB driver "
-               "allocations (Unified Runtime's chunk cut-off, half its 64 KiB minimum host slab). The other "
-               "blocks are one driver allocation each, in the seed as in ours.")
+               "chooses PyTorch's blocks, with PyTorch's memory. Small blocks (5a's labels, 5b's norm "
+               "weights, 5c's shortest batches) share driver allocations in both: the seed's "
+               "`sycl::aligned_alloc_host` goes through the runtime's UMF pool, which carves host blocks below "
+               "32 KiB out of shared 64 KiB driver allocations (Unified Runtime's chunk cut-off, half its 64 KiB "
+               "minimum host slab), and ours carves blocks of up to 32 KiB out of 64 KiB slabs; the other blocks "
+               "are one driver allocation each, in the seed as in ours.")
     if cg:
         ours, theirs = cg[("cycle", "ours")], cg[("cycle", seed)]
         hot = ", ".join(f"`{f}` ({c:.0f})" for f, _, c in ours["hot"][:4])

@@ -245,7 +245,9 @@ typedef struct {
  */
 typedef struct {
   /*
-   Blocks of pinned memory held (from the driver, not yet given back).
+   Blocks of pinned memory held (from the backend, not yet given back; the
+   Level Zero backend carves blocks of up to 32 KiB out of shared 64 KiB
+   driver allocations).
    */
   xpu_host_stat allocations;
   /*
@@ -273,19 +275,19 @@ typedef struct {
    */
   xpu_host_stat cached_bytes;
   /*
-   Time in the driver's allocation calls (`zeMemAllocHost`).
+   Time in the backend's allocation calls (`zeMemAllocHost`, or carving a small block).
    */
   xpu_host_duration_stat host_alloc_time;
   /*
-   Time in the driver's free calls (`zeMemFree`).
+   Time in the backend's free calls (`zeMemFree`, or taking a small block back).
    */
   xpu_host_duration_stat host_free_time;
   /*
-   Calls to the driver for memory that succeeded.
+   Calls to the backend for memory that succeeded.
    */
   int64_t num_host_alloc;
   /*
-   Blocks given back to the driver.
+   Blocks given back to the backend.
    */
   int64_t num_host_free;
   /*
@@ -303,7 +305,7 @@ typedef struct {
    */
   int64_t retired_blocks;
   /*
-   Bytes held from the driver and not handed out now (cached, waiting for
+   Bytes held from the backend and not handed out now (cached, waiting for
    stream events, or retired): `allocated_bytes` less `active_bytes`.
    */
   int64_t idle_bytes;

@@ -135,6 +135,45 @@ fn host_memory_is_pinned_in_the_backends_context_and_aligned() {
     a.empty_cache().unwrap();
 }
 
+/// The driver allocation `address` lies in: its base and size, `None` if none.
+fn address_range(context: &Context, address: usize) -> Option<(usize, usize)> {
+    let (mut base, mut size) = (null_mut(), 0);
+    // SAFETY: live context; the pointer is only looked up; out-pointers valid.
+    let result = unsafe { ze::zeMemGetAddressRange(context.handle(), address as *const c_void, &mut base, &mut size) };
+    (result == ze::ZE_RESULT_SUCCESS).then_some((base as usize, size))
+}
+
+#[test]
+fn small_blocks_are_chunks_of_one_driver_allocation_until_the_last_goes_back() {
+    const SLAB: usize = 64 << 10;
+    let a = allocator(None);
+    let (backend, context) = (a.backend(), a.backend().context());
+    let sizes = [512, 1000, 4096, 32 << 10];
+    let chunks: Vec<usize> = sizes.iter().map(|&size| backend.allocate(size).unwrap()).collect();
+    let (base, size) = address_range(context, chunks[0]).expect("driver memory");
+    assert_eq!(size, SLAB);
+    for (&chunk, &size) in chunks.iter().zip(&sizes) {
+        assert_eq!(chunk % 512, 0);
+        assert_eq!(address_range(context, chunk), Some((base, SLAB)), "a chunk of the first slab");
+        assert_eq!(memory_type(context, chunk + size - 1), ze::ZE_MEMORY_TYPE_HOST);
+    }
+    assert_eq!(backend.unused_bytes(), SLAB - (512 + 1024 + 4096 + (32 << 10)), "1000 bytes take 1024");
+    let large = backend.allocate((32 << 10) + 512).unwrap();
+    assert_eq!(address_range(context, large), Some((large, (32 << 10) + 512)), "larger blocks are their own");
+    backend.free(large, (32 << 10) + 512).unwrap();
+
+    let refused = backend.free(chunks[2] + 512, 512).expect_err("inside a chunk");
+    assert!(format!("{refused}").contains("not a chunk handed out"), "{refused}");
+    assert!(backend.free(chunks[2], 512).is_err(), "shorter than the chunk");
+    for (&chunk, &size) in chunks.iter().zip(&sizes).skip(1) {
+        backend.free(chunk, size).unwrap();
+        assert_eq!(address_range(context, base), Some((base, SLAB)), "kept while a chunk is out");
+    }
+    backend.free(chunks[0], 512).unwrap();
+    assert_eq!(address_range(context, base), None, "the last chunk took the slab back to the driver");
+    assert_eq!(backend.unused_bytes(), 0);
+}
+
 #[test]
 fn a_block_is_reused_only_after_its_held_back_stream_drains() {
     let a = allocator(None);

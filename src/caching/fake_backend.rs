@@ -49,6 +49,8 @@ struct Books {
     events_recorded: u64,
     events_released: u64,
     allocate_calls: u64,
+    /// What `unused_bytes` reports: room held beyond the blocks, as a backend that carves small blocks has.
+    unused: usize,
 }
 
 impl Default for FakeBackend {
@@ -65,6 +67,11 @@ impl FakeBackend {
     /// Out of memory whenever an allocation would take the memory held past `limit` bytes.
     pub fn with_limit(limit: usize) -> FakeBackend {
         FakeBackend { books: Mutex::new(Books { limit, next_address: FIRST_ADDRESS, ..Books::default() }) }
+    }
+
+    /// Reports `bytes` held beyond the blocks from now on.
+    pub fn set_unused_bytes(&self, bytes: usize) {
+        self.books().unused = bytes;
     }
 
     /// `stream` gets one more piece of work, which events recorded from now on wait for.
@@ -173,6 +180,10 @@ impl HostMemory for FakeBackend {
         assert_eq!(held, Some(size), "the core freed {address:#x} ({size} bytes), which it does not hold");
         books.memory_bytes -= size;
         Ok(())
+    }
+
+    fn unused_bytes(&self) -> usize {
+        self.books().unused
     }
 }
 

@@ -44,7 +44,9 @@ pub struct DurationStat {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Blocks of pinned memory held (from the driver, not yet given back).
+    /// Blocks of pinned memory held (from the backend, not yet given back; the
+    /// Level Zero backend carves blocks of up to 32 KiB out of shared 64 KiB
+    /// driver allocations).
     pub allocations: Stat,
     /// Bytes of those blocks: what the process has pinned.
     pub allocated_bytes: Stat,
@@ -58,13 +60,13 @@ pub struct Stats {
     pub pending_blocks: Stat,
     /// Bytes in free lists, ready for reuse.
     pub cached_bytes: Stat,
-    /// Time in the driver's allocation calls (`zeMemAllocHost`).
+    /// Time in the backend's allocation calls (`zeMemAllocHost`, or carving a small block).
     pub host_alloc_time: DurationStat,
-    /// Time in the driver's free calls (`zeMemFree`).
+    /// Time in the backend's free calls (`zeMemFree`, or taking a small block back).
     pub host_free_time: DurationStat,
-    /// Calls to the driver for memory that succeeded.
+    /// Calls to the backend for memory that succeeded.
     pub num_host_alloc: i64,
-    /// Blocks given back to the driver.
+    /// Blocks given back to the backend.
     pub num_host_free: i64,
     /// Allocations served from the cache.
     pub cache_hits: i64,
@@ -74,7 +76,7 @@ pub struct Stats {
     /// recorded on a stream that used them (nothing could tell when that
     /// stream is done with them). Counted since the start; no reset clears it.
     pub retired_blocks: i64,
-    /// Bytes held from the driver and not handed out now (cached, waiting for
+    /// Bytes held from the backend and not handed out now (cached, waiting for
     /// stream events, or retired): `allocated_bytes` less `active_bytes`.
     pub idle_bytes: i64,
     /// The largest block free in the cache now, in bytes: the largest request

@@ -288,6 +288,24 @@ fn exact_fit_keeps_held_bytes_within_the_budget() {
 }
 
 #[test]
+fn exact_fit_counts_the_backends_unused_room_as_held() {
+    const MIB: usize = 1 << 20;
+    // 100 MiB in use and 1 MiB cached: the high water is 101 MiB, the slack
+    // 517 KiB, so 512 KiB more fits with the cached block kept; with 64 KiB
+    // the backend holds beyond the blocks, it does not, and the block goes back.
+    for (unused, kept) in [(0, true), (64 << 10, false)] {
+        let a = allocator();
+        let _in_use = a.allocate(100 * MIB).unwrap().unwrap();
+        let cached = a.allocate(MIB).unwrap().unwrap();
+        a.free(cached.context).unwrap();
+        a.backend().set_unused_bytes(unused);
+        let _more = a.allocate(MIB / 2).unwrap().unwrap();
+        let held = if kept { 101 * MIB + MIB / 2 } else { 100 * MIB + MIB / 2 };
+        assert_eq!(a.backend().live_bytes(), held, "{unused} bytes unused");
+    }
+}
+
+#[test]
 fn exact_fit_stops_thrashing_a_working_set_larger_than_the_high_water() {
     // Scenario 1's loop: 3 MB at most at once, but four sizes to keep cached.
     let a = allocator();

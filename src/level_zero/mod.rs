@@ -100,7 +100,9 @@ impl HostMemory for LevelZeroBackend {
 
     fn free(&self, address: usize, size: usize) -> Result<(), BackendError> {
         if size <= LARGEST_CHUNK {
-            match lock(&self.slabs).give_back(address, size) {
+            // The books' lock is let go before the driver call.
+            let gave_back = lock(&self.slabs).give_back(address, size);
+            match gave_back {
                 Ok(GaveBack::Kept) => return Ok(()),
                 Ok(GaveBack::SlabEmpty(base)) => return self.free_host(base),
                 Ok(GaveBack::NotAChunk) => {}
@@ -116,9 +118,11 @@ impl HostMemory for LevelZeroBackend {
 }
 
 impl LevelZeroBackend {
-    /// A chunk of a slab with room, or of a new slab.
+    /// A chunk of a slab with room, or of a new slab. Refused once the gate
+    /// is closed, as every allocation is: the process is unloading.
     #[inline(never)]
     fn allocate_chunk(&self, size: usize) -> Result<usize, BackendError> {
+        let Some(_pass) = gate::enter() else { return Err(exiting().into()) };
         let mut slabs = lock(&self.slabs);
         if let Some(address) = slabs.take(size) {
             return Ok(address);

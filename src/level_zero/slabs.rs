@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 
 use super::HOST_ALIGNMENT;
 
-pub const SLAB_SIZE: usize = 64 << 10;
+pub(super) const SLAB_SIZE: usize = 64 << 10;
 /// Larger blocks are driver allocations of their own.
-pub const LARGEST_CHUNK: usize = SLAB_SIZE / 2;
+pub(super) const LARGEST_CHUNK: usize = SLAB_SIZE / 2;
 
 const UNITS: usize = SLAB_SIZE / HOST_ALIGNMENT;
 const _: () = assert!(UNITS == u128::BITS as usize, "a slab's units are the bits of a u128");
@@ -32,13 +32,13 @@ struct Slab {
 
 /// The slabs held, by base address; guarded by the backend's lock.
 #[derive(Default)]
-pub struct Slabs {
+pub(super) struct Slabs {
     by_base: BTreeMap<usize, Slab>,
 }
 
 /// What giving a chunk back did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum GaveBack {
+pub(super) enum GaveBack {
     /// The chunk's slab holds other chunks.
     Kept,
     /// It was the slab's last chunk: the slab at this base address is no
@@ -50,7 +50,7 @@ pub enum GaveBack {
 
 impl Slabs {
     /// A chunk of `size` bytes (at most `LARGEST_CHUNK`) in a slab held now; `None` if none has room.
-    pub fn take(&mut self, size: usize) -> Option<usize> {
+    pub(super) fn take(&mut self, size: usize) -> Option<usize> {
         let run = run_of(units(size));
         self.by_base.iter_mut().find_map(|(&base, slab)| {
             let first = (0..=UNITS - units(size)).find(|&first| slab.used & (run << first) == 0)?;
@@ -61,12 +61,12 @@ impl Slabs {
     }
 
     /// The slabs' room not in chunks.
-    pub fn unused_bytes(&self) -> usize {
+    pub(super) fn unused_bytes(&self) -> usize {
         self.by_base.values().map(|slab| slab.used.count_zeros() as usize * HOST_ALIGNMENT).sum()
     }
 
     /// Lists a new slab at `base` (memory of `SLAB_SIZE` bytes) and carves a chunk of `size` bytes from its start.
-    pub fn add(&mut self, base: usize, size: usize) -> usize {
+    pub(super) fn add(&mut self, base: usize, size: usize) -> usize {
         let slab = Slab { used: run_of(units(size)), starts: 1 };
         assert!(self.by_base.insert(base, slab).is_none(), "a new slab's memory is no slab's");
         base
@@ -74,7 +74,7 @@ impl Slabs {
 
     /// Takes back the chunk of `size` bytes at `address`; an error, changing
     /// nothing, if a slab holds the address but no such chunk starts there.
-    pub fn give_back(&mut self, address: usize, size: usize) -> Result<GaveBack, String> {
+    pub(super) fn give_back(&mut self, address: usize, size: usize) -> Result<GaveBack, String> {
         let Some((&base, slab)) = self.by_base.range_mut(..=address).next_back() else {
             return Ok(GaveBack::NotAChunk);
         };
