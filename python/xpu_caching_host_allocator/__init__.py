@@ -253,10 +253,11 @@ def host_memory_stats_as_nested_dict() -> dict[str, Any]:
 
     PyTorch 2.15's (``torch.cuda.host_memory_stats_as_nested_dict()``):
     ``allocations``, ``allocated_bytes`` (blocks and bytes held from the
-    driver), ``active_requests``, ``active_bytes`` (handed out), each
-    ``{current, peak, allocated, freed}``; ``host_alloc_time`` and
-    ``host_free_time`` (µs in the driver's calls: ``{total, max, min, count,
-    avg}``); ``num_host_alloc``, ``num_host_free``. The library's own:
+    backend; blocks of up to 32 KiB share 64 KiB driver allocations),
+    ``active_requests``, ``active_bytes`` (handed out), each ``{current,
+    peak, allocated, freed}``; ``host_alloc_time`` and ``host_free_time``
+    (µs in the backend's calls: ``{total, max, min, count, avg}``);
+    ``num_host_alloc``, ``num_host_free``. The library's own:
     ``requested_bytes``, ``pending_blocks`` (freed, waiting for stream
     events), ``cached_bytes`` (gauges), ``cache_hits``, ``cache_misses``,
     ``retired_blocks``, ``idle_bytes``, ``largest_free_block``,
