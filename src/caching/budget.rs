@@ -9,8 +9,8 @@
 //! - Before a miss asks the backend for memory, cached blocks go back, the
 //!   largest first, until the held bytes and the new block fit the budget.
 //!   Held bytes include what the backend holds beyond the blocks
-//!   ([`unused_bytes`](super::HostMemory::unused_bytes)): giving back a block that shares backend
-//!   memory with blocks in use frees nothing.
+//!   ([`unused_bytes`](super::HostMemory::unused_bytes)): giving back a
+//!   block that shares backend memory with blocks in use frees nothing.
 //!
 //! The budget is broken only when the blocks handed out or waiting for
 //! stream events alone exceed it; nothing cached is then left to give back.

@@ -1,8 +1,9 @@
 //! The backend over Level Zero: page-locked memory from `zeMemAllocHost` in one
-//! context (small blocks as chunks of shared slabs, `slabs.rs`), and stream events that are either recorded through hooks the host
-//! runtime registered (a SYCL runtime owns its queues' command lists) or, without
-//! hooks, with barriers on this library's own immediate command list per stream.
-//! It knows nothing of PyTorch or C++.
+//! context (small blocks as chunks of shared slabs, `slabs.rs`), and stream
+//! events that are either recorded through hooks the host runtime registered
+//! (a SYCL runtime owns its queues' command lists) or, without hooks, with
+//! barriers on this library's own immediate command list per stream. It knows
+//! nothing of PyTorch or C++.
 
 mod context;
 mod event_pool;
