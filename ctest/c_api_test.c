@@ -190,6 +190,8 @@ static void test_stats(void) {
   CHECK(s.counters.requested_bytes.current == 4000);
   CHECK(s.counters.allocations.current == 2 && s.counters.allocated_bytes.current == 1024 + 3072);
   CHECK(s.counters.num_host_alloc == 2 && s.counters.cache_misses == 2);
+  /* The only blocks, both small: chunks of one 64 KiB slab, whose rest is the backend's unused room. */
+  CHECK(s.counters.backend_unused_bytes == 65536 - 1024 - 3072);
   CHECK_OK(xpu_host_free(a.ctx));
   CHECK_OK(xpu_host_free(b.ctx));
   CHECK_OK(xpu_host_get_stats(&s));
@@ -198,6 +200,7 @@ static void test_stats(void) {
   CHECK_OK(xpu_host_empty_cache());
   CHECK_OK(xpu_host_get_stats(&s));
   CHECK(s.counters.allocations.current == 0 && s.counters.allocated_bytes.current == 0 && s.counters.num_host_free == 2);
+  CHECK(s.counters.backend_unused_bytes == 0);
 
   char line[1024];
   size_t needed = 0;

@@ -320,6 +320,13 @@ typedef struct {
    when a captured stream is done with them.
    */
   int64_t captured_blocks;
+  /*
+   Bytes the backend holds beyond the blocks: with the Level Zero
+   backend, the free room of the 64 KiB slabs that blocks of up to 32 KiB
+   share, which goes back to the driver only with a slab's last block.
+   `allocated_bytes` plus this is what the driver holds for the allocator.
+   */
+  int64_t backend_unused_bytes;
 } xpu_host_counters;
 
 /*

@@ -175,6 +175,17 @@ fn small_blocks_are_chunks_of_one_driver_allocation_until_the_last_goes_back() {
 }
 
 #[test]
+fn statistics_count_the_slabs_unused_room() {
+    let a = allocator(None);
+    let block = a.allocate(1000).unwrap().unwrap();
+    let s = a.stats();
+    assert_eq!((s.allocated_bytes.current, s.backend_unused_bytes), (1024, (64 << 10) - 1024));
+    a.free(block.context).unwrap();
+    a.empty_cache().unwrap();
+    assert_eq!(a.stats().backend_unused_bytes, 0, "the slab went back with its only block");
+}
+
+#[test]
 fn a_block_is_reused_only_after_its_held_back_stream_drains() {
     let a = allocator(None);
     let gate = Gate::new(a.backend().context());

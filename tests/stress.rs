@@ -557,11 +557,14 @@ fn stress(plan: Plan) -> Arc<Counts> {
         load(&counts.operations) as f64 / elapsed.as_secs_f64(),
         load(&counts.violations),
     );
+    // Blocks of up to 32 KiB share slabs: fewer driver allocations than blocks.
     println!(
-        "reliability: stress statistics: cache_hits={} cache_misses={} num_host_alloc={} peak pending={} peak allocated={} MiB",
+        "reliability: stress statistics: cache_hits={} cache_misses={} num_host_alloc={} (zeMemAllocHost calls in \
+         this process: {}) peak pending={} peak allocated={} MiB",
         at_end.cache_hits,
         at_end.cache_misses,
         at_end.num_host_alloc,
+        live_objects().host_alloc_calls,
         at_end.pending_blocks.peak,
         at_end.allocated_bytes.peak >> 20
     );

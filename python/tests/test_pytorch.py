@@ -144,7 +144,7 @@ def test_stats_keys_are_pytorch_2_15s_plus_ours(enabled, torch):
     flat_theirs = {f"{k}.{s}" if isinstance(v, dict) else k for k, v in theirs.items() for s in (v if isinstance(v, dict) else [None])}
     assert flat_theirs <= set(flat)
     ours = {"cache_hits", "cache_misses", "pending_blocks.current", "cached_bytes.current", "requested_bytes.peak",
-            "retired_blocks", "idle_bytes", "largest_free_block", "captured_blocks"}
+            "retired_blocks", "idle_bytes", "largest_free_block", "captured_blocks", "backend_unused_bytes"}
     assert ours <= set(flat)
     assert list(flat) == sorted(flat)
     assert all(isinstance(v, int) for v in flat.values())

@@ -261,7 +261,8 @@ def host_memory_stats_as_nested_dict() -> dict[str, Any]:
     ``requested_bytes``, ``pending_blocks`` (freed, waiting for stream
     events), ``cached_bytes`` (gauges), ``cache_hits``, ``cache_misses``,
     ``retired_blocks``, ``idle_bytes``, ``largest_free_block``,
-    ``captured_blocks``. All 0 before the allocator starts.
+    ``captured_blocks``, ``backend_unused_bytes`` (free room in the slabs
+    small blocks share). All 0 before the allocator starts.
     """
     stats = _lib.Stats()
     stats.size = ctypes.sizeof(_lib.Stats)

@@ -108,6 +108,7 @@ COUNTS = (
     "idle_bytes",
     "largest_free_block",
     "captured_blocks",
+    "backend_unused_bytes",
 )
 
 

@@ -554,7 +554,7 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     pub fn stats(&self) -> Stats {
-        self.counters.snapshot(&self.caches, self.largest_free_block())
+        self.counters.snapshot(&self.caches, self.largest_free_block(), self.backend.unused_bytes())
     }
 
     /// The size of the largest cached block, looking through every free list.

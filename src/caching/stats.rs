@@ -86,6 +86,11 @@ pub struct Stats {
     /// them, kept in their private pool until its release: no event can tell
     /// when a captured stream is done with them.
     pub captured_blocks: i64,
+    /// Bytes the backend holds beyond the blocks: with the Level Zero
+    /// backend, the free room of the 64 KiB slabs that blocks of up to 32 KiB
+    /// share, which goes back to the driver only with a slab's last block.
+    /// `allocated_bytes` plus this is what the driver holds for the allocator.
+    pub backend_unused_bytes: i64,
 }
 
 /// Compact, for the line for logs: `current/peak/allocated/freed`.
@@ -277,8 +282,8 @@ impl Counters {
     }
 
     /// The statistics now; `largest_free_block` is the allocator's to find
-    /// (it looks through the free lists).
-    pub fn snapshot(&self, hot: &ThreadCaches, largest_free_block: usize) -> Stats {
+    /// (it looks through the free lists), `backend_unused_bytes` the backend's.
+    pub fn snapshot(&self, hot: &ThreadCaches, largest_free_block: usize, backend_unused_bytes: usize) -> Stats {
         let host = self.host.lock();
         let micros = self.clock.to_micros();
         let active_requests = hot.stat(Hot::ActiveRequests);
@@ -302,6 +307,7 @@ impl Counters {
             idle_bytes: host.allocated_bytes.current - active_bytes.current,
             largest_free_block: largest_free_block as i64,
             captured_blocks: self.captured_blocks.load(Ordering::Relaxed),
+            backend_unused_bytes: i64::try_from(backend_unused_bytes).unwrap_or(i64::MAX),
         }
     }
 
