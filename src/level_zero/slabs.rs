@@ -34,6 +34,9 @@ struct Slab {
 #[derive(Default)]
 pub(super) struct Slabs {
     by_base: BTreeMap<usize, Slab>,
+    /// Units in no chunk, over all slabs: kept as they change, since exact
+    /// fit's budget asks for it after each block it gives back.
+    free_units: usize,
 }
 
 /// What giving a chunk back did.
@@ -56,19 +59,22 @@ impl Slabs {
             let first = (0..=UNITS - units(size)).find(|&first| slab.used & (run << first) == 0)?;
             slab.used |= run << first;
             slab.starts |= 1 << first;
+            self.free_units -= units(size);
             Some(base + first * HOST_ALIGNMENT)
         })
     }
 
     /// The slabs' room not in chunks.
     pub(super) fn unused_bytes(&self) -> usize {
-        self.by_base.values().map(|slab| slab.used.count_zeros() as usize * HOST_ALIGNMENT).sum()
+        debug_assert_eq!(self.free_units, self.by_base.values().map(|slab| slab.used.count_zeros() as usize).sum());
+        self.free_units * HOST_ALIGNMENT
     }
 
     /// Lists a new slab at `base` (memory of `SLAB_SIZE` bytes) and carves a chunk of `size` bytes from its start.
     pub(super) fn add(&mut self, base: usize, size: usize) -> usize {
         let slab = Slab { used: run_of(units(size)), starts: 1 };
         assert!(self.by_base.insert(base, slab).is_none(), "a new slab's memory is no slab's");
+        self.free_units += UNITS - units(size);
         base
     }
 
@@ -96,10 +102,12 @@ impl Slabs {
         }
         slab.used &= !run;
         slab.starts &= !(1 << first);
+        self.free_units += count;
         if slab.used != 0 {
             return Ok(GaveBack::Kept);
         }
         self.by_base.remove(&base);
+        self.free_units -= UNITS;
         Ok(GaveBack::SlabEmpty(base))
     }
 }
@@ -128,7 +136,9 @@ mod tests {
         assert_eq!(slabs.add(BASE, 1000), BASE);
         assert_eq!(slabs.take(512), Some(BASE + 1024), "1000 bytes take two units");
         assert_eq!(slabs.take(LARGEST_CHUNK), Some(BASE + 1536));
+        assert_eq!(slabs.unused_bytes(), SLAB_SIZE - 1536 - LARGEST_CHUNK);
         assert_eq!(slabs.give_back(BASE, 1000), Ok(GaveBack::Kept));
+        assert_eq!(slabs.unused_bytes(), SLAB_SIZE - 512 - LARGEST_CHUNK);
         assert_eq!(slabs.take(LARGEST_CHUNK), None, "64 units: the rest of the slab is 61, the freed run 2");
         assert_eq!(slabs.take(512), Some(BASE), "a hole is refilled first");
         for (address, size) in [(BASE, 512), (BASE + 1024, 512)] {
@@ -136,6 +146,7 @@ mod tests {
         }
         assert_eq!(slabs.give_back(BASE + 1536, LARGEST_CHUNK), Ok(GaveBack::SlabEmpty(BASE)));
         assert_eq!(slabs.take(512), None, "an empty slab is not kept");
+        assert_eq!(slabs.unused_bytes(), 0);
     }
 
     #[test]
@@ -149,6 +160,7 @@ mod tests {
         slabs.add(other, 512);
         assert_eq!(slabs.take(512), Some(other + 512));
         assert_eq!(slabs.give_back(BASE + 512, 512), Ok(GaveBack::Kept));
+        assert_eq!(slabs.unused_bytes(), 512 + SLAB_SIZE - 1024);
         assert_eq!(slabs.take(512), Some(BASE + 512), "the lowest slab with room");
     }
 
@@ -167,6 +179,7 @@ mod tests {
         ] {
             assert!(slabs.give_back(address, size).is_err(), "{address:#x} {size}");
         }
+        assert_eq!(slabs.unused_bytes(), SLAB_SIZE - 3072, "the refused frees changed nothing");
         assert_eq!(slabs.give_back(BASE - 512, 512), Ok(GaveBack::NotAChunk));
         assert_eq!(slabs.give_back(BASE + SLAB_SIZE, 512), Ok(GaveBack::NotAChunk));
         assert_eq!(slabs.give_back(BASE + 2048, 1024), Ok(GaveBack::Kept));
