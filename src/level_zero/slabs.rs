@@ -10,7 +10,7 @@
 //! drain. A slab goes back to the driver when its last chunk does: the core
 //! decides when memory goes back, and this layer never keeps any of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::HOST_ALIGNMENT;
 
@@ -34,6 +34,9 @@ struct Slab {
 #[derive(Default)]
 pub(super) struct Slabs {
     by_base: BTreeMap<usize, Slab>,
+    /// The bases of slabs with a free unit: a miss looks through these only,
+    /// so that many slabs full of live small blocks do not slow it down.
+    with_room: BTreeSet<usize>,
     /// Units in no chunk, over all slabs: kept as they change, since exact
     /// fit's budget asks for it after each block it gives back.
     free_units: usize,
@@ -54,14 +57,17 @@ pub(super) enum GaveBack {
 impl Slabs {
     /// A chunk of `size` bytes (at most `LARGEST_CHUNK`) in a slab held now; `None` if none has room.
     pub(super) fn take(&mut self, size: usize) -> Option<usize> {
-        let run = run_of(units(size));
-        self.by_base.iter_mut().find_map(|(&base, slab)| {
-            let first = (0..=UNITS - units(size)).find(|&first| slab.used & (run << first) == 0)?;
-            slab.used |= run << first;
-            slab.starts |= 1 << first;
-            self.free_units -= units(size);
-            Some(base + first * HOST_ALIGNMENT)
-        })
+        let count = units(size);
+        let (base, first) =
+            self.with_room.iter().find_map(|&base| Some((base, first_fit(self.by_base[&base].used, count)?)))?;
+        let slab = self.by_base.get_mut(&base)?;
+        slab.used |= run_of(count) << first;
+        slab.starts |= 1 << first;
+        if slab.used == u128::MAX {
+            self.with_room.remove(&base);
+        }
+        self.free_units -= count;
+        Some(base + first * HOST_ALIGNMENT)
     }
 
     /// The slabs' room not in chunks.
@@ -74,6 +80,9 @@ impl Slabs {
     pub(super) fn add(&mut self, base: usize, size: usize) -> usize {
         let slab = Slab { used: run_of(units(size)), starts: 1 };
         assert!(self.by_base.insert(base, slab).is_none(), "a new slab's memory is no slab's");
+        if units(size) < UNITS {
+            self.with_room.insert(base);
+        }
         self.free_units += UNITS - units(size);
         base
     }
@@ -104,12 +113,34 @@ impl Slabs {
         slab.starts &= !(1 << first);
         self.free_units += count;
         if slab.used != 0 {
+            self.with_room.insert(base);
             return Ok(GaveBack::Kept);
         }
         self.by_base.remove(&base);
+        self.with_room.remove(&base);
         self.free_units -= UNITS;
         Ok(GaveBack::SlabEmpty(base))
     }
+}
+
+/// The first unit of the first run of `count` free units in `used`, stepping
+/// over runs rather than units.
+fn first_fit(used: u128, count: usize) -> Option<usize> {
+    if (used.count_zeros() as usize) < count {
+        return None;
+    }
+    let mut first = 0;
+    while first + count <= UNITS {
+        // Shifting brings in zeros past the slab's end: the run is capped there.
+        let free = ((used >> first).trailing_zeros() as usize).min(UNITS - first);
+        if free >= count {
+            return Some(first);
+        }
+        // A used unit ends the free run, within the slab: step over both runs.
+        first += free;
+        first += (used >> first).trailing_ones() as usize;
+    }
+    None
 }
 
 /// The units a block of `size` bytes covers.
@@ -147,6 +178,18 @@ mod tests {
         assert_eq!(slabs.give_back(BASE + 1536, LARGEST_CHUNK), Ok(GaveBack::SlabEmpty(BASE)));
         assert_eq!(slabs.take(512), None, "an empty slab is not kept");
         assert_eq!(slabs.unused_bytes(), 0);
+    }
+
+    #[test]
+    fn first_fit_finds_the_first_run_long_enough() {
+        assert_eq!(first_fit(0, UNITS), Some(0));
+        assert_eq!(first_fit(u128::MAX, 1), None);
+        assert_eq!(first_fit(0b1011, 1), Some(2));
+        assert_eq!(first_fit(0b1011, 2), Some(4));
+        assert_eq!(first_fit(0b1001, 3), Some(4), "the hole of two is skipped");
+        assert_eq!(first_fit(!(0b11 << 126), 2), Some(126), "the last two units");
+        assert_eq!(first_fit(!(0b11 << 126), 3), None);
+        assert_eq!(first_fit(1 << 127, 127), Some(0));
     }
 
     #[test]
