@@ -80,14 +80,24 @@ mod tests {
 
     #[test]
     fn ticks_become_the_microseconds_that_passed() {
-        let clock = Clock::new();
-        let (started, instant) = (clock.ticks(), Instant::now());
-        std::thread::sleep(Duration::from_millis(20));
-        let ticks = clock.ticks() - started;
-        let passed = instant.elapsed().as_micros() as i64;
-        let measured = clock.to_micros()(ticks);
-        // Both clocks saw the same sleep; the rate is measured from creation to now.
-        assert!((measured - passed).abs() <= passed / 20 + 100, "measured {measured} us, {passed} us passed");
-        assert_eq!(clock.to_micros()(0), 0);
+        // Both clocks see the same sleep; the rate is measured from creation to
+        // now. A thread descheduled between the reads of the two clocks (a
+        // loaded machine) makes one try disagree by milliseconds, so a few
+        // tries are allowed; a wrong conversion disagrees in every one.
+        let mut tries = Vec::new();
+        for _ in 0..5 {
+            let clock = Clock::new();
+            let (started, instant) = (clock.ticks(), Instant::now());
+            std::thread::sleep(Duration::from_millis(20));
+            let ticks = clock.ticks() - started;
+            let passed = instant.elapsed().as_micros() as i64;
+            assert_eq!(clock.to_micros()(0), 0);
+            let measured = clock.to_micros()(ticks);
+            if (measured - passed).abs() <= passed / 20 + 100 {
+                return;
+            }
+            tries.push((measured, passed));
+        }
+        panic!("measured and passed, in us, in every try: {tries:?}");
     }
 }
