@@ -207,7 +207,7 @@ int canary(xpu_host_allocator::RecordWith record_with, const char* making, bool 
   xpu_host_counters s = stats();
   xpu_host_allocator::SyclEventCounts events = xpu_host_allocator::sycl_event_counts();
   std::printf("canary (%s, %s): %ld device copies, %ld checks, %ld violations; events: %llu recorded, "
-              "%llu released, %llu not needed, %llu failed; %lld driver allocations\n",
+              "%llu released, %llu not needed, %llu failed; %lld new blocks (num_host_alloc)\n",
               making, record ? "recorded" : "not recorded", canary.copies(),
               canary.checked(), canary.violations(), static_cast<unsigned long long>(events.recorded),
               static_cast<unsigned long long>(events.released), static_cast<unsigned long long>(events.not_needed),
