@@ -18,8 +18,11 @@ use super::stats::Stat;
 
 /// Every `PEAK_CHECK_EVERY`-th allocation of a thread checks the peaks against
 /// the sum of every thread's shares. It reads the lines other threads write,
-/// a cache miss each, so it is rarer than the poll (`POLL_EVERY`).
-pub(crate) const PEAK_CHECK_EVERY: i64 = 256;
+/// a cache miss for the reader and then for each writer, so it is much rarer
+/// than the poll (`POLL_EVERY`): a few hundred allocations apart, they cost
+/// two threads cycling cached blocks a visible share of their throughput
+/// (scenario 2 of BENCHMARKS.md).
+pub(crate) const PEAK_CHECK_EVERY: i64 = 1024;
 
 /// The gauges kept per thread.
 #[derive(Clone, Copy)]
