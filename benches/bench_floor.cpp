@@ -13,6 +13,7 @@
 // with no cache.
 #include <c10/core/Allocator.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -100,7 +101,7 @@ struct MiniThreadCache final : c10::Allocator {
       b = new MiniBlock;
       b->size = std::size_t(1) << klass;
       b->klass = klass;
-      b->address = std::aligned_alloc(512, b->size);
+      b->address = std::aligned_alloc(512, std::max<std::size_t>(b->size, 512));
     }
     b->requested = n;
     t.requests += 1;
