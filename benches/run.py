@@ -81,9 +81,10 @@ TRACES = {
 }
 
 FULL = {
-    "rounds": {"cycle": 11, "cycle_threads": 9, "stream": 7, "miss": 15},
+    "rounds": {"cycle": 11, "cycle_threads": 9, "handoff": 5, "stream": 7, "miss": 15},
     "cycle": {"rounds": 50000, "trials": 7},
     "cycle_threads": {"rounds": 30000, "trials": 15},
+    "handoff": {"count": 50000, "trials": 5},
     "stream": {"batch": 32, "batches": 100, "trials": 3},
     "held": {"iterations": 1000},
     "memory_loader": {"steps": 400},
@@ -96,9 +97,10 @@ FULL = {
     "callgrind_miss": {"count": 256, "trials": 3},
 }
 QUICK = {
-    "rounds": {"cycle": 1, "cycle_threads": 1, "stream": 1, "miss": 1},
+    "rounds": {"cycle": 1, "cycle_threads": 1, "handoff": 1, "stream": 1, "miss": 1},
     "cycle": {"rounds": 200, "trials": 1},
     "cycle_threads": {"rounds": 200, "trials": 1},
+    "handoff": {"count": 200, "trials": 1},
     "stream": {"batch": 8, "batches": 3, "trials": 1},
     "held": {"iterations": 40},
     "memory_loader": {"steps": 40},
@@ -159,7 +161,7 @@ class Runner:
 
 def summary(result):
     keys = ["ns_per_cycle", "ns_per_cycle_aggregate", "scaling", "new_bytes", "mean_wait_iterations",
-            "reserved_per_requested", "ratio_to_raw", "misses"]
+            "reserved_per_requested", "ratio_to_raw", "misses", "ns_per_allocation"]
     return " ".join(f"{key}={result[key]:.4g}" if isinstance(result[key], float) else f"{key}={result[key]}"
                     for key in keys if key in result)
 
@@ -181,7 +183,7 @@ def stream_variants(adapter):
 
 
 def measure_adapter(runner, plan, adapter):
-    """The timed scenarios (1, 2, 3, 4, 6) on one adapter."""
+    """The timed scenarios (1, 2, 2b, 3, 4, 6) on one adapter."""
     results = {}
     rounds = plan["rounds"]
 
@@ -204,6 +206,12 @@ def measure_adapter(runner, plan, adapter):
         for subject in PROGRAMS:
             results["cycle_threads"][subject].append(runner.run(adapter, subject, "cycle_threads",
                                                                 plan["cycle_threads"]))
+
+    print(f"== {adapter}: 2b. one thread allocates, another frees", flush=True)
+    results["handoff"] = {s: [] for s in PROGRAMS}
+    for _ in range(rounds["handoff"]):
+        for subject in PROGRAMS:
+            results["handoff"][subject].append(runner.run(adapter, subject, "handoff", plan["handoff"]))
 
     print(f"== {adapter}: 3. allocate + record + free, {STREAM_LATENCY_US} us per command", flush=True)
     variants = stream_variants(adapter)
@@ -419,6 +427,7 @@ def analyse_adapter(results):
     a["threads_scaling"] = {s: median([r["scaling"] for r in runs]) for s, runs in threads.items()}
     a["threads_scaling_range"] = (min(r["scaling"] for r in threads["ours"]), max(r["scaling"] for r in threads["ours"]))
     a["machine_scaling"] = median([r["machine_scaling"] for runs in threads.values() for r in runs])
+    a["handoff"] = {s: median([r["ns_per_allocation"] for r in runs]) for s, runs in results["handoff"].items()}
     a["stream"] = {v: median([r["ns_per_cycle"] for r in runs]) for v, runs in results["stream"].items()}
     a["stream_busy"] = {v: median([r["ns_per_cycle"] for r in runs]) for v, runs in results["stream_busy"].items()}
     a["held"] = results["held"]
@@ -537,6 +546,7 @@ def ratios_table(w, adapter, a, cg):
     scaling = a["threads_scaling"]
     w(f"| | scaling (2-thread throughput / 1-thread) | {fmt(scaling['ours'])} | {fmt(scaling[seed])} | "
       f"| {fmt(scaling['seed-2.15.0'])} | | {fmt(scaling['umf-1.2.0'])} | |")
+    row("2b. one thread allocates, another frees", "ns per allocation", a["handoff"]["ours"], a["handoff"])
     row(f"3. allocate+record+free, stream idle at the free, {STREAM_LATENCY_US} µs per command",
         "ns per cycle", stream["ours"], stream, SEEDS)
     for variant in ("ours-barrier", "ours-last-event"):
@@ -670,7 +680,8 @@ def report(analysis, memory_raw, cg, plan, quick, seconds, command_line, loader,
       "cache. What is left of a target after it is what an allocator may spend.")
     w("")
     rounds = plan["rounds"]
-    w(f"Timed scenarios run {rounds['cycle']} (1), {rounds['cycle_threads']} (2), {rounds['stream']} (3) and "
+    w(f"Timed scenarios run {rounds['cycle']} (1), {rounds['cycle_threads']} (2), {rounds['handoff']} (2b), "
+      f"{rounds['stream']} (3) and "
       f"{rounds['miss']} (6) rounds through the subjects in turn; a figure is the median over rounds of each "
       "process's best trial. Ratios are **ours / reference**: below 1 is better for us.")
     w("")
@@ -741,6 +752,11 @@ def report(analysis, memory_raw, cg, plan, quick, seconds, command_line, loader,
     w(f"- 1, 2: sizes 4 KiB, 64 KiB, 1 MiB, 3,000,000 B in turn, {plan['cycle']['rounds']:,} rounds of them per "
       f"trial, {plan['cycle']['trials']} trials (2: {plan['cycle_threads']['rounds']:,} rounds per thread, "
       "1-thread and 2-thread trials alternating, each thread with its own sizes loop).")
+    w(f"- 2b: the same sizes in turn, {plan['handoff']['count']:,} allocations per trial, {plan['handoff']['trials']} "
+      "trials after one that fills the cache; each block goes to a second thread through a ring of 8 slots and "
+      "is freed there, as PyTorch's pin-memory thread pins batches that the main thread drops. Time per "
+      "allocation over the allocating thread's wall time; both threads spin, then yield, when the ring is full "
+      "or empty.")
     w(f"- 3: batches of {plan['stream']['batch']} allocate+record+free cycles (64 KiB and 1 MiB), "
       f"{plan['stream']['batches']} batches per trial; each driver command sleeps {STREAM_LATENCY_US} µs "
       "(`ZE_SOFTWARE_DRIVER_COMMAND_LATENCY_US`), so events recorded in a batch are still pending within it; "

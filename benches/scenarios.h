@@ -17,6 +17,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -136,6 +137,47 @@ void cycle_threads(S& s, const Args& args, Json& out) {
   out.add("ns_per_cycle_1_thread", one).add("ns_per_cycle_aggregate", all).add("scaling", one / all);
   out.add("machine_scaling", min_of(machine_single) / min_of(machine_aggregate));
   out.add("trials_1_thread_ns", single).add("trials_aggregate_ns", aggregate);
+}
+
+// Scenario 2b: one thread allocates and another frees, as PyTorch's pin-memory
+// thread pins batches that the main thread drops. Blocks go from the allocating
+// thread to the freeing one through a ring of `depth` slots, sizes as in
+// scenario 1. Time per allocation, over the allocating thread's wall time; the
+// first trial (not counted) fills the cache.
+template <class S>
+void handoff(S& s, const Args& args, Json& out) {
+  auto sizes = args.sizes("sizes", kCycleSizes);
+  long count = args.number("count", 200000), trials = args.number("trials", 7);
+  long depth = args.number("depth", 8);
+  // Spins, then yields: on a machine with as many cores as threads a waiter
+  // must not keep the other thread off its core.
+  auto wait_until = [](auto&& ready) {
+    for (int spins = 0; !ready(); ++spins)
+      if (spins > 1000) std::this_thread::yield();
+  };
+  std::vector<double> ns;
+  for (long t = 0; t <= trials; ++t) {
+    std::vector<std::optional<typename S::Block>> ring(static_cast<std::size_t>(depth));
+    std::atomic<long> produced{0}, consumed{0};
+    std::thread freeing([&] {
+      for (long i = 0; i < count; ++i) {
+        wait_until([&] { return produced.load(std::memory_order_acquire) > i; });
+        ring[std::size_t(i % depth)].reset();
+        consumed.store(i + 1, std::memory_order_release);
+      }
+    });
+    std::uint64_t start = now_ns();
+    for (long i = 0; i < count; ++i) {
+      wait_until([&] { return i - consumed.load(std::memory_order_acquire) < depth; });
+      auto& slot = ring[std::size_t(i % depth)];
+      slot.emplace(s.allocate(sizes[std::size_t(i) % sizes.size()]));
+      keep(S::data(*slot));
+      produced.store(i + 1, std::memory_order_release);
+    }
+    freeing.join();
+    if (t > 0) ns.push_back(double(now_ns() - start) / double(count));
+  }
+  out.add("count", count).add("depth", depth).add("ns_per_allocation", min_of(ns)).add("trials_ns", ns);
 }
 
 // Scenario 3: allocate, record on a stream, free, in batches; after each batch
@@ -495,7 +537,7 @@ int bench_main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: %s SCENARIO [key=value...]\n"
-                 "scenarios: cycle cycle_threads%s memory_loader memory_offload memory_nlp memory_kv miss\n",
+                 "scenarios: cycle cycle_threads handoff%s memory_loader memory_offload memory_nlp memory_kv miss\n",
                  argv[0], S::has_streams ? " stream held" : "");
     return 2;
   }
@@ -508,6 +550,8 @@ int bench_main(int argc, char** argv) {
     cycle(subject, args, out);
   } else if (scenario == "cycle_threads") {
     cycle_threads(subject, args, out);
+  } else if (scenario == "handoff") {
+    handoff(subject, args, out);
   } else if (scenario == "memory_loader") {
     memory_loader(subject, args, out);
   } else if (scenario == "memory_offload") {
