@@ -32,20 +32,23 @@ void free_with_cas(void* context) {
   static_cast<std::atomic<long>*>(context)->compare_exchange_strong(expected, 0);
 }
 
-struct Nothing final : c10::Allocator {
-  c10::DataPtr allocate(std::size_t) override { return {buffer, buffer, &free_nothing, c10::Device(c10::DeviceType::CPU)}; }
+// What every allocator here has beyond `allocate`: no raw deleter but its own
+// (Raw), and a real copy.
+struct FloorAllocator : c10::Allocator {
   c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
   void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
 };
 
-struct OneCas final : c10::Allocator {
+struct Nothing final : FloorAllocator {
+  c10::DataPtr allocate(std::size_t) override { return {buffer, buffer, &free_nothing, c10::Device(c10::DeviceType::CPU)}; }
+};
+
+struct OneCas final : FloorAllocator {
   c10::DataPtr allocate(std::size_t) override {
     long expected = 0;
     taken.compare_exchange_strong(expected, 1);
     return {buffer, &taken, &free_with_cas, c10::Device(c10::DeviceType::CPU)};
   }
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
-  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
 };
 
 struct MiniBlock {
@@ -87,7 +90,7 @@ void free_to_mini(void* context) {
 }
 
 template <bool atomic>
-struct MiniThreadCache final : c10::Allocator {
+struct MiniThreadCache final : FloorAllocator {
   c10::DataPtr allocate(std::size_t n) override {
     std::size_t klass = n < 2 ? 0 : 64 - __builtin_clzl(n - 1);
     MiniCache& t = mini;
@@ -110,19 +113,16 @@ struct MiniThreadCache final : c10::Allocator {
     if (t.active > t.peak) t.peak = t.active;
     return {b->address, b, &free_to_mini<atomic>, c10::Device(c10::DeviceType::CPU)};
   }
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
-  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
 };
 
 void free_raw(void* ptr) { bench::raw_free(ptr); }
 
-struct Raw final : c10::Allocator {
+struct Raw final : FloorAllocator {
   c10::DataPtr allocate(std::size_t n) override {
     void* ptr = bench::raw_allocate(n);
     return {ptr, ptr, &free_raw, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &free_raw; }
-  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
 };
 
 struct Floor {

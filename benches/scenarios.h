@@ -149,6 +149,7 @@ void handoff(S& s, const Args& args, Json& out) {
   auto sizes = args.sizes("sizes", kCycleSizes);
   long count = args.number("count", 200000), trials = args.number("trials", 7);
   long depth = args.number("depth", 8);
+  if (depth < 1 || count < 1 || trials < 1) die("handoff needs depth, count and trials of at least 1");
   // Spins, then yields: on a machine with as many cores as threads a waiter
   // must not keep the other thread off its core.
   auto wait_until = [](auto&& ready) {
