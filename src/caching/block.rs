@@ -153,6 +153,12 @@ pub struct Block {
     /// block is its neighbour may (a cached neighbour split in two).
     /// In one word (`prev << 32 | next`), so that a free tells with one load.
     neighbours: AtomicU64,
+    /// The thread cache (thread_cache.rs, by address) of the thread it was
+    /// last handed out on, which a free on another thread returns it to; 0
+    /// for none. Written by whoever owns the block.
+    owner: AtomicUsize,
+    /// Its place on a list of blocks returned to their thread (remote.rs).
+    link: AtomicU64,
 }
 
 /// No neighbour: the end of the backend's memory.
@@ -202,6 +208,8 @@ impl Block {
             streams: Mutex::new(Vec::new()),
             pending_events: AtomicUsize::new(0),
             neighbours: AtomicU64::new(NO_NEIGHBOURS),
+            owner: AtomicUsize::new(0),
+            link: AtomicU64::new(0),
         }
     }
 
@@ -312,6 +320,22 @@ impl Block {
         let tagged = |current: u64| Some(current & !TAG_MASK | u64::from(tag) << TAG_SHIFT);
         // The closure always gives a word, so the update cannot fail.
         let _ = self.state.fetch_update(Ordering::AcqRel, Ordering::Relaxed, tagged);
+    }
+
+    #[inline(always)]
+    pub fn owner(&self) -> usize {
+        self.owner.load(Ordering::Relaxed)
+    }
+
+    /// For whoever owns the block, which it then hands to `owner`'s thread.
+    #[inline(always)]
+    pub fn set_owner(&self, owner: usize) {
+        self.owner.store(owner, Ordering::Relaxed);
+    }
+
+    /// The word that links the block into a list of returned blocks.
+    pub fn link(&self) -> &AtomicU64 {
+        &self.link
     }
 
     /// Whether the block is a part of the memory the backend gave (it was split).

@@ -140,7 +140,7 @@ impl<B: Backend> CachingAllocator<B> {
         if over() <= 0 {
             return;
         }
-        let mut cached: Vec<_> = self.cached_blocks().map(|(entry, block)| (block.size(), entry)).collect();
+        let mut cached: Vec<_> = self.cached_blocks(local).map(|(entry, block)| (block.size(), entry)).collect();
         cached.sort_unstable_by_key(|&(size, _)| std::cmp::Reverse(size));
         for (_, entry) in cached {
             // A failed free is the backend's to report; the block is gone from the cache either way.

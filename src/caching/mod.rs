@@ -32,6 +32,7 @@ mod pending;
 mod pools;
 mod reclaimer;
 mod release;
+mod remote;
 mod segments;
 mod shards;
 pub mod size_class;
@@ -261,6 +262,9 @@ impl<B: Backend> CachingAllocator<B> {
         // the counting in calls of their own, a miss took 1.046 times the
         // backend's own allocation, and 1.035 times as it is (BENCHMARKS.md
         // scenario 6, medians of 80 alternating processes).
+        if !local.returned().is_empty() {
+            self.adopt(local, local.returned().take());
+        }
         let cached = self.caches.current_value(Hot::CachedBytes) > 0;
         if cached || local.shares().next_allocation() % PEAK_CHECK_EVERY == 0 || self.polls_inline() {
             if let Some(allocation) = self.allocate_reusing(local, size, class) {
@@ -331,6 +335,9 @@ impl<B: Backend> CachingAllocator<B> {
     fn hand_out(&self, local: Mine<'_>, block: &Block, requested: usize, from_cache: bool) -> Allocation {
         let size = block.size();
         block.set_requested(requested);
+        if block.owner() != local.address() {
+            block.set_owner(local.address());
+        }
         local.handed_out(&self.caches, size as i64, requested as i64, from_cache);
         Allocation { address: block.address(), context: Arena::context_of(block), size }
     }
@@ -363,6 +370,10 @@ impl<B: Backend> CachingAllocator<B> {
         }
         let Some(block) = self.blocks.lookup(context) else { return false };
         let Some(local) = self.caches.mine() else { return false };
+        // A block handed out on another thread goes back to it.
+        if block.owner() != local.address() {
+            return false;
+        }
         // Stable while the caller owns the block; if it does not, the free fails.
         let Some(room) = local.stack(block.class()).and_then(Stack::room) else { return false };
         let Some(entry) = block.free_to_cache() else { return false };
@@ -397,7 +408,7 @@ impl<B: Backend> CachingAllocator<B> {
         held.shares().taken_back(bytes, requested);
         match freed {
             Freed::Cached(entry) => {
-                self.cache(*held, block, entry);
+                self.cache_freed(*held, block, entry);
                 Ok(())
             }
             Freed::Owned => {
@@ -415,6 +426,38 @@ impl<B: Backend> CachingAllocator<B> {
                 }
                 self.wait_for_streams(block, &streams)
             }
+        }
+    }
+
+    /// Caches a block freed on the calling thread: back to the thread it was
+    /// handed out on, when that was another (unless a cache cap keeps the
+    /// order of all cached blocks).
+    fn cache_freed(&self, local: Mine<'_>, block: &Block, entry: Entry) {
+        let owner = block.owner();
+        if owner == 0 || owner == local.address() || self.oldest.is_some() {
+            return self.cache(local, block, entry);
+        }
+        local.add(&self.caches, Hot::CachedBytes, block.size() as i64);
+        self.caches.give_back(owner, block);
+    }
+
+    /// Lists the blocks of a list of returned blocks the calling thread took.
+    fn adopt(&self, local: Mine<'_>, first: Option<u32>) {
+        let mut next = first;
+        while let Some(id) = next {
+            let block = self.blocks.get(id);
+            // Read first: once listed, the block may be taken and returned again.
+            next = remote::next(block.link());
+            let entry = block.current_entry().expect("a returned block is cached until listed");
+            self.list(local, block, entry);
+        }
+    }
+
+    /// Lists every thread's returned blocks in the calling thread's lists, for
+    /// what needs every cached block listed (or found nothing else to take).
+    fn adopt_all(&self, local: Mine<'_>) {
+        for returned in self.caches.all_returned() {
+            self.adopt(local, returned.take());
         }
     }
 
@@ -518,6 +561,7 @@ impl<B: Backend> CachingAllocator<B> {
 
     fn empty_cache_with(&self, local: Mine<'_>) -> Result<(), Error> {
         self.poll_pending_with(local);
+        self.adopt_all(local);
         let mut entries = self.shards.drain();
         entries.extend(self.caches.all_entries());
         // This thread's own stacks it may empty, so that its next misses need not
@@ -559,14 +603,14 @@ impl<B: Backend> CachingAllocator<B> {
 
     /// The size of the largest cached block, looking through every free list.
     fn largest_free_block(&self) -> usize {
-        self.cached_blocks().map(|(_, block)| block.size()).max().unwrap_or(0)
+        self.cached_blocks(*self.caches.local()).map(|(_, block)| block.size()).max().unwrap_or(0)
     }
 
     /// Per size class, the classes that ever held a block (since the last
     /// accumulated reset) or hold one now.
     pub fn class_stats(&self) -> Vec<ClassStats> {
         let mut cached = vec![0; CLASS_COUNT];
-        for (_, block) in self.cached_blocks() {
+        for (_, block) in self.cached_blocks(*self.caches.local()) {
             cached[block.class()] += 1;
         }
         self.counters
@@ -652,9 +696,15 @@ impl<B: Backend> CachingAllocator<B> {
         if let Some(entry) = self.shards.take(self.shards.current(), classes, &mut offer) {
             return Some(entry);
         }
-        classes.iter().find_map(|&index| {
+        let taken = classes.iter().find_map(|&index| {
             self.caches.others_entries(&local, index).find(|&entry| matches!(offer(entry), Claim::Taken))
-        })
+        });
+        if taken.is_some() || !self.caches.others_returned(&local).any(|returned| !returned.is_empty()) {
+            return taken;
+        }
+        // Blocks other threads were given back, which they have not taken yet.
+        self.adopt_all(local);
+        classes.iter().find_map(|&index| local.stack(index).and_then(|stack| stack.take(&mut offer)))
     }
 
     #[inline(always)]
@@ -792,7 +842,8 @@ impl<B: Backend> CachingAllocator<B> {
     /// Every cached block, with the entry in the shards or the threads'
     /// stacks that claims it: what the cache held as the lists were read
     /// (a block may be taken meanwhile, which a claim through its entry tells).
-    fn cached_blocks(&self) -> impl Iterator<Item = (Entry, &Block)> {
+    fn cached_blocks(&self, local: Mine<'_>) -> impl Iterator<Item = (Entry, &Block)> {
+        self.adopt_all(local);
         let mut entries = self.shards.entries();
         entries.extend(self.caches.all_entries());
         entries

@@ -27,7 +27,7 @@ impl<B: Backend> CachingAllocator<B> {
         let carve = class.size.checked_next_multiple_of(MIN_STEP)?;
         let segments = lock(&self.segments);
         let (_, best) = self
-            .cached_blocks()
+            .cached_blocks(local)
             .map(|(entry, block)| (block.size(), entry))
             .filter(|&(size, _)| size >= carve)
             .min_by_key(|&(size, _)| size)?;

@@ -17,8 +17,9 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use super::block::Entry;
+use super::block::{Block, Entry};
 use super::gauges::{Hot, Peaks, Shares};
+use super::remote::Remote;
 use super::size_class::CLASS_COUNT;
 use super::stack::Stack;
 use super::stats::Stat;
@@ -43,7 +44,14 @@ pub(crate) struct ThreadCache {
     /// a cache 144 KiB of zeroed memory (when the system maps it fresh, a
     /// thread touches only the pages of the few classes it uses).
     stacks: [Stack; CLASS_COUNT],
+    /// Blocks handed out on this thread that other threads freed, in lines of
+    /// its own: those threads write it, and the thread reads it on a miss.
+    returned: Returned,
 }
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Returned(Remote);
 
 impl ThreadCache {
     /// Made in place: too large to build on a thread's stack first.
@@ -315,6 +323,26 @@ impl ThreadCaches {
         self.caches().filter(move |cache| !ptr::eq(*cache, own)).flat_map(move |cache| cache.entries(class))
     }
 
+    /// Returns `block`, freed by the calling thread, to the thread of `owner`
+    /// (a cache's `Mine::address`), which the caller owns until this returns.
+    pub fn give_back(&self, owner: usize, block: &Block) {
+        // SAFETY: a block's owner is the address of one of this allocator's
+        // caches (the handing out sets it from a `Mine`), which live as long
+        // as `self`: the registry's until it drops, the shared one in `self`.
+        let cache = unsafe { &*(owner as *const ThreadCache) };
+        cache.returned.0.push(block.id, block.link());
+    }
+
+    /// The lists of returned blocks of every cache but `own`.
+    pub fn others_returned<'a>(&'a self, own: &'a ThreadCache) -> impl Iterator<Item = &'a Remote> + 'a {
+        self.caches().filter(move |cache| !ptr::eq(*cache, own)).map(|cache| &cache.returned.0)
+    }
+
+    /// Every cache's list of returned blocks.
+    pub fn all_returned(&self) -> impl Iterator<Item = &Remote> + '_ {
+        self.caches().map(|cache| &cache.returned.0)
+    }
+
     /// Every entry in every cache, as they are now.
     pub fn all_entries(&self) -> Vec<Entry> {
         self.caches().flat_map(|cache| (0..CLASS_COUNT).flat_map(move |class| cache.entries(class))).collect()
@@ -365,6 +393,18 @@ impl<'a> Mine<'a> {
     /// Empties every stack of this thread's (their entries are the caller's to deal with).
     pub fn clear(self) {
         self.0.stacks.iter().for_each(Stack::clear);
+    }
+
+    /// What identifies the cache as a block's owner.
+    #[inline(always)]
+    pub fn address(self) -> usize {
+        ptr::from_ref(self.0) as usize
+    }
+
+    /// The blocks other threads returned to this one.
+    #[inline(always)]
+    pub fn returned(self) -> &'a Remote {
+        &self.0.returned.0
     }
 
     /// The thread's shares of the gauges.
