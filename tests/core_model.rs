@@ -56,11 +56,19 @@ fn random_sequences_follow_the_model() {
         total.pooled += report.pooled;
         total.held += report.held;
         total.history_entries += report.history_entries;
+        total.elsewhere += report.elsewhere;
     }
     println!(
         "reliability: model: {sequences} random sequences, {} operations ({} hostile inputs, {} faults injected, \
          {} captures, {} allocations from private pools, {} captured blocks kept until their pool's release, \
-         {} trace entries checked): 0 violations",
-        total.operations, total.hostile, total.faults, total.captures, total.pooled, total.held, total.history_entries
+         {} trace entries checked, {} calls on a thread of their own): 0 violations",
+        total.operations,
+        total.hostile,
+        total.faults,
+        total.captures,
+        total.pooled,
+        total.held,
+        total.history_entries,
+        total.elsewhere
     );
 }

@@ -6,7 +6,10 @@
 //!   command latency, plus whatever is queued on the stream before it), records
 //!   the streams and frees the block at once, while the fill is still queued;
 //! - host user: fills the block with its own pattern, waits a little, and checks
-//!   that every word still holds it, then frees it.
+//!   that every word still holds it, then frees it, or (3 blocks in 10
+//!   outside captures) hands it to whichever thread comes next, which checks
+//!   the pattern again and frees it: a free on another thread than the
+//!   allocation's, as a pin-memory thread's buffers are freed.
 //!
 //! Device users also write and check their own pattern before submitting. A
 //! block handed out again before the device finished writing into it shows up
@@ -67,6 +70,8 @@ struct Counts {
     captured_allocations: AtomicU64,
     /// Captured blocks freed after use (kept until their pool's release).
     kept: AtomicU64,
+    /// Host users' blocks freed by another thread than their own.
+    handed_over: AtomicU64,
     /// Blocks of a pool freed after its release.
     freed_after_release: AtomicU64,
     /// Times history was turned on.
@@ -164,6 +169,46 @@ enum Kept {
 #[derive(Default)]
 struct Registry(Mutex<HashMap<usize, (u64, Kept)>>);
 
+/// A host user's block waiting for another thread to check and free it.
+struct Handoff {
+    thread: u64,
+    data: usize,
+    context: usize,
+    size: usize,
+    pattern: u64,
+}
+
+#[derive(Default)]
+struct Handoffs(Mutex<Vec<Handoff>>);
+
+impl Handoffs {
+    fn push(&self, handoff: Handoff) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(handoff);
+    }
+
+    fn pop(&self) -> Option<Handoff> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    /// Checks that the block still holds its owner's pattern, then frees it.
+    fn take_over(handoff: Handoff, by: u64, plan: &Plan, counts: &Counts) {
+        let Handoff { thread, data, context, size, pattern } = handoff;
+        if let Some(foreign) = words(data, size).iter().copied().find(|&word| word != pattern) {
+            violation(
+                counts,
+                plan,
+                format_args!(
+                    "thread {thread}'s block {data:#x} ({size} bytes), handed to thread {by}, held {foreign:#018x}, \
+                     not its pattern {pattern:#018x}"
+                ),
+            );
+        }
+        assert_eq!(free(context), XPU_HOST_SUCCESS, "{}", last_error());
+        Counts::add(&counts.handed_over, 1);
+        Counts::add(&counts.operations, 1);
+    }
+}
+
 impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, (u64, Kept)>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
@@ -224,7 +269,7 @@ fn violation(counts: &Counts, plan: &Plan, what: std::fmt::Arguments<'_>) {
     }
 }
 
-fn worker(thread: u64, plan: &Plan, counts: &Counts, registry: &Registry) {
+fn worker(thread: u64, plan: &Plan, counts: &Counts, registry: &Registry, handoffs: &Handoffs) {
     let mut rng = Rng::new(plan.seed ^ (thread + 1).wrapping_mul(0x1234_5678_9abc_def1));
     let mut iteration = 0u64;
     let capturer = thread < plan.capture_threads;
@@ -260,6 +305,9 @@ fn worker(thread: u64, plan: &Plan, counts: &Counts, registry: &Registry) {
             let current = rng.chance(70).then(|| stream(rng.below(2) as i8, rng.below(plan.streams as u64) as i64));
             CURRENT.set(current);
         }
+        if let Some(handoff) = handoffs.pop() {
+            Handoffs::take_over(handoff, thread, plan, counts);
+        }
         let size = random_size(&mut rng, plan.large);
         let (data, context) =
             allocate(size).unwrap_or_else(|(code, message)| panic!("allocate({size}): {code:?} {message}"));
@@ -285,6 +333,11 @@ fn worker(thread: u64, plan: &Plan, counts: &Counts, registry: &Registry) {
                     "thread {thread} block {data:#x} ({size} bytes) held {foreign:#018x}, not its pattern {host_pattern:#018x}"
                 ),
             );
+        }
+        if !device_user && capture.is_none() && rng.chance(30) {
+            handoffs.push(Handoff { thread, data, context, size, pattern: host_pattern });
+            Counts::add(&counts.operations, 1);
+            continue;
         }
         let mut operations = 2; // allocate and free
         if device_user {
@@ -480,6 +533,7 @@ fn stress(plan: Plan) -> Arc<Counts> {
     let counts = Arc::new(Counts::default());
     let done = Arc::new(AtomicBool::new(false));
     let registry = Arc::new(Registry::default());
+    let handoffs = Arc::new(Handoffs::default());
     if plan.capture_threads > 0 {
         set_capture_hooks();
     }
@@ -510,12 +564,15 @@ fn stress(plan: Plan) -> Arc<Counts> {
     };
     let workers: Vec<_> = (0..plan.threads)
         .map(|thread| {
-            let (plan, counts, registry) = (plan.clone(), counts.clone(), registry.clone());
-            std::thread::spawn(move || worker(thread, &plan, &counts, &registry))
+            let (plan, counts, registry, handoffs) = (plan.clone(), counts.clone(), registry.clone(), handoffs.clone());
+            std::thread::spawn(move || worker(thread, &plan, &counts, &registry, &handoffs))
         })
         .collect();
     for worker in workers {
         worker.join().expect("a stress thread failed");
+    }
+    while let Some(handoff) = handoffs.pop() {
+        Handoffs::take_over(handoff, plan.threads, &plan, &counts);
     }
     done.store(true, Ordering::Relaxed);
     emptier.join().unwrap();
@@ -543,13 +600,15 @@ fn stress(plan: Plan) -> Arc<Counts> {
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     println!(
         "reliability: stress{}: {} operations ({} allocations, {} device fills, {} host checks of {} MiB, \
-         {} concurrent empty_cache) by {} threads on {} streams in {:.1} s ({:.0} operations/s): {} violations",
+         {} freed by another thread, {} concurrent empty_cache) by {} threads on {} streams in {:.1} s \
+         ({:.0} operations/s): {} violations",
         if plan.record_streams { "" } else { " without recorded streams (negative control)" },
         load(&counts.operations),
         load(&counts.allocations),
         load(&counts.device_fills),
         load(&counts.host_checks),
         load(&counts.bytes_checked) >> 20,
+        load(&counts.handed_over),
         load(&counts.empty_caches),
         plan.threads,
         2 * plan.streams,

@@ -243,6 +243,15 @@ pub struct Report {
     pub held: u64,
     /// Trace entries checked.
     pub history_entries: u64,
+    /// Allocations and frees made on a thread of their own, so that a block
+    /// is freed on another thread than it was handed out on.
+    pub elsewhere: u64,
+}
+
+/// Runs `call` on a thread of its own, which exits when it returns (its
+/// cache goes to the next such thread), passing its panic on.
+fn elsewhere<T: Send>(call: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(call).join()).unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 const SIZES: [usize; 16] = [
@@ -318,11 +327,23 @@ pub fn run(data: &[u8]) -> Report {
                 if size == 0 && bytes.byte() % 2 == 0 {
                     size = (bytes.u32() % (4 << 20)) as usize;
                 }
-                allocate(&a, &mut model, &rounding, size, &mut report);
+                // Now and then on a thread of its own: its blocks go back there when freed.
+                if bytes.byte() % 8 == 0 {
+                    report.elsewhere += 1;
+                    elsewhere(|| allocate(&a, &mut model, &rounding, size, &mut report));
+                } else {
+                    allocate(&a, &mut model, &rounding, size, &mut report);
+                }
             }
             3 | 4 => {
                 let context = choose_context(&mut bytes, &model, &mut report);
-                free(&a, &mut model, context, &mut report);
+                // Now and then on a thread of its own, as a pin-memory thread's buffers are freed.
+                if bytes.byte() % 4 == 0 {
+                    report.elsewhere += 1;
+                    elsewhere(|| free(&a, &mut model, context, &mut report));
+                } else {
+                    free(&a, &mut model, context, &mut report);
+                }
             }
             5 => {
                 let (address, context) = choose_target(&mut bytes, &model, &mut report);

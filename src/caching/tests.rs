@@ -580,6 +580,48 @@ fn a_block_in_a_live_threads_own_stack_is_reachable_from_others() {
 }
 
 #[test]
+fn a_block_freed_on_another_thread_goes_back_to_the_thread_it_was_handed_out_on() {
+    let a = Arc::new(allocator());
+    let block = a.allocate(4096).unwrap().unwrap();
+    let ((), done, thread) = on_live_thread(&a, move |a| a.free(block.context).unwrap());
+    assert!(!a.caches.local().returned().is_empty(), "on this thread's list of returned blocks");
+    let s = a.stats();
+    assert_eq!((s.active_bytes.current, s.cached_bytes.current, s.largest_free_block), (0, 4096, 4096));
+    assert_eq!(a.allocate(4096).unwrap().unwrap(), block, "taken back on the next miss");
+    assert!(a.caches.local().returned().is_empty());
+    assert_eq!((a.stats().cache_hits, a.backend().live_bytes()), (1, 4096));
+    // Freed on its own thread again, it stays in that thread's stack.
+    a.free(block.context).unwrap();
+    assert!(a.caches.local().returned().is_empty());
+    drop(done);
+    thread.join().unwrap();
+}
+
+#[test]
+fn returned_blocks_are_reachable_from_every_thread() {
+    let a = Arc::new(allocator());
+    let (first, second) = (a.allocate(2048).unwrap().unwrap(), a.allocate(8192).unwrap().unwrap());
+    let ((), done, thread) = on_live_thread(&a, move |a| {
+        a.free(first.context).unwrap();
+        a.free(second.context).unwrap();
+    });
+    // A third thread finds nothing else: it takes the returned blocks.
+    let (taken, done_third, third) = on_live_thread(&a, |a| a.allocate(2048).unwrap().unwrap());
+    assert_eq!(taken, first);
+    assert_eq!(a.backend().live_bytes(), 2048 + 8192, "no new memory");
+    a.free(taken.context).unwrap();
+    let (other, done_fourth, fourth) = on_live_thread(&a, |a| a.allocate(512).unwrap().unwrap());
+    let ((), done_fifth, fifth) = on_live_thread(&a, move |a| a.free(other.context).unwrap());
+    a.empty_cache().unwrap();
+    assert_eq!(a.backend().live_bytes(), 0, "returned and listed blocks all went back");
+    assert_eq!(a.stats().cached_bytes.current, 0);
+    for (done, thread) in [(done, thread), (done_third, third), (done_fourth, fourth), (done_fifth, fifth)] {
+        drop(done);
+        thread.join().unwrap();
+    }
+}
+
+#[test]
 fn empty_cache_reaches_the_stacks_of_live_threads_and_they_carry_on() {
     let a = Arc::new(allocator());
     let (_, done, thread) = on_live_thread(&a, |a| {

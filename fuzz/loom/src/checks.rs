@@ -6,7 +6,8 @@
 //! per-stream pending queues pushed and polled by several threads, and the
 //! shards (a cached block taken by exactly one of a take from another shard,
 //! an eviction and a drain), and a thread's stack of cached entries, which
-//! its owner changes while another thread reads it to take blocks. Each check explores every interleaving of its
+//! its owner changes while another thread reads it to take blocks, and the
+//! list of blocks other threads return to a thread. Each check explores every interleaving of its
 //! threads (a few seconds for all in a release build).
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use loom::thread;
 use crate::backend::{BackendError, StreamEvents, StreamKey};
 use crate::block::{Arena, BlockState, Claim, Entry, Freed, CAPTURED};
 use crate::pending::PendingQueues;
+use crate::remote::{self, Remote};
 use crate::shards::Shards;
 use crate::stack::Stack;
 
@@ -389,5 +391,52 @@ pub fn a_stack_read_while_its_owner_changes_it() {
         if !claimed.contains(&entries[1].id) {
             assert_eq!(taken, Some(entries[1].id), "the owner takes the most recent block it can");
         }
+    });
+}
+
+/// The ids on a list of returned blocks its caller took, in order.
+fn walk(arena: &Arena, first: Option<u32>) -> Vec<u32> {
+    let mut ids = Vec::new();
+    let mut next = first;
+    while let Some(id) = next {
+        next = remote::next(arena.get(id).link());
+        ids.push(id);
+    }
+    ids
+}
+
+/// Two threads return a block each to a thread's list while that thread
+/// takes the list until it gets a block, then returns that block again
+/// (rewriting its link while the other may still push) and a third one:
+/// every push is taken exactly once, and each take follows the links its
+/// pushes wrote.
+pub fn returned_blocks_are_taken_once() {
+    model(|| {
+        let (arena, entries) = cached_blocks(3);
+        let list = Arc::new(Remote::default());
+        let pushers: Vec<_> = entries[..2]
+            .iter()
+            .map(|entry| {
+                let (arena, list, id) = (arena.clone(), list.clone(), entry.id);
+                thread::spawn(move || list.push(id, arena.get(id).link()))
+            })
+            .collect();
+        let mut taken = Vec::new();
+        while taken.is_empty() {
+            taken = walk(&arena, list.take());
+            thread::yield_now();
+        }
+        let again = taken[0];
+        list.push(again, arena.get(again).link());
+        list.push(entries[2].id, arena.get(entries[2].id).link());
+        for pusher in pushers {
+            pusher.join().unwrap();
+        }
+        taken.extend(walk(&arena, list.take()));
+        assert!(list.is_empty(), "a take leaves the list empty");
+        let mut pushed: Vec<u32> = entries.iter().map(|entry| entry.id).chain([again]).collect();
+        taken.sort_unstable();
+        pushed.sort_unstable();
+        assert_eq!(taken, pushed, "each push is taken once");
     });
 }

@@ -1,4 +1,5 @@
-//! The caching core's block, pending-queue, shard and thread-stack modules,
+//! The caching core's block, pending-queue, shard, thread-stack and
+//! returned-blocks modules,
 //! compiled here under `--cfg loom` (their `use` lines then take loom's
 //! atomics and locks), and the loom checks of them. (size_class.rs comes
 //! along as shards.rs uses it, spin_lock.rs and sync.rs as block.rs does.)
@@ -15,6 +16,8 @@ mod block;
 mod hash;
 #[path = "../../../src/caching/pending.rs"]
 mod pending;
+#[path = "../../../src/caching/remote.rs"]
+mod remote;
 #[path = "../../../src/caching/shards.rs"]
 mod shards;
 #[path = "../../../src/caching/size_class.rs"]

@@ -57,3 +57,8 @@ fn tag_survives_a_racing_record() {
 fn tagged_block_is_not_cached_by_a_free() {
     checks::tagged_block_is_not_cached_by_a_free();
 }
+
+#[test]
+fn returned_blocks_are_taken_once() {
+    checks::returned_blocks_are_taken_once();
+}
