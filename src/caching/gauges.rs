@@ -11,6 +11,13 @@
 //! mark, so peaks are exact; with several, a peak may lag a momentary maximum
 //! that no thread's own growth reached, by at most that many allocations of
 //! each thread.
+//!
+//! A block freed on another thread than the one it was handed out on goes
+//! back to that one (thread_cache.rs), which counts it when it takes it; on
+//! the way its bytes are counted apart (`InTransit`), next to the list it
+//! waits on, so that neither thread's share drifts (one thread's always
+//! growing, the other's always shrinking, passing their marks on every
+//! operation).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -106,6 +113,11 @@ impl Shares {
         self.value[gauge].load(Ordering::Relaxed)
     }
 
+    /// `share`, as an acquire load: a read of the blocks in transit after it stays after it.
+    fn share_before_transit(&self, gauge: usize) -> i64 {
+        self.value[gauge].load(Ordering::Acquire)
+    }
+
     fn added(&self, gauge: usize) -> i64 {
         self.added[gauge].load(Ordering::Relaxed)
     }
@@ -120,6 +132,89 @@ fn bump(counter: &AtomicI64, amount: i64) -> i64 {
     value
 }
 
+/// Blocks freed on their way back to the thread they were handed out on:
+/// freed and cached, though no thread's share counts them yet. Any thread
+/// changes it, with read-modify-writes. A free's are each a whole change of
+/// the gauges (a block's bytes move from active to cached in one). A thread
+/// that takes blocks writes its share's active gauges, then these counters,
+/// then its share's cached gauge; a sum reads the active gauges' counters
+/// before the share and the cached gauge's after (`Part::value`). So a sum
+/// read meanwhile errs low, never high, and a peak is never raised above a
+/// value the gauge had.
+#[derive(Default)]
+pub(crate) struct InTransit {
+    blocks: AtomicI64,
+    bytes: AtomicI64,
+    requested: AtomicI64,
+}
+
+impl InTransit {
+    /// A block of `bytes` handed out for `requested` bytes was freed onto the way back.
+    pub fn freed(&self, bytes: i64, requested: i64) {
+        self.blocks.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.requested.fetch_add(requested, Ordering::Relaxed);
+    }
+
+    /// Moves `blocks` blocks of `bytes` handed out for `requested` bytes off
+    /// the way back into `shares`, their taker's; true if a share passed its
+    /// mark (`raise_marks` is due).
+    pub fn settle(&self, shares: &Shares, blocks: i64, bytes: i64, requested: i64) -> bool {
+        shares.remove(Hot::ActiveRequests, blocks);
+        shares.remove(Hot::ActiveBytes, bytes);
+        shares.remove(Hot::RequestedBytes, requested);
+        // Release: after the active gauges' writes; acquire: before the cached one's.
+        self.blocks.fetch_sub(blocks, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.requested.fetch_sub(requested, Ordering::AcqRel);
+        shares.count(Hot::CachedBytes, bytes)
+    }
+
+    /// What the blocks add to `gauge`; an acquire load, so that a read of a
+    /// share after it stays after it.
+    fn value(&self, gauge: usize) -> i64 {
+        const REQUESTS: usize = Hot::ActiveRequests as usize;
+        const ACTIVE: usize = Hot::ActiveBytes as usize;
+        const REQUESTED: usize = Hot::RequestedBytes as usize;
+        let of = |counter: &AtomicI64| counter.load(Ordering::Acquire);
+        match gauge {
+            REQUESTS => of(&self.blocks).wrapping_neg(),
+            ACTIVE => of(&self.bytes).wrapping_neg(),
+            REQUESTED => of(&self.requested).wrapping_neg(),
+            _ => of(&self.bytes),
+        }
+    }
+}
+
+/// One thread's part of every gauge: its share, and what blocks on their way
+/// back to it add.
+#[derive(Clone, Copy)]
+pub(crate) struct Part<'a> {
+    pub shares: &'a Shares,
+    pub in_transit: &'a InTransit,
+}
+
+impl Part<'_> {
+    /// In the order `InTransit` needs: the cached gauge's share first, the
+    /// active gauges' counters first.
+    fn value(self, gauge: usize) -> i64 {
+        if gauge == Hot::CachedBytes as usize {
+            let share = self.shares.share_before_transit(gauge);
+            share.wrapping_add(self.in_transit.value(gauge))
+        } else {
+            let in_transit = self.in_transit.value(gauge);
+            in_transit.wrapping_add(self.shares.share(gauge))
+        }
+    }
+
+    /// The total added: what blocks on the way back add counts as added,
+    /// what they take away as removed.
+    fn added(self, gauge: usize) -> i64 {
+        let added = self.shares.added(gauge);
+        added.wrapping_add(self.in_transit.value(gauge).max(0))
+    }
+}
+
 /// What the gauges need beyond the shares: the peaks, and the totals at the
 /// last reset of the accumulated statistics.
 #[derive(Default)]
@@ -130,21 +225,21 @@ pub(crate) struct Peaks {
 }
 
 /// Wrapping, so that the hot path's peak checks cannot panic.
-fn sum<'a>(shares: impl Iterator<Item = &'a Shares> + Clone, of: impl Fn(&Shares) -> i64) -> i64 {
-    shares.fold(0, |sum, shares| sum.wrapping_add(of(shares)))
+fn sum<'a>(parts: impl Iterator<Item = Part<'a>> + Clone, of: impl Fn(Part<'a>) -> i64) -> i64 {
+    parts.fold(0, |sum, part| sum.wrapping_add(of(part)))
 }
 
-/// The methods take every thread's shares, as `ThreadCaches::shares` lists
+/// The methods take every thread's part, as `ThreadCaches::parts` lists
 /// them (cloned to read them more than once).
 impl Peaks {
-    pub fn current_value<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone, gauge: Hot) -> i64 {
-        sum(shares, |s| s.share(gauge as usize))
+    pub fn current_value<'a>(&self, parts: impl Iterator<Item = Part<'a>> + Clone, gauge: Hot) -> i64 {
+        sum(parts, |p| p.value(gauge as usize))
     }
 
-    pub fn stat<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone, gauge: Hot) -> Stat {
+    pub fn stat<'a>(&self, parts: impl Iterator<Item = Part<'a>> + Clone, gauge: Hot) -> Stat {
         let gauge = gauge as usize;
-        let added = sum(shares.clone(), |s| s.added(gauge));
-        let current = sum(shares, |s| s.share(gauge));
+        let added = sum(parts.clone(), |p| p.added(gauge));
+        let current = sum(parts, |p| p.value(gauge));
         let removed = added - current;
         Stat {
             current,
@@ -159,23 +254,23 @@ impl Peaks {
     /// that each thread's next addition checks the new peaks (a thread
     /// raising its mark at that moment may keep its old one: its peaks then
     /// lag until its next `PEAK_CHECK_EVERY`-th allocation).
-    pub fn reset_peaks<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone) {
-        for thread in shares.clone() {
-            for mark in &thread.high_water {
+    pub fn reset_peaks<'a>(&self, parts: impl Iterator<Item = Part<'a>> + Clone) {
+        for thread in parts.clone() {
+            for mark in &thread.shares.high_water {
                 mark.store(i64::MIN, Ordering::Relaxed);
             }
         }
         for gauge in 0..HOT {
-            self.peaks[gauge].store(sum(shares.clone(), |s| s.share(gauge)), Ordering::Relaxed);
+            self.peaks[gauge].store(sum(parts.clone(), |p| p.value(gauge)), Ordering::Relaxed);
         }
     }
 
     /// Zeroes the totals (as seen in `stat`), keeping each gauge's current value:
     /// the threads' shares stay as they are, the totals now count from here.
-    pub fn reset_totals<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone) {
+    pub fn reset_totals<'a>(&self, parts: impl Iterator<Item = Part<'a>> + Clone) {
         for gauge in 0..HOT {
-            let added = sum(shares.clone(), |s| s.added(gauge));
-            let removed = added - sum(shares.clone(), |s| s.share(gauge));
+            let added = sum(parts.clone(), |p| p.added(gauge));
+            let removed = added - sum(parts.clone(), |p| p.value(gauge));
             self.baseline_added[gauge].store(added, Ordering::Relaxed);
             self.baseline_removed[gauge].store(removed, Ordering::Relaxed);
         }
@@ -183,11 +278,11 @@ impl Peaks {
 
     /// Raises every peak to its gauge's sum, reading each thread's shares once.
     #[inline(always)]
-    pub fn raise<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone) {
+    pub fn raise<'a>(&self, parts: impl Iterator<Item = Part<'a>> + Clone) {
         let mut sums = [0i64; HOT];
-        for thread in shares {
+        for thread in parts {
             for (sum, gauge) in sums.iter_mut().zip(0..HOT) {
-                *sum = sum.wrapping_add(thread.share(gauge));
+                *sum = sum.wrapping_add(thread.value(gauge));
             }
         }
         for (peak, now) in self.peaks.iter().zip(sums) {

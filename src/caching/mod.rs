@@ -70,7 +70,7 @@ use size_class::{fits, Rounding, SizeClass, CLASS_COUNT};
 use stack::Stack;
 use stats::Counters;
 use sync::lock;
-use thread_cache::{Mine, ThreadCaches, POLL_EVERY};
+use thread_cache::{Mine, Returned, ThreadCaches, POLL_EVERY};
 
 /// A block handed to a caller: its memory and the context that names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,10 +262,9 @@ impl<B: Backend> CachingAllocator<B> {
         // the counting in calls of their own, a miss took 1.046 times the
         // backend's own allocation, and 1.035 times as it is (BENCHMARKS.md
         // scenario 6, medians of 80 alternating processes).
-        if !local.returned().is_empty() {
-            self.adopt(local, local.returned().take());
-        }
-        let cached = self.caches.current_value(Hot::CachedBytes) > 0;
+        // Blocks other threads gave back to this one come first.
+        let adopted = !local.returned().list.is_empty() && self.adopt(local, local.returned());
+        let cached = adopted || self.caches.current_value(Hot::CachedBytes) > 0;
         if cached || local.shares().next_allocation() % PEAK_CHECK_EVERY == 0 || self.polls_inline() {
             if let Some(allocation) = self.allocate_reusing(local, size, class) {
                 return Ok((allocation, false));
@@ -405,17 +404,18 @@ impl<B: Backend> CachingAllocator<B> {
         let freed = if recording { block.free_owned() } else { block.free() };
         let Some(freed) = freed else { return Err(Error::NotAllocated { context }) };
         let held = self.caches.local();
-        held.shares().taken_back(bytes, requested);
         match freed {
             Freed::Cached(entry) => {
                 self.cache_freed(*held, block, entry);
                 Ok(())
             }
             Freed::Owned => {
+                held.shares().taken_back(bytes, requested);
                 self.cache_owned(*held, block);
                 Ok(())
             }
             Freed::Pending(streams) => {
+                held.shares().taken_back(bytes, requested);
                 drop(held);
                 if block.tag() & CAPTURED != 0 {
                     if self.retire_captured(block, &streams) {
@@ -429,35 +429,45 @@ impl<B: Backend> CachingAllocator<B> {
         }
     }
 
-    /// Caches a block freed on the calling thread: back to the thread it was
-    /// handed out on, when that was another (unless a cache cap keeps the
-    /// order of all cached blocks).
+    /// Counts and caches a block freed on the calling thread, or gives it back
+    /// to the thread it was handed out on if that was another (unless a cache
+    /// cap keeps the order of all cached blocks), which counts it as freed
+    /// when it takes it.
     fn cache_freed(&self, local: Mine<'_>, block: &Block, entry: Entry) {
         let owner = block.owner();
         if owner == 0 || owner == local.address() || self.oldest.is_some() {
+            local.shares().taken_back(block.size() as i64, block.requested() as i64);
             return self.cache(local, block, entry);
         }
-        local.add(&self.caches, Hot::CachedBytes, block.size() as i64);
         self.caches.give_back(owner, block);
     }
 
-    /// Lists the blocks of a list of returned blocks the calling thread took.
-    fn adopt(&self, local: Mine<'_>, first: Option<u32>) {
-        let mut next = first;
+    /// Takes a thread's returned blocks into the calling thread's lists, and
+    /// counts them as its own; false if there were none.
+    fn adopt(&self, local: Mine<'_>, returned: &Returned) -> bool {
+        let (mut blocks, mut bytes, mut requested) = (0, 0, 0);
+        let mut next = returned.list.take();
         while let Some(id) = next {
             let block = self.blocks.get(id);
-            // Read first: once listed, the block may be taken and returned again.
+            // Read first: once listed, the block may be taken, handed out and given back again.
             next = remote::next(block.link());
+            blocks += 1;
+            bytes += block.size() as i64;
+            requested += block.requested() as i64;
             let entry = block.current_entry().expect("a returned block is cached until listed");
             self.list(local, block, entry);
         }
+        if blocks > 0 {
+            local.settle(&self.caches, &returned.in_transit, blocks, bytes, requested);
+        }
+        blocks > 0
     }
 
-    /// Lists every thread's returned blocks in the calling thread's lists, for
-    /// what needs every cached block listed (or found nothing else to take).
+    /// Takes every thread's returned blocks into the calling thread's lists,
+    /// for what needs every cached block listed (or found nothing else to take).
     fn adopt_all(&self, local: Mine<'_>) {
         for returned in self.caches.all_returned() {
-            self.adopt(local, returned.take());
+            self.adopt(local, returned);
         }
     }
 
@@ -699,7 +709,7 @@ impl<B: Backend> CachingAllocator<B> {
         let taken = classes.iter().find_map(|&index| {
             self.caches.others_entries(&local, index).find(|&entry| matches!(offer(entry), Claim::Taken))
         });
-        if taken.is_some() || !self.caches.others_returned(&local).any(|returned| !returned.is_empty()) {
+        if taken.is_some() || self.caches.others_returned(&local).all(|returned| returned.list.is_empty()) {
             return taken;
         }
         // Blocks other threads were given back, which they have not taken yet.

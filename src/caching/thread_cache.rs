@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use super::block::{Block, Entry};
-use super::gauges::{Hot, Peaks, Shares};
+use super::gauges::{Hot, InTransit, Part, Peaks, Shares};
 use super::remote::Remote;
 use super::size_class::CLASS_COUNT;
 use super::stack::Stack;
@@ -45,13 +45,17 @@ pub(crate) struct ThreadCache {
     /// thread touches only the pages of the few classes it uses).
     stacks: [Stack; CLASS_COUNT],
     /// Blocks handed out on this thread that other threads freed, in lines of
-    /// its own: those threads write it, and the thread reads it on a miss.
+    /// their own: those threads write them, and the thread reads them on a miss.
     returned: Returned,
 }
 
+/// A thread's list of blocks other threads freed and gave back to it.
 #[repr(align(128))]
-#[derive(Default)]
-struct Returned(Remote);
+pub(crate) struct Returned {
+    pub list: Remote,
+    /// What the blocks on the list add to the gauges.
+    pub in_transit: InTransit,
+}
 
 impl ThreadCache {
     /// Made in place: too large to build on a thread's stack first.
@@ -329,18 +333,19 @@ impl ThreadCaches {
         // SAFETY: a block's owner is the address of one of this allocator's
         // caches (the handing out sets it from a `Mine`), which live as long
         // as `self`: the registry's until it drops, the shared one in `self`.
-        let cache = unsafe { &*(owner as *const ThreadCache) };
-        cache.returned.0.push(block.id, block.link());
+        let returned = &unsafe { &*(owner as *const ThreadCache) }.returned;
+        returned.in_transit.freed(block.size() as i64, block.requested() as i64);
+        returned.list.push(block.id, block.link());
     }
 
-    /// The lists of returned blocks of every cache but `own`.
-    pub fn others_returned<'a>(&'a self, own: &'a ThreadCache) -> impl Iterator<Item = &'a Remote> + 'a {
-        self.caches().filter(move |cache| !ptr::eq(*cache, own)).map(|cache| &cache.returned.0)
+    /// The returned blocks of every cache but `own`.
+    pub fn others_returned<'a>(&'a self, own: &'a ThreadCache) -> impl Iterator<Item = &'a Returned> + 'a {
+        self.caches().filter(move |cache| !ptr::eq(*cache, own)).map(|cache| &cache.returned)
     }
 
-    /// Every cache's list of returned blocks.
-    pub fn all_returned(&self) -> impl Iterator<Item = &Remote> + '_ {
-        self.caches().map(|cache| &cache.returned.0)
+    /// Every cache's returned blocks.
+    pub fn all_returned(&self) -> impl Iterator<Item = &Returned> + '_ {
+        self.caches().map(|cache| &cache.returned)
     }
 
     /// Every entry in every cache, as they are now.
@@ -348,32 +353,32 @@ impl ThreadCaches {
         self.caches().flat_map(|cache| (0..CLASS_COUNT).flat_map(move |class| cache.entries(class))).collect()
     }
 
-    /// Every thread's shares of the gauges.
-    fn shares(&self) -> impl Iterator<Item = &Shares> + Clone {
-        self.caches().map(|cache| &cache.shares)
+    /// Every thread's part of the gauges.
+    fn parts(&self) -> impl Iterator<Item = Part<'_>> + Clone {
+        self.caches().map(|cache| Part { shares: &cache.shares, in_transit: &cache.returned.in_transit })
     }
 
     pub fn current_value(&self, gauge: Hot) -> i64 {
-        self.peaks.current_value(self.shares(), gauge)
+        self.peaks.current_value(self.parts(), gauge)
     }
 
     pub fn stat(&self, gauge: Hot) -> Stat {
-        self.peaks.stat(self.shares(), gauge)
+        self.peaks.stat(self.parts(), gauge)
     }
 
     pub fn reset_peaks(&self) {
-        self.peaks.reset_peaks(self.shares());
+        self.peaks.reset_peaks(self.parts());
     }
 
     pub fn reset_totals(&self) {
-        self.peaks.reset_totals(self.shares());
+        self.peaks.reset_totals(self.parts());
     }
 
     /// Raises every peak to its gauge's sum: at a thread's `PEAK_CHECK_EVERY`-th
     /// allocation, and when a thread's share passes its mark.
     #[inline(always)]
     pub fn raise_peaks(&self) {
-        self.peaks.raise(self.shares());
+        self.peaks.raise(self.parts());
     }
 }
 
@@ -403,8 +408,16 @@ impl<'a> Mine<'a> {
 
     /// The blocks other threads returned to this one.
     #[inline(always)]
-    pub fn returned(self) -> &'a Remote {
-        &self.0.returned.0
+    pub fn returned(self) -> &'a Returned {
+        &self.0.returned
+    }
+
+    /// Counts blocks taken from a list of returned blocks (that of the cache
+    /// `in_transit` belongs to) as this thread's: freed and cached.
+    pub fn settle(self, caches: &ThreadCaches, in_transit: &InTransit, blocks: i64, bytes: i64, requested: i64) {
+        if in_transit.settle(&self.0.shares, blocks, bytes, requested) {
+            self.raise_marks(caches);
+        }
     }
 
     /// The thread's shares of the gauges.
