@@ -140,7 +140,8 @@ fn bump(counter: &AtomicI64, amount: i64) -> i64 {
 /// then its share's cached gauge; a sum reads the active gauges' counters
 /// before the share and the cached gauge's after (`Part::value`). So a sum
 /// read meanwhile errs low, never high, and a peak is never raised above a
-/// value the gauge had.
+/// value the gauge had. Zero is a valid value, no block on the way (the
+/// thread caches holding these are made zeroed).
 #[derive(Default)]
 pub(crate) struct InTransit {
     blocks: AtomicI64,

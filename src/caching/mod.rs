@@ -8,6 +8,9 @@
 //! in that stream's pending queue; when the last event completes it returns to
 //! the free list. `empty_cache` gives every free block back to the backend.
 //!
+//! A block freed on another thread than it was handed out on goes back to
+//! that thread's list of given-back blocks, which it takes on a miss.
+//!
 //! The hot path, a cached block of the right class handed out and taken back,
 //! touches only the calling thread's own cache and counters and the block,
 //! takes no lock, and makes one atomic read-modify-write each way (the block's

@@ -4,9 +4,10 @@
 //! A block freed on a thread other than the one it was handed out on goes
 //! back to that thread's list (thread_cache.rs), which takes it when its own
 //! stacks miss. That is the pattern of a pinning thread whose buffers another
-//! thread drops: each block then crosses between the two cores once each way,
-//! where a search of the freeing thread's stacks read its stack's lines, each
-//! entry's block and its gauges (BENCHMARKS.md scenario 2b).
+//! thread drops (BENCHMARKS.md scenario 2b): each block then crosses between
+//! the two cores once each way. Left in the freeing thread's stack instead, it
+//! cost the allocating thread's search reads of that stack's lines, of each
+//! entry's block and of the other thread's gauges.
 //!
 //! Pushes link a block through its own `link` word (block.rs), written before
 //! the push publishes it and read after the take acquires it. Nothing pops a
@@ -28,6 +29,7 @@ pub(crate) struct Remote {
     head: AtomicU64,
 }
 
+/// The block id a head or link holds, if any.
 fn decode(word: u64) -> Option<u32> {
     word.checked_sub(1).map(|id| id as u32)
 }

@@ -7,9 +7,14 @@
 //! the block's own, its claim when allocated and its free (block.rs). Other
 //! threads only read them: statistics sum every thread's shares, and a thread
 //! whose own cache misses, `empty_cache` and the cache cap take blocks from
-//! other threads' stacks by claiming the entries there. So no cached block is
-//! ever out of reach, and a thread that exits leaves its cache and shares to
-//! the next thread that starts.
+//! other threads' stacks by claiming the entries there.
+//!
+//! Each cache also has a list of blocks other threads freed after this one
+//! was handed them (remote.rs), with what they add to the gauges meanwhile,
+//! in lines of their own: the freeing threads write them, and the thread
+//! takes the list on a miss (others, when they find nothing else). So no
+//! cached block is ever out of reach, and a thread that exits leaves its
+//! cache, shares and list to the next thread that starts.
 
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -61,8 +66,9 @@ impl ThreadCache {
     /// Made in place: too large to build on a thread's stack first.
     fn new() -> Box<ThreadCache> {
         let layout = std::alloc::Layout::new::<ThreadCache>();
-        // SAFETY: zero is a valid value of every field (atomics, and shares
-        // and stacks, which say so), and the block has the type's layout.
+        // SAFETY: zero is a valid value of every field (atomics, and shares,
+        // stacks and the list of returned blocks, which say so), and the
+        // block has the type's layout.
         unsafe {
             let raw = std::alloc::alloc_zeroed(layout);
             if raw.is_null() {
