@@ -442,7 +442,7 @@ impl<B: Backend> CachingAllocator<B> {
             local.shares().taken_back(block.size() as i64, block.requested() as i64);
             return self.cache(local, block, entry);
         }
-        self.caches.give_back(owner, block);
+        self.caches.give_back_to(owner, block);
     }
 
     /// Takes a thread's returned blocks into the calling thread's lists, and

@@ -333,12 +333,13 @@ impl ThreadCaches {
         self.caches().filter(move |cache| !ptr::eq(*cache, own)).flat_map(move |cache| cache.entries(class))
     }
 
-    /// Returns `block`, freed by the calling thread, to the thread of `owner`
-    /// (a cache's `Mine::address`), which the caller owns until this returns.
-    pub fn give_back(&self, owner: usize, block: &Block) {
-        // SAFETY: a block's owner is the address of one of this allocator's
-        // caches (the handing out sets it from a `Mine`), which live as long
-        // as `self`: the registry's until it drops, the shared one in `self`.
+    /// Gives `block`, which the calling thread freed and owns until this
+    /// returns, back to the cache at `owner` (a `Mine::address`, not 0).
+    pub fn give_back_to(&self, owner: usize, block: &Block) {
+        // SAFETY: a block's owner, if not 0, is the address of one of this
+        // allocator's caches (only handing a block of its arena out sets it,
+        // from a `Mine`), which live as long as `self`: the registry's until
+        // it drops, the shared one in `self`.
         let returned = &unsafe { &*(owner as *const ThreadCache) }.returned;
         returned.in_transit.freed(block.size() as i64, block.requested() as i64);
         returned.list.push(block.id, block.link());
