@@ -10,14 +10,15 @@
 //! allocation. With one thread allocating every new peak is a new high-water
 //! mark, so peaks are exact; with several, a peak may lag a momentary maximum
 //! that no thread's own growth reached, by at most that many allocations of
-//! each thread.
+//! each thread. A sum read while blocks move between threads may be off by
+//! the blocks moving.
 //!
 //! A block freed on another thread than the one it was handed out on goes
-//! back to that one (thread_cache.rs), which counts it when it takes it; on
-//! the way its bytes are counted apart (`InTransit`), next to the list it
-//! waits on, so that neither thread's share drifts (one thread's always
-//! growing, the other's always shrinking, passing their marks on every
-//! operation).
+//! back to that one (thread_cache.rs), which counts it as freed and cached
+//! when it takes it. Until then the freeing thread counts it apart from its
+//! share, as given: freed and cached, with no mark to pass. So neither
+//! thread's share drifts, one's always growing and the other's always
+//! shrinking, which would pass their marks on every operation.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -45,6 +46,7 @@ const HOT: usize = 4;
 /// One thread's share of each gauge. Written by its thread only, except that
 /// a peak reset lowers the high-water marks; read by any. Zero is a valid
 /// value (the thread caches holding shares are made zeroed).
+#[repr(C)]
 pub(crate) struct Shares {
     /// What the thread added less what it removed.
     value: [AtomicI64; HOT],
@@ -54,6 +56,10 @@ pub(crate) struct Shares {
     /// The highest `value` reached since the peaks were last checked against
     /// the sum (`i64::MIN` after a peak reset).
     high_water: [AtomicI64; HOT],
+    /// What blocks it gave back to other threads add to each gauge (freed,
+    /// and cached), less what blocks it took from lists of given-back blocks
+    /// add: kept apart from `value`, which has a mark to pass.
+    given: [AtomicI64; HOT],
 }
 
 impl Shares {
@@ -84,6 +90,28 @@ impl Shares {
         self.remove(Hot::RequestedBytes, requested);
     }
 
+    /// Counts a block of `bytes` handed out for `requested` bytes, which the
+    /// thread freed and gives back to the thread it was handed out on, as
+    /// given. Before the block is given: the taker's count must not come first.
+    pub fn gave(&self, bytes: i64, requested: i64) {
+        for (given, amount) in self.given.iter().zip(moved(1, bytes, requested)) {
+            bump(given, amount);
+        }
+    }
+
+    /// Counts `blocks` blocks of `bytes` handed out for `requested` bytes,
+    /// taken from a list of given-back blocks, as freed and cached in the
+    /// share; true if a share passed its mark (`raise_marks` is due).
+    pub fn took(&self, blocks: i64, bytes: i64, requested: i64) -> bool {
+        self.remove(Hot::ActiveRequests, blocks);
+        self.remove(Hot::ActiveBytes, bytes);
+        self.remove(Hot::RequestedBytes, requested);
+        for (given, amount) in self.given.iter().zip(moved(blocks, bytes, requested)) {
+            bump(given, amount.wrapping_neg());
+        }
+        self.count(Hot::CachedBytes, bytes)
+    }
+
     /// Adds to a gauge; true if the share passed its high-water mark.
     #[inline(always)]
     pub fn count(&self, gauge: Hot, amount: i64) -> bool {
@@ -109,18 +137,29 @@ impl Shares {
         }
     }
 
-    fn share(&self, gauge: usize) -> i64 {
-        self.value[gauge].load(Ordering::Relaxed)
+    /// What the thread adds to `gauge`: its share, and what it gave.
+    fn part(&self, gauge: usize) -> i64 {
+        self.value[gauge].load(Ordering::Relaxed).wrapping_add(self.given(gauge))
     }
 
-    /// `share`, as an acquire load: a read of the blocks in transit after it stays after it.
-    fn share_before_transit(&self, gauge: usize) -> i64 {
-        self.value[gauge].load(Ordering::Acquire)
+    fn given(&self, gauge: usize) -> i64 {
+        self.given[gauge].load(Ordering::Relaxed)
     }
 
     fn added(&self, gauge: usize) -> i64 {
         self.added[gauge].load(Ordering::Relaxed)
     }
+}
+
+/// What `blocks` blocks of `bytes` handed out for `requested` bytes add to
+/// each gauge once freed and cached.
+fn moved(blocks: i64, bytes: i64, requested: i64) -> [i64; HOT] {
+    let mut amounts = [0; HOT];
+    amounts[Hot::ActiveRequests as usize] = blocks.wrapping_neg();
+    amounts[Hot::ActiveBytes as usize] = bytes.wrapping_neg();
+    amounts[Hot::RequestedBytes as usize] = requested.wrapping_neg();
+    amounts[Hot::CachedBytes as usize] = bytes;
+    amounts
 }
 
 /// Adds to a counter only its thread writes (no read-modify-write needed);
@@ -130,90 +169,6 @@ fn bump(counter: &AtomicI64, amount: i64) -> i64 {
     let value = counter.load(Ordering::Relaxed).wrapping_add(amount);
     counter.store(value, Ordering::Relaxed);
     value
-}
-
-/// Blocks freed on their way back to the thread they were handed out on:
-/// freed and cached, though no thread's share counts them yet. Any thread
-/// changes it, with read-modify-writes. A free's are each a whole change of
-/// the gauges (a block's bytes move from active to cached in one). A thread
-/// that takes blocks writes its share's active gauges, then these counters,
-/// then its share's cached gauge; a sum reads the active gauges' counters
-/// before the share and the cached gauge's after (`Part::value`). So a sum
-/// read meanwhile errs low, never high, and a peak is never raised above a
-/// value the gauge had. Zero is a valid value, no block on the way (the
-/// thread caches holding these are made zeroed).
-#[derive(Default)]
-pub(crate) struct InTransit {
-    blocks: AtomicI64,
-    bytes: AtomicI64,
-    requested: AtomicI64,
-}
-
-impl InTransit {
-    /// A block of `bytes` handed out for `requested` bytes was freed onto the way back.
-    pub fn freed(&self, bytes: i64, requested: i64) {
-        self.blocks.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.requested.fetch_add(requested, Ordering::Relaxed);
-    }
-
-    /// Moves `blocks` blocks of `bytes` handed out for `requested` bytes off
-    /// the way back into `shares`, their taker's; true if a share passed its
-    /// mark (`raise_marks` is due).
-    pub fn settle(&self, shares: &Shares, blocks: i64, bytes: i64, requested: i64) -> bool {
-        shares.remove(Hot::ActiveRequests, blocks);
-        shares.remove(Hot::ActiveBytes, bytes);
-        shares.remove(Hot::RequestedBytes, requested);
-        // Release: after the active gauges' writes; acquire: before the cached one's.
-        self.blocks.fetch_sub(blocks, Ordering::AcqRel);
-        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-        self.requested.fetch_sub(requested, Ordering::AcqRel);
-        shares.count(Hot::CachedBytes, bytes)
-    }
-
-    /// What the blocks add to `gauge`; an acquire load, so that a read of a
-    /// share after it stays after it.
-    fn value(&self, gauge: usize) -> i64 {
-        const REQUESTS: usize = Hot::ActiveRequests as usize;
-        const ACTIVE: usize = Hot::ActiveBytes as usize;
-        const REQUESTED: usize = Hot::RequestedBytes as usize;
-        let of = |counter: &AtomicI64| counter.load(Ordering::Acquire);
-        match gauge {
-            REQUESTS => of(&self.blocks).wrapping_neg(),
-            ACTIVE => of(&self.bytes).wrapping_neg(),
-            REQUESTED => of(&self.requested).wrapping_neg(),
-            _ => of(&self.bytes),
-        }
-    }
-}
-
-/// One thread's part of every gauge: its share, and what blocks on their way
-/// back to it add.
-#[derive(Clone, Copy)]
-pub(crate) struct Part<'a> {
-    pub shares: &'a Shares,
-    pub in_transit: &'a InTransit,
-}
-
-impl Part<'_> {
-    /// In the order `InTransit` needs: the cached gauge's share first, the
-    /// active gauges' counters first.
-    fn value(self, gauge: usize) -> i64 {
-        if gauge == Hot::CachedBytes as usize {
-            let share = self.shares.share_before_transit(gauge);
-            share.wrapping_add(self.in_transit.value(gauge))
-        } else {
-            let in_transit = self.in_transit.value(gauge);
-            in_transit.wrapping_add(self.shares.share(gauge))
-        }
-    }
-
-    /// The total added: what blocks on the way back add counts as added,
-    /// what they take away as removed.
-    fn added(self, gauge: usize) -> i64 {
-        let added = self.shares.added(gauge);
-        added.wrapping_add(self.in_transit.value(gauge).max(0))
-    }
 }
 
 /// What the gauges need beyond the shares: the peaks, and the totals at the
@@ -226,21 +181,28 @@ pub(crate) struct Peaks {
 }
 
 /// Wrapping, so that the hot path's peak checks cannot panic.
-fn sum<'a>(parts: impl Iterator<Item = Part<'a>> + Clone, of: impl Fn(Part<'a>) -> i64) -> i64 {
-    parts.fold(0, |sum, part| sum.wrapping_add(of(part)))
+fn sum<'a>(shares: impl Iterator<Item = &'a Shares> + Clone, of: impl Fn(&Shares) -> i64) -> i64 {
+    shares.fold(0, |sum, shares| sum.wrapping_add(of(shares)))
 }
 
-/// The methods take every thread's part, as `ThreadCaches::parts` lists
+/// What was ever added to `gauge`: given blocks' bytes count as added to the
+/// cached gauge (what they take from the active gauges counts as removed).
+fn added<'a>(shares: impl Iterator<Item = &'a Shares> + Clone, gauge: usize) -> i64 {
+    let given = sum(shares.clone(), |s| s.given(gauge));
+    sum(shares, |s| s.added(gauge)).wrapping_add(given.max(0))
+}
+
+/// The methods take every thread's shares, as `ThreadCaches::shares` lists
 /// them (cloned to read them more than once).
 impl Peaks {
-    pub fn current_value<'a>(&self, parts: impl Iterator<Item = Part<'a>> + Clone, gauge: Hot) -> i64 {
-        sum(parts, |p| p.value(gauge as usize))
+    pub fn current_value<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone, gauge: Hot) -> i64 {
+        sum(shares, |s| s.part(gauge as usize))
     }
 
-    pub fn stat<'a>(&self, parts: impl Iterator<Item = Part<'a>> + Clone, gauge: Hot) -> Stat {
+    pub fn stat<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone, gauge: Hot) -> Stat {
         let gauge = gauge as usize;
-        let added = sum(parts.clone(), |p| p.added(gauge));
-        let current = sum(parts, |p| p.value(gauge));
+        let added = added(shares.clone(), gauge);
+        let current = sum(shares, |s| s.part(gauge));
         let removed = added - current;
         Stat {
             current,
@@ -255,23 +217,23 @@ impl Peaks {
     /// that each thread's next addition checks the new peaks (a thread
     /// raising its mark at that moment may keep its old one: its peaks then
     /// lag until its next `PEAK_CHECK_EVERY`-th allocation).
-    pub fn reset_peaks<'a>(&self, parts: impl Iterator<Item = Part<'a>> + Clone) {
-        for thread in parts.clone() {
-            for mark in &thread.shares.high_water {
+    pub fn reset_peaks<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone) {
+        for thread in shares.clone() {
+            for mark in &thread.high_water {
                 mark.store(i64::MIN, Ordering::Relaxed);
             }
         }
         for gauge in 0..HOT {
-            self.peaks[gauge].store(sum(parts.clone(), |p| p.value(gauge)), Ordering::Relaxed);
+            self.peaks[gauge].store(sum(shares.clone(), |s| s.part(gauge)), Ordering::Relaxed);
         }
     }
 
     /// Zeroes the totals (as seen in `stat`), keeping each gauge's current value:
     /// the threads' shares stay as they are, the totals now count from here.
-    pub fn reset_totals<'a>(&self, parts: impl Iterator<Item = Part<'a>> + Clone) {
+    pub fn reset_totals<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone) {
         for gauge in 0..HOT {
-            let added = sum(parts.clone(), |p| p.added(gauge));
-            let removed = added - sum(parts.clone(), |p| p.value(gauge));
+            let added = added(shares.clone(), gauge);
+            let removed = added - sum(shares.clone(), |s| s.part(gauge));
             self.baseline_added[gauge].store(added, Ordering::Relaxed);
             self.baseline_removed[gauge].store(removed, Ordering::Relaxed);
         }
@@ -279,11 +241,11 @@ impl Peaks {
 
     /// Raises every peak to its gauge's sum, reading each thread's shares once.
     #[inline(always)]
-    pub fn raise<'a>(&self, parts: impl Iterator<Item = Part<'a>> + Clone) {
+    pub fn raise<'a>(&self, shares: impl Iterator<Item = &'a Shares> + Clone) {
         let mut sums = [0i64; HOT];
-        for thread in parts {
+        for thread in shares {
             for (sum, gauge) in sums.iter_mut().zip(0..HOT) {
-                *sum = sum.wrapping_add(thread.value(gauge));
+                *sum = sum.wrapping_add(thread.part(gauge));
             }
         }
         for (peak, now) in self.peaks.iter().zip(sums) {

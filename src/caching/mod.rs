@@ -73,7 +73,7 @@ use size_class::{fits, Rounding, SizeClass, CLASS_COUNT};
 use stack::Stack;
 use stats::Counters;
 use sync::lock;
-use thread_cache::{Mine, Returned, ThreadCaches, POLL_EVERY};
+use thread_cache::{Mine, ThreadCaches, POLL_EVERY};
 
 /// A block handed to a caller: its memory and the context that names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,7 +266,7 @@ impl<B: Backend> CachingAllocator<B> {
         // backend's own allocation, and 1.035 times as it is (BENCHMARKS.md
         // scenario 6, medians of 80 alternating processes).
         // Blocks other threads gave back to this one come first.
-        let adopted = !local.returned().list.is_empty() && self.adopt(local, local.returned());
+        let adopted = !local.returned().is_empty() && self.adopt(local, local.returned());
         let cached = adopted || self.caches.current_value(Hot::CachedBytes) > 0;
         if cached || local.shares().next_allocation() % PEAK_CHECK_EVERY == 0 || self.polls_inline() {
             if let Some(allocation) = self.allocate_reusing(local, size, class) {
@@ -432,24 +432,24 @@ impl<B: Backend> CachingAllocator<B> {
         }
     }
 
-    /// Counts and caches a block freed on the calling thread, or gives it back
-    /// to the thread it was handed out on if that was another (unless a cache
-    /// cap keeps the order of all cached blocks), which counts it as freed
-    /// when it takes it.
+    /// Counts and caches a block freed on the calling thread, or counts it as
+    /// given and gives it back to the thread it was handed out on if that was
+    /// another (unless a cache cap keeps the order of all cached blocks).
     fn cache_freed(&self, local: Mine<'_>, block: &Block, entry: Entry) {
         let owner = block.owner();
         if owner == 0 || owner == local.address() || self.oldest.is_some() {
             local.shares().taken_back(block.size() as i64, block.requested() as i64);
             return self.cache(local, block, entry);
         }
+        local.shares().gave(block.size() as i64, block.requested() as i64);
         self.caches.give_back_to(owner, block);
     }
 
     /// Takes a thread's returned blocks into the calling thread's lists, and
     /// counts them as its own; false if there were none.
-    fn adopt(&self, local: Mine<'_>, returned: &Returned) -> bool {
+    fn adopt(&self, local: Mine<'_>, returned: &remote::Remote) -> bool {
         let (mut blocks, mut bytes, mut requested) = (0, 0, 0);
-        let mut next = returned.list.take();
+        let mut next = returned.take();
         while let Some(id) = next {
             let block = self.blocks.get(id);
             // Read first: once listed, the block may be taken, handed out and given back again.
@@ -461,7 +461,7 @@ impl<B: Backend> CachingAllocator<B> {
             self.list(local, block, entry);
         }
         if blocks > 0 {
-            local.settle(&self.caches, &returned.in_transit, blocks, bytes, requested);
+            local.took(&self.caches, blocks, bytes, requested);
         }
         blocks > 0
     }
@@ -712,7 +712,7 @@ impl<B: Backend> CachingAllocator<B> {
         let taken = classes.iter().find_map(|&index| {
             self.caches.others_entries(&local, index).find(|&entry| matches!(offer(entry), Claim::Taken))
         });
-        if taken.is_some() || self.caches.others_returned(&local).all(|returned| returned.list.is_empty()) {
+        if taken.is_some() || self.caches.others_returned(&local).all(|returned| returned.is_empty()) {
             return taken;
         }
         // Blocks other threads were given back, which they have not taken yet.

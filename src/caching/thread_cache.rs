@@ -10,9 +10,9 @@
 //! other threads' stacks by claiming the entries there.
 //!
 //! Each cache also has a list of blocks other threads freed after this one
-//! was handed them (remote.rs), with what they add to the gauges meanwhile,
-//! in lines of their own: the freeing threads write them, and the thread
-//! takes the list on a miss (others, when they find nothing else). So no
+//! was handed them (remote.rs), in lines of its own: the freeing threads
+//! push onto it, and the thread takes it on a miss (others, when they find
+//! nothing else). So no
 //! cached block is ever out of reach, and a thread that exits leaves its
 //! cache, shares and list to the next thread that starts.
 
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use super::block::{Block, Entry};
-use super::gauges::{Hot, InTransit, Part, Peaks, Shares};
+use super::gauges::{Hot, Peaks, Shares};
 use super::remote::Remote;
 use super::size_class::CLASS_COUNT;
 use super::stack::Stack;
@@ -42,24 +42,23 @@ pub(crate) const POLL_EVERY: i64 = 32;
 #[repr(align(128))]
 pub(crate) struct ThreadCache {
     shares: Shares,
-    /// The next cache of the registry, which lists every cache it ever made.
-    next: AtomicPtr<ThreadCache>,
     /// One stack per size class, inline, so that the hot path finds a stack
     /// at an address computed from the cache's rather than loaded. That makes
     /// a cache 144 KiB of zeroed memory (when the system maps it fresh, a
     /// thread touches only the pages of the few classes it uses).
     stacks: [Stack; CLASS_COUNT],
-    /// Blocks handed out on this thread that other threads freed, in lines of
-    /// their own: those threads write them, and the thread reads them on a miss.
-    returned: Returned,
+    links: Links,
 }
 
-/// A thread's list of blocks other threads freed and gave back to it.
+/// A cache's links, in lines of their own: other threads push onto its list,
+/// and a walk of the registry reads `next`, as every miss does to sum the
+/// shares; its thread then reads the list in a line it has already fetched.
 #[repr(align(128))]
-pub(crate) struct Returned {
-    pub list: Remote,
-    /// What the blocks on the list add to the gauges.
-    pub in_transit: InTransit,
+struct Links {
+    /// The next cache of the registry, which lists every cache it ever made.
+    next: AtomicPtr<ThreadCache>,
+    /// Blocks handed out on this thread that other threads freed.
+    returned: Remote,
 }
 
 impl ThreadCache {
@@ -118,7 +117,7 @@ impl Registry {
         let mut head = self.head.load(Ordering::Acquire);
         loop {
             // SAFETY: `cache` is ours until it is published by the exchange below.
-            unsafe { (*cache).next.store(head, Ordering::Relaxed) };
+            unsafe { (*cache).links.next.store(head, Ordering::Relaxed) };
             match self.head.compare_exchange(head, cache, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => break,
                 Err(actual) => head = actual,
@@ -140,7 +139,7 @@ impl Registry {
         std::iter::from_fn(move || {
             // SAFETY: listed caches live as long as the registry (see `make`).
             let cache = unsafe { next.as_ref()? };
-            next = cache.next.load(Ordering::Acquire);
+            next = cache.links.next.load(Ordering::Acquire);
             Some(cache)
         })
     }
@@ -153,7 +152,7 @@ impl Drop for Registry {
             // SAFETY: every listed cache came from `Box::into_raw` in `make`, and
             // with the registry gone nothing else can reach it.
             let cache = unsafe { Box::from_raw(next) };
-            next = cache.next.load(Ordering::Relaxed);
+            next = cache.links.next.load(Ordering::Relaxed);
         }
     }
 }
@@ -340,19 +339,18 @@ impl ThreadCaches {
         // allocator's caches (only handing a block of its arena out sets it,
         // from a `Mine`), which live as long as `self`: the registry's until
         // it drops, the shared one in `self`.
-        let returned = &unsafe { &*(owner as *const ThreadCache) }.returned;
-        returned.in_transit.freed(block.size() as i64, block.requested() as i64);
-        returned.list.push(block.id, block.link());
+        let cache = unsafe { &*(owner as *const ThreadCache) };
+        cache.links.returned.push(block.id, block.link());
     }
 
-    /// The returned blocks of every cache but `own`.
-    pub fn others_returned<'a>(&'a self, own: &'a ThreadCache) -> impl Iterator<Item = &'a Returned> + 'a {
-        self.caches().filter(move |cache| !ptr::eq(*cache, own)).map(|cache| &cache.returned)
+    /// The lists of given-back blocks of every cache but `own`.
+    pub fn others_returned<'a>(&'a self, own: &'a ThreadCache) -> impl Iterator<Item = &'a Remote> + 'a {
+        self.caches().filter(move |cache| !ptr::eq(*cache, own)).map(|cache| &cache.links.returned)
     }
 
-    /// Every cache's returned blocks.
-    pub fn all_returned(&self) -> impl Iterator<Item = &Returned> + '_ {
-        self.caches().map(|cache| &cache.returned)
+    /// Every cache's list of given-back blocks.
+    pub fn all_returned(&self) -> impl Iterator<Item = &Remote> + '_ {
+        self.caches().map(|cache| &cache.links.returned)
     }
 
     /// Every entry in every cache, as they are now.
@@ -360,32 +358,39 @@ impl ThreadCaches {
         self.caches().flat_map(|cache| (0..CLASS_COUNT).flat_map(move |class| cache.entries(class))).collect()
     }
 
-    /// Every thread's part of the gauges.
-    fn parts(&self) -> impl Iterator<Item = Part<'_>> + Clone {
-        self.caches().map(|cache| Part { shares: &cache.shares, in_transit: &cache.returned.in_transit })
+    /// Every thread's shares of the gauges.
+    fn shares(&self) -> impl Iterator<Item = &Shares> + Clone {
+        self.caches().map(|cache| &cache.shares)
     }
 
     pub fn current_value(&self, gauge: Hot) -> i64 {
-        self.peaks.current_value(self.parts(), gauge)
+        self.peaks.current_value(self.shares(), gauge)
     }
 
     pub fn stat(&self, gauge: Hot) -> Stat {
-        self.peaks.stat(self.parts(), gauge)
+        self.peaks.stat(self.shares(), gauge)
     }
 
     pub fn reset_peaks(&self) {
-        self.peaks.reset_peaks(self.parts());
+        self.peaks.reset_peaks(self.shares());
     }
 
     pub fn reset_totals(&self) {
-        self.peaks.reset_totals(self.parts());
+        self.peaks.reset_totals(self.shares());
     }
 
     /// Raises every peak to its gauge's sum: at a thread's `PEAK_CHECK_EVERY`-th
     /// allocation, and when a thread's share passes its mark.
-    #[inline(always)]
-    pub fn raise_peaks(&self) {
-        self.peaks.raise(self.parts());
+    ///
+    /// Out of the hot path's line, so that its sums take none of the hot
+    /// path's registers (inlined, they cost it a saved register and a larger
+    /// frame). `extern "C"` so that it cannot unwind: the hot path, which the
+    /// C boundary runs outside its panic guard, then needs no landing pad
+    /// for the call (`scripts/check-hot-path`).
+    #[cold]
+    #[inline(never)]
+    pub extern "C" fn raise_peaks(&self) {
+        self.peaks.raise(self.shares());
     }
 }
 
@@ -413,16 +418,16 @@ impl<'a> Mine<'a> {
         ptr::from_ref(self.0) as usize
     }
 
-    /// The blocks other threads returned to this one.
+    /// The blocks other threads gave back to this one.
     #[inline(always)]
-    pub fn returned(self) -> &'a Returned {
-        &self.0.returned
+    pub fn returned(self) -> &'a Remote {
+        &self.0.links.returned
     }
 
-    /// Counts blocks taken from a list of returned blocks (that of the cache
-    /// `in_transit` belongs to) as this thread's: freed and cached.
-    pub fn settle(self, caches: &ThreadCaches, in_transit: &InTransit, blocks: i64, bytes: i64, requested: i64) {
-        if in_transit.settle(&self.0.shares, blocks, bytes, requested) {
+    /// Counts blocks taken from a list of given-back blocks as freed and
+    /// cached in this thread's share, and raises the peaks when due.
+    pub fn took(self, caches: &ThreadCaches, blocks: i64, bytes: i64, requested: i64) {
+        if self.0.shares.took(blocks, bytes, requested) {
             self.raise_marks(caches);
         }
     }
