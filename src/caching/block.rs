@@ -157,7 +157,7 @@ pub struct Block {
     /// last handed out on, which a free on another thread returns it to; 0
     /// for none. Written by whoever owns the block.
     owner: AtomicUsize,
-    /// Its place on a list of blocks returned to their thread (remote.rs).
+    /// Its place on a list of blocks given back to their thread (remote.rs).
     link: AtomicU64,
 }
 
@@ -333,7 +333,7 @@ impl Block {
         self.owner.store(owner, Ordering::Relaxed);
     }
 
-    /// The word that links the block into a list of returned blocks.
+    /// The word that links the block into a list of given-back blocks.
     pub fn link(&self) -> &AtomicU64 {
         &self.link
     }

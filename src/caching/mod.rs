@@ -266,7 +266,7 @@ impl<B: Backend> CachingAllocator<B> {
         // backend's own allocation, and 1.035 times as it is (BENCHMARKS.md
         // scenario 6, medians of 80 alternating processes).
         // Blocks other threads gave back to this one come first.
-        let adopted = !local.returned().is_empty() && self.adopt(local, local.returned());
+        let adopted = !local.given_back().is_empty() && self.adopt(local, local.given_back());
         let cached = adopted || self.caches.current_value(Hot::CachedBytes) > 0;
         if cached || local.shares().next_allocation() % PEAK_CHECK_EVERY == 0 || self.polls_inline() {
             if let Some(allocation) = self.allocate_reusing(local, size, class) {
@@ -361,7 +361,7 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     /// The hot path of `free`: a block no stream used, not a part of split
-    /// memory, onto the thread's own stack, which has room for it, with no
+    /// memory, handed out on this thread, onto the thread's own stack, which has room for it, with no
     /// cache cap to keep; false, having changed nothing, when the free needs
     /// the rest of `free` (which also reports bad contexts). Like
     /// `allocate_cached`, it cannot panic.
@@ -445,11 +445,11 @@ impl<B: Backend> CachingAllocator<B> {
         self.caches.give_back_to(owner, block);
     }
 
-    /// Takes a thread's returned blocks into the calling thread's lists, and
-    /// counts them as its own; false if there were none.
-    fn adopt(&self, local: Mine<'_>, returned: &remote::Remote) -> bool {
+    /// Takes a thread's list of given-back blocks into the calling thread's
+    /// lists, and counts them in its share; false if there were none.
+    fn adopt(&self, local: Mine<'_>, given_back: &remote::Remote) -> bool {
         let (mut blocks, mut bytes, mut requested) = (0, 0, 0);
-        let mut next = returned.take();
+        let mut next = given_back.take();
         while let Some(id) = next {
             let block = self.blocks.get(id);
             // Read first: once listed, the block may be taken, handed out and given back again.
@@ -457,7 +457,7 @@ impl<B: Backend> CachingAllocator<B> {
             blocks += 1;
             bytes += block.size() as i64;
             requested += block.requested() as i64;
-            let entry = block.current_entry().expect("a returned block is cached until listed");
+            let entry = block.current_entry().expect("a given-back block stays cached until listed");
             self.list(local, block, entry);
         }
         if blocks > 0 {
@@ -466,11 +466,11 @@ impl<B: Backend> CachingAllocator<B> {
         blocks > 0
     }
 
-    /// Takes every thread's returned blocks into the calling thread's lists,
+    /// Takes every thread's given-back blocks into the calling thread's lists,
     /// for what needs every cached block listed (or found nothing else to take).
     fn adopt_all(&self, local: Mine<'_>) {
-        for returned in self.caches.all_returned() {
-            self.adopt(local, returned);
+        for given_back in self.caches.all_given_back() {
+            self.adopt(local, given_back);
         }
     }
 
@@ -712,7 +712,7 @@ impl<B: Backend> CachingAllocator<B> {
         let taken = classes.iter().find_map(|&index| {
             self.caches.others_entries(&local, index).find(|&entry| matches!(offer(entry), Claim::Taken))
         });
-        if taken.is_some() || self.caches.others_returned(&local).all(|returned| returned.is_empty()) {
+        if taken.is_some() || self.caches.others_given_back(&local).all(|list| list.is_empty()) {
             return taken;
         }
         // Blocks other threads were given back, which they have not taken yet.

@@ -1,4 +1,4 @@
-//! The blocks other threads freed for a thread: a lock-free list of block ids
+//! The blocks other threads gave back to a thread: a lock-free list of block ids
 //! that any thread pushes onto and whoever takes it takes whole.
 //!
 //! A block freed on a thread other than the one it was handed out on goes

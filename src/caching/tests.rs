@@ -584,7 +584,7 @@ fn a_block_freed_on_another_thread_goes_back_to_the_thread_it_was_handed_out_on(
     let a = Arc::new(allocator());
     let block = a.allocate(4096).unwrap().unwrap();
     let ((), done, thread) = on_live_thread(&a, move |a| a.free(block.context).unwrap());
-    assert!(!a.caches.local().returned().is_empty(), "on this thread's list of returned blocks");
+    assert!(!a.caches.local().given_back().is_empty(), "on this thread's list of given-back blocks");
     // Counted as freed and cached on the way back, before its thread takes it.
     let counted = |s: Stats| (s.active_requests, s.active_bytes, s.cached_bytes);
     let freed = Stat { current: 0, peak: 4096, allocated: 4096, freed: 4096 };
@@ -593,32 +593,32 @@ fn a_block_freed_on_another_thread_goes_back_to_the_thread_it_was_handed_out_on(
     assert_eq!(counted(a.stats()), expected);
     assert_eq!(a.stats().largest_free_block, 4096);
     // Statistics that list every cached block took it; the counts are the same.
-    assert!(a.caches.local().returned().is_empty());
+    assert!(a.caches.local().given_back().is_empty());
     assert_eq!(counted(a.stats()), expected);
     assert_eq!(a.allocate(4096).unwrap().unwrap(), block, "taken from the thread's stack");
     drop(done);
     thread.join().unwrap();
     // Given back again, it is taken on the thread's next miss.
     std::thread::scope(|scope| scope.spawn(|| a.free(block.context).unwrap()).join().unwrap());
-    assert!(!a.caches.local().returned().is_empty());
+    assert!(!a.caches.local().given_back().is_empty());
     assert_eq!(a.allocate(4096).unwrap().unwrap(), block);
-    assert!(a.caches.local().returned().is_empty());
+    assert!(a.caches.local().given_back().is_empty());
     assert_eq!((a.stats().cache_hits, a.backend().live_bytes()), (2, 4096));
     // Freed on its own thread, it stays in that thread's stack.
     a.free(block.context).unwrap();
-    assert!(a.caches.local().returned().is_empty());
+    assert!(a.caches.local().given_back().is_empty());
     assert_eq!(a.stats().cached_bytes.current, 4096);
 }
 
 #[test]
-fn returned_blocks_are_reachable_from_every_thread() {
+fn given_back_blocks_are_reachable_from_every_thread() {
     let a = Arc::new(allocator());
     let (first, second) = (a.allocate(2048).unwrap().unwrap(), a.allocate(8192).unwrap().unwrap());
     let ((), done, thread) = on_live_thread(&a, move |a| {
         a.free(first.context).unwrap();
         a.free(second.context).unwrap();
     });
-    // A third thread finds nothing else: it takes the returned blocks.
+    // A third thread finds nothing else: it takes the given-back blocks.
     let (taken, done_third, third) = on_live_thread(&a, |a| a.allocate(2048).unwrap().unwrap());
     assert_eq!(taken, first);
     assert_eq!(a.backend().live_bytes(), 2048 + 8192, "no new memory");
@@ -626,7 +626,7 @@ fn returned_blocks_are_reachable_from_every_thread() {
     let (other, done_fourth, fourth) = on_live_thread(&a, |a| a.allocate(512).unwrap().unwrap());
     let ((), done_fifth, fifth) = on_live_thread(&a, move |a| a.free(other.context).unwrap());
     a.empty_cache().unwrap();
-    assert_eq!(a.backend().live_bytes(), 0, "returned and listed blocks all went back");
+    assert_eq!(a.backend().live_bytes(), 0, "given-back and listed blocks all went back");
     assert_eq!(a.stats().cached_bytes.current, 0);
     for (done, thread) in [(done, thread), (done_third, third), (done_fourth, fourth), (done_fifth, fifth)] {
         drop(done);

@@ -58,7 +58,7 @@ struct Links {
     /// The next cache of the registry, which lists every cache it ever made.
     next: AtomicPtr<ThreadCache>,
     /// Blocks handed out on this thread that other threads freed.
-    returned: Remote,
+    given_back: Remote,
 }
 
 impl ThreadCache {
@@ -66,7 +66,7 @@ impl ThreadCache {
     fn new() -> Box<ThreadCache> {
         let layout = std::alloc::Layout::new::<ThreadCache>();
         // SAFETY: zero is a valid value of every field (atomics, and shares,
-        // stacks and the list of returned blocks, which say so), and the
+        // stacks and the list of given-back blocks, which say so), and the
         // block has the type's layout.
         unsafe {
             let raw = std::alloc::alloc_zeroed(layout);
@@ -340,17 +340,17 @@ impl ThreadCaches {
         // from a `Mine`), which live as long as `self`: the registry's until
         // it drops, the shared one in `self`.
         let cache = unsafe { &*(owner as *const ThreadCache) };
-        cache.links.returned.push(block.id, block.link());
+        cache.links.given_back.push(block.id, block.link());
     }
 
     /// The lists of given-back blocks of every cache but `own`.
-    pub fn others_returned<'a>(&'a self, own: &'a ThreadCache) -> impl Iterator<Item = &'a Remote> + 'a {
-        self.caches().filter(move |cache| !ptr::eq(*cache, own)).map(|cache| &cache.links.returned)
+    pub fn others_given_back<'a>(&'a self, own: &'a ThreadCache) -> impl Iterator<Item = &'a Remote> + 'a {
+        self.caches().filter(move |cache| !ptr::eq(*cache, own)).map(|cache| &cache.links.given_back)
     }
 
     /// Every cache's list of given-back blocks.
-    pub fn all_returned(&self) -> impl Iterator<Item = &Remote> + '_ {
-        self.caches().map(|cache| &cache.links.returned)
+    pub fn all_given_back(&self) -> impl Iterator<Item = &Remote> + '_ {
+        self.caches().map(|cache| &cache.links.given_back)
     }
 
     /// Every entry in every cache, as they are now.
@@ -420,8 +420,8 @@ impl<'a> Mine<'a> {
 
     /// The blocks other threads gave back to this one.
     #[inline(always)]
-    pub fn returned(self) -> &'a Remote {
-        &self.0.links.returned
+    pub fn given_back(self) -> &'a Remote {
+        &self.0.links.given_back
     }
 
     /// Counts blocks taken from a list of given-back blocks as freed and

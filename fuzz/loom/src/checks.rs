@@ -394,7 +394,7 @@ pub fn a_stack_read_while_its_owner_changes_it() {
     });
 }
 
-/// The ids on a list of returned blocks its caller took, in order.
+/// The ids on a list of given-back blocks its caller took, in order.
 fn walk(arena: &Arena, first: Option<u32>) -> Vec<u32> {
     let mut ids = Vec::new();
     let mut next = first;
@@ -410,7 +410,7 @@ fn walk(arena: &Arena, first: Option<u32>) -> Vec<u32> {
 /// (rewriting its link while the other may still push) and a third one:
 /// every push is taken exactly once, and each take follows the links its
 /// pushes wrote.
-pub fn returned_blocks_are_taken_once() {
+pub fn given_back_blocks_are_taken_once() {
     model(|| {
         let (arena, entries) = cached_blocks(3);
         let list = Arc::new(Remote::default());

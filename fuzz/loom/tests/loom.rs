@@ -59,6 +59,6 @@ fn tagged_block_is_not_cached_by_a_free() {
 }
 
 #[test]
-fn returned_blocks_are_taken_once() {
-    checks::returned_blocks_are_taken_once();
+fn given_back_blocks_are_taken_once() {
+    checks::given_back_blocks_are_taken_once();
 }
