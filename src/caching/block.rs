@@ -154,8 +154,8 @@ pub struct Block {
     /// In one word (`prev << 32 | next`), so that a free tells with one load.
     neighbours: AtomicU64,
     /// The thread cache (thread_cache.rs, by address) of the thread it was
-    /// last handed out on, which a free on another thread returns it to; 0
-    /// for none. Written by whoever owns the block.
+    /// last handed out on, which a free on another thread gives it back to;
+    /// 0 for none. Written by whoever owns the block.
     owner: AtomicUsize,
     /// Its place on a list of blocks given back to their thread (remote.rs).
     link: AtomicU64,

@@ -12,9 +12,8 @@
 //! Each cache also has a list of blocks other threads freed after this one
 //! was handed them (remote.rs), in lines of its own: the freeing threads
 //! push onto it, and the thread takes it on a miss (others, when they find
-//! nothing else). So no
-//! cached block is ever out of reach, and a thread that exits leaves its
-//! cache, shares and list to the next thread that starts.
+//! nothing else). So no cached block is ever out of reach, and a thread that
+//! exits leaves its cache, shares and list to the next thread that starts.
 
 use std::cell::Cell;
 use std::ffi::c_void;
