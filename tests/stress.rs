@@ -7,9 +7,9 @@
 //!   the streams and frees the block at once, while the fill is still queued;
 //! - host user: fills the block with its own pattern, waits a little, and checks
 //!   that every word still holds it, then frees it, or (3 blocks in 10
-//!   outside captures) hands it to whichever thread comes next, which checks
-//!   the pattern again and frees it: a free on another thread than the
-//!   allocation's, as a pin-memory thread's buffers are freed.
+//!   outside captures) hands it over to the next other thread that comes
+//!   for one, which checks the pattern again and frees it: a free on another
+//!   thread than the allocation's, as a pin-memory thread's buffers are freed.
 //!
 //! Device users also write and check their own pattern before submitting. A
 //! block handed out again before the device finished writing into it shows up
@@ -186,8 +186,11 @@ impl Handoffs {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).push(handoff);
     }
 
-    fn pop(&self) -> Option<Handoff> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    /// The newest block another thread than `by` handed over (any, for the end's drain).
+    fn take(&self, by: Option<u64>) -> Option<Handoff> {
+        let mut handoffs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let newest = handoffs.iter().rposition(|handoff| Some(handoff.thread) != by)?;
+        Some(handoffs.remove(newest))
     }
 
     /// Checks that the block still holds its owner's pattern, then frees it.
@@ -305,7 +308,7 @@ fn worker(thread: u64, plan: &Plan, counts: &Counts, registry: &Registry, handof
             let current = rng.chance(70).then(|| stream(rng.below(2) as i8, rng.below(plan.streams as u64) as i64));
             CURRENT.set(current);
         }
-        if let Some(handoff) = handoffs.pop() {
+        if let Some(handoff) = handoffs.take(Some(thread)) {
             Handoffs::take_over(handoff, thread, plan, counts);
         }
         let size = random_size(&mut rng, plan.large);
@@ -571,7 +574,7 @@ fn stress(plan: Plan) -> Arc<Counts> {
     for worker in workers {
         worker.join().expect("a stress thread failed");
     }
-    while let Some(handoff) = handoffs.pop() {
+    while let Some(handoff) = handoffs.take(None) {
         Handoffs::take_over(handoff, plan.threads, &plan, &counts);
     }
     done.store(true, Ordering::Relaxed);
