@@ -46,6 +46,8 @@ const HOT: usize = 4;
 /// One thread's share of each gauge. Written by its thread only, except that
 /// a peak reset lowers the high-water marks; read by any. Zero is a valid
 /// value (the thread caches holding shares are made zeroed).
+/// In this order (`repr(C)`): the fields the hot path touches first, in two
+/// lines; `given`, which only frees on other threads and sums touch, last.
 #[repr(C)]
 pub(crate) struct Shares {
     /// What the thread added less what it removed.

@@ -258,14 +258,14 @@ impl<B: Backend> CachingAllocator<B> {
     #[inline(always)]
     fn allocate_plain(&self, local: Mine<'_>, size: usize, class: &SizeClass) -> Result<(Allocation, bool), Error> {
         // A miss with nothing to reuse (the first touch of memory, or any miss
-        // after `empty_cache`) makes this one test and goes straight on to new
+        // after `empty_cache`) makes these two tests and goes straight on to new
         // memory, with no call but the backend's. Calls, branches and code on
         // this path cost more than their instructions say, in the cold caches
         // and predictors a backend call leaves behind: with the reuse work and
         // the counting in calls of their own, a miss took 1.046 times the
         // backend's own allocation, and 1.035 times as it is (BENCHMARKS.md
-        // scenario 6, medians of 80 alternating processes).
-        // Blocks other threads gave back to this one come first.
+        // scenario 6, medians of 80 alternating processes). Blocks other
+        // threads gave back to this one come first.
         let adopted = !local.given_back().is_empty() && self.adopt(local, local.given_back());
         let cached = adopted || self.caches.current_value(Hot::CachedBytes) > 0;
         if cached || local.shares().next_allocation() % PEAK_CHECK_EVERY == 0 || self.polls_inline() {
@@ -407,18 +407,22 @@ impl<B: Backend> CachingAllocator<B> {
         let freed = if recording { block.free_owned() } else { block.free() };
         let Some(freed) = freed else { return Err(Error::NotAllocated { context }) };
         let held = self.caches.local();
+        if let (Freed::Cached(_), Some(owner)) = (&freed, self.gives_back_to(block, *held)) {
+            held.shares().gave(bytes, requested);
+            self.caches.give_back_to(owner, block);
+            return Ok(());
+        }
+        held.shares().taken_back(bytes, requested);
         match freed {
             Freed::Cached(entry) => {
-                self.cache_freed(*held, block, entry);
+                self.cache(*held, block, entry);
                 Ok(())
             }
             Freed::Owned => {
-                held.shares().taken_back(bytes, requested);
                 self.cache_owned(*held, block);
                 Ok(())
             }
             Freed::Pending(streams) => {
-                held.shares().taken_back(bytes, requested);
                 drop(held);
                 if block.tag() & CAPTURED != 0 {
                     if self.retire_captured(block, &streams) {
@@ -432,17 +436,12 @@ impl<B: Backend> CachingAllocator<B> {
         }
     }
 
-    /// Counts and caches a block freed on the calling thread, or counts it as
-    /// given and gives it back to the thread it was handed out on if that was
-    /// another (unless a cache cap keeps the order of all cached blocks).
-    fn cache_freed(&self, local: Mine<'_>, block: &Block, entry: Entry) {
+    /// The cache a block freed on the calling thread goes back to: the one it
+    /// was handed out on, if that was another (and no cache cap keeps the
+    /// order of all cached blocks, which only the freeing thread's lists do).
+    fn gives_back_to(&self, block: &Block, local: Mine<'_>) -> Option<usize> {
         let owner = block.owner();
-        if owner == 0 || owner == local.address() || self.oldest.is_some() {
-            local.shares().taken_back(block.size() as i64, block.requested() as i64);
-            return self.cache(local, block, entry);
-        }
-        local.shares().gave(block.size() as i64, block.requested() as i64);
-        self.caches.give_back_to(owner, block);
+        (owner != 0 && owner != local.address() && self.oldest.is_none()).then_some(owner)
     }
 
     /// Takes a thread's list of given-back blocks into the calling thread's
