@@ -1113,6 +1113,16 @@ fn check_segments(a: &CachingAllocator<FakeBackend>, model: &Model) {
         }
     }
     assert_eq!(external, model.history.external.len(), "external registrations listed");
+    let free_in_default_pool: usize = segments
+        .iter()
+        .filter(|segment| segment.address >= FIRST_ADDRESS && !segment.active && segment.pool == PoolId::DEFAULT)
+        .map(|segment| segment.size)
+        .sum();
+    assert_eq!(
+        a.stats().cached_bytes.current,
+        free_in_default_pool as i64,
+        "cached bytes are the default pool's free blocks"
+    );
     if !model.split {
         assert_eq!(listed.len(), memory.len(), "segments list every piece of memory the backend holds");
     }

@@ -42,25 +42,41 @@ pub(crate) enum Hot {
 }
 
 const HOT: usize = 4;
+const GAUGES: [Hot; HOT] = [Hot::ActiveRequests, Hot::ActiveBytes, Hot::RequestedBytes, Hot::CachedBytes];
+/// The gauges a share counts as they are: all but `CachedBytes`, which it derives.
+const DIRECT: usize = 3;
 
 /// One thread's share of each gauge. Written by its thread only, except that
 /// a peak reset lowers the high-water marks; read by any. Zero is a valid
 /// value (the thread caches holding shares are made zeroed).
-/// In this order (`repr(C)`): the fields the hot path touches first, in two
+///
+/// The cached bytes are not counted as they change: a block handed out from
+/// the cache, or freed into it, only moves bytes between the cached and the
+/// active bytes. So the share keeps their sum (`held`), which neither hot path
+/// writes, and the cached share is `held` less the active share; likewise its
+/// total added to the cached bytes is `cached_beyond_freed` plus what the
+/// active share lost. Writes that change one gauge and not the other
+/// (`count`, `remove`) adjust these two.
+///
+/// In this order (`repr(C)`): the fields the hot paths touch first, in two
 /// lines; `given`, which only frees on other threads and sums touch, last.
 #[repr(C)]
 pub(crate) struct Shares {
     /// What the thread added less what it removed.
-    value: [AtomicI64; HOT],
+    value: [AtomicI64; DIRECT],
     /// The total it added; what it removed is the difference. The total
     /// added to `ActiveRequests` counts the thread's allocations.
-    added: [AtomicI64; HOT],
-    /// The highest `value` reached since the peaks were last checked against
+    added: [AtomicI64; DIRECT],
+    /// Its cached bytes plus its active bytes.
+    held: AtomicI64,
+    /// Its total added to the cached bytes, less the active bytes it removed.
+    cached_beyond_freed: AtomicI64,
+    /// The highest value reached since the peaks were last checked against
     /// the sum (`i64::MIN` after a peak reset).
     high_water: [AtomicI64; HOT],
     /// What blocks it gave back to other threads add to each gauge (freed,
     /// and cached), less what blocks it took from lists of given-back blocks
-    /// add: kept apart from `value`, which has a mark to pass.
+    /// add: kept apart from the share, which has a mark to pass.
     given: [AtomicI64; HOT],
 }
 
@@ -75,17 +91,28 @@ impl Shares {
     /// cache or not; true if a share passed its mark (`raise_marks` is due).
     #[inline(always)]
     pub fn handed_out(&self, bytes: i64, requested: i64, from_cache: bool) -> bool {
-        if from_cache {
-            self.remove(Hot::CachedBytes, bytes);
+        if !from_cache {
+            // New memory: the cached bytes stay as they are.
+            bump(&self.held, bytes);
         }
-        let requests = self.count(Hot::ActiveRequests, 1);
-        let active = self.count(Hot::ActiveBytes, bytes);
-        let asked = self.count(Hot::RequestedBytes, requested);
+        let requests = self.count_direct(Hot::ActiveRequests, 1);
+        let active = self.count_direct(Hot::ActiveBytes, bytes);
+        let asked = self.count_direct(Hot::RequestedBytes, requested);
         requests | active | asked
     }
 
-    /// Counts a block of `bytes` handed out for `requested` bytes as given back.
+    /// Counts a block of `bytes` handed out for `requested` bytes as freed
+    /// into the thread's cache; true if a share passed its mark.
     #[inline(always)]
+    pub fn freed_to_cache(&self, bytes: i64, requested: i64) -> bool {
+        self.remove_direct(Hot::ActiveRequests, 1);
+        self.remove_direct(Hot::ActiveBytes, bytes);
+        self.remove_direct(Hot::RequestedBytes, requested);
+        self.passed(Hot::CachedBytes)
+    }
+
+    /// Counts a block of `bytes` handed out for `requested` bytes as freed,
+    /// and not cached (yet).
     pub fn taken_back(&self, bytes: i64, requested: i64) {
         self.remove(Hot::ActiveRequests, 1);
         self.remove(Hot::ActiveBytes, bytes);
@@ -105,34 +132,88 @@ impl Shares {
     /// taken from a list of given-back blocks, as freed and cached in the
     /// share; true if a share passed its mark (`raise_marks` is due).
     pub fn took(&self, blocks: i64, bytes: i64, requested: i64) -> bool {
-        self.remove(Hot::ActiveRequests, blocks);
-        self.remove(Hot::ActiveBytes, bytes);
-        self.remove(Hot::RequestedBytes, requested);
+        self.remove_direct(Hot::ActiveRequests, blocks);
+        self.remove_direct(Hot::ActiveBytes, bytes);
+        self.remove_direct(Hot::RequestedBytes, requested);
         for (given, amount) in self.given.iter().zip(moved(blocks, bytes, requested)) {
             bump(given, amount.wrapping_neg());
         }
-        self.count(Hot::CachedBytes, bytes)
+        self.passed(Hot::CachedBytes)
     }
 
-    /// Adds to a gauge; true if the share passed its high-water mark.
-    #[inline(always)]
+    /// Adds to a gauge, and to no other; true if the share passed its high-water mark.
     pub fn count(&self, gauge: Hot, amount: i64) -> bool {
+        match gauge {
+            Hot::CachedBytes => {
+                bump(&self.held, amount);
+                bump(&self.cached_beyond_freed, amount);
+            }
+            Hot::ActiveBytes => {
+                bump(&self.held, amount);
+                self.count_direct(gauge, amount);
+            }
+            Hot::ActiveRequests | Hot::RequestedBytes => {
+                self.count_direct(gauge, amount);
+            }
+        }
+        self.passed(gauge)
+    }
+
+    /// Removes from a gauge, and from no other.
+    pub fn remove(&self, gauge: Hot, amount: i64) {
+        match gauge {
+            Hot::CachedBytes => {
+                bump(&self.held, amount.wrapping_neg());
+            }
+            Hot::ActiveBytes => {
+                bump(&self.held, amount.wrapping_neg());
+                bump(&self.cached_beyond_freed, amount.wrapping_neg());
+                self.remove_direct(gauge, amount);
+            }
+            Hot::ActiveRequests | Hot::RequestedBytes => self.remove_direct(gauge, amount),
+        }
+    }
+
+    /// Adds to a gauge counted as it is, leaving the cached bytes as they
+    /// are (a change of the active bytes moves them); true if it passed its mark.
+    #[inline(always)]
+    fn count_direct(&self, gauge: Hot, amount: i64) -> bool {
         let gauge = gauge as usize;
         bump(&self.added[gauge], amount);
         bump(&self.value[gauge], amount) > self.high_water[gauge].load(Ordering::Relaxed)
     }
 
     #[inline(always)]
-    pub fn remove(&self, gauge: Hot, amount: i64) {
+    fn remove_direct(&self, gauge: Hot, amount: i64) {
         bump(&self.value[gauge as usize], amount.wrapping_neg());
+    }
+
+    /// Whether the share of `gauge` is over its high-water mark.
+    #[inline(always)]
+    fn passed(&self, gauge: Hot) -> bool {
+        self.own(gauge) > self.high_water[gauge as usize].load(Ordering::Relaxed)
+    }
+
+    /// The thread's share of `gauge`, without what it gave.
+    #[inline(always)]
+    fn own(&self, gauge: Hot) -> i64 {
+        match gauge {
+            Hot::CachedBytes => {
+                let active = self.value[Hot::ActiveBytes as usize].load(Ordering::Relaxed);
+                self.held.load(Ordering::Relaxed).wrapping_sub(active)
+            }
+            Hot::ActiveRequests | Hot::ActiveBytes | Hot::RequestedBytes => {
+                self.value[gauge as usize].load(Ordering::Relaxed)
+            }
+        }
     }
 
     /// Raises the marks the shares passed. Inlined with the rest of the hot
     /// path: it makes no call, so the hot path needs no registers saved for one.
     #[inline(always)]
     pub fn raise_marks(&self) {
-        for (mark, share) in self.high_water.iter().zip(&self.value) {
-            let share = share.load(Ordering::Relaxed);
+        for (mark, gauge) in self.high_water.iter().zip(GAUGES) {
+            let share = self.own(gauge);
             if share > mark.load(Ordering::Relaxed) {
                 mark.store(share, Ordering::Relaxed);
             }
@@ -141,15 +222,24 @@ impl Shares {
 
     /// What the thread adds to `gauge`: its share, and what it gave.
     fn part(&self, gauge: usize) -> i64 {
-        self.value[gauge].load(Ordering::Relaxed).wrapping_add(self.given(gauge))
+        self.own(GAUGES[gauge]).wrapping_add(self.given(gauge))
     }
 
     fn given(&self, gauge: usize) -> i64 {
         self.given[gauge].load(Ordering::Relaxed)
     }
 
+    /// The total the thread added to `gauge`, without what it gave.
     fn added(&self, gauge: usize) -> i64 {
-        self.added[gauge].load(Ordering::Relaxed)
+        match GAUGES[gauge] {
+            Hot::CachedBytes => {
+                let active = Hot::ActiveBytes as usize;
+                let freed =
+                    self.added[active].load(Ordering::Relaxed).wrapping_sub(self.value[active].load(Ordering::Relaxed));
+                self.cached_beyond_freed.load(Ordering::Relaxed).wrapping_add(freed)
+            }
+            Hot::ActiveRequests | Hot::ActiveBytes | Hot::RequestedBytes => self.added[gauge].load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -382,10 +382,9 @@ impl<B: Backend> CachingAllocator<B> {
         // Still ours to read: no entry claims the block before it is pushed
         // (and a block not in split memory has no neighbour to merge it).
         let (bytes, requested) = (block.size() as i64, block.requested() as i64);
-        local.shares().taken_back(bytes, requested);
         // Counted before it can be taken, as `cache` does; its peak after, so
         // that the push need not wait for the sums.
-        let passed = local.shares().count(Hot::CachedBytes, bytes);
+        let passed = local.shares().freed_to_cache(bytes, requested);
         room.push(entry, block);
         if passed {
             local.raise_marks(&self.caches);

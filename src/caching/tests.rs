@@ -245,6 +245,33 @@ fn statistics_follow_requests() {
 }
 
 #[test]
+fn cached_bytes_count_every_way_into_and_out_of_the_cache() {
+    let a = with("pinned_fit:rounded");
+    let cached = |a: &CachingAllocator<FakeBackend>| a.stats().cached_bytes;
+    let block = a.allocate(4096).unwrap().unwrap();
+    assert_eq!(cached(&a), Stat::default(), "new memory is not taken from the cache");
+    a.free(block.context).unwrap();
+    assert_eq!(cached(&a), Stat { current: 4096, peak: 4096, allocated: 4096, freed: 0 });
+    let block = a.allocate(4096).unwrap().unwrap();
+    assert_eq!(cached(&a), Stat { current: 0, peak: 4096, allocated: 4096, freed: 4096 });
+    assert!(a.record_stream(block.address, block.context, S1).unwrap());
+    a.backend().submit(S1);
+    a.free(block.context).unwrap();
+    assert_eq!(cached(&a), Stat { current: 0, peak: 4096, allocated: 4096, freed: 4096 }, "waiting, not cached");
+    a.backend().complete_all(S1);
+    // A miss polls: the block whose event completed is cached.
+    let other = a.allocate(8192).unwrap().unwrap();
+    assert_eq!(cached(&a), Stat { current: 4096, peak: 4096, allocated: 8192, freed: 4096 });
+    a.free(other.context).unwrap();
+    assert_eq!(cached(&a), Stat { current: 12288, peak: 12288, allocated: 16384, freed: 4096 });
+    a.empty_cache().unwrap();
+    assert_eq!(cached(&a), Stat { current: 0, peak: 12288, allocated: 16384, freed: 16384 });
+    a.reset_peak_stats();
+    a.reset_accumulated_stats();
+    assert_eq!(cached(&a), Stat::default());
+}
+
+#[test]
 fn exact_fit_blocks_are_requests_aligned_and_reused_at_that_size() {
     let a = allocator();
     let x = a.allocate(1000).unwrap().unwrap();
