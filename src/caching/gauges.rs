@@ -56,7 +56,7 @@ const DIRECT: usize = 3;
 /// writes, and the cached share is `held` less the active share; likewise its
 /// total added to the cached bytes is `cached_beyond_freed` plus what the
 /// active share lost. Writes that change one gauge and not the other
-/// (`count`, `remove`) adjust these two.
+/// (`taken_back`, `add_cached`, `remove_cached`) adjust these two.
 ///
 /// In this order (`repr(C)`): the fields the hot paths touch first, in two
 /// lines; `given`, which only frees on other threads and sums touch, last.
@@ -95,19 +95,19 @@ impl Shares {
             // New memory: the cached bytes stay as they are.
             bump(&self.held, bytes);
         }
-        let requests = self.count_direct(Hot::ActiveRequests, 1);
-        let active = self.count_direct(Hot::ActiveBytes, bytes);
-        let asked = self.count_direct(Hot::RequestedBytes, requested);
+        let requests = self.count(Hot::ActiveRequests, 1);
+        let active = self.count(Hot::ActiveBytes, bytes);
+        let asked = self.count(Hot::RequestedBytes, requested);
         requests | active | asked
     }
 
-    /// Counts a block of `bytes` handed out for `requested` bytes as freed
-    /// into the thread's cache; true if a share passed its mark.
+    /// Counts `blocks` blocks of `bytes` handed out for `requested` bytes as
+    /// freed into the thread's cache; true if a share passed its mark.
     #[inline(always)]
-    pub fn freed_to_cache(&self, bytes: i64, requested: i64) -> bool {
-        self.remove_direct(Hot::ActiveRequests, 1);
-        self.remove_direct(Hot::ActiveBytes, bytes);
-        self.remove_direct(Hot::RequestedBytes, requested);
+    pub fn freed_to_cache(&self, blocks: i64, bytes: i64, requested: i64) -> bool {
+        self.remove(Hot::ActiveRequests, blocks);
+        self.remove(Hot::ActiveBytes, bytes);
+        self.remove(Hot::RequestedBytes, requested);
         self.passed(Hot::CachedBytes)
     }
 
@@ -117,6 +117,9 @@ impl Shares {
         self.remove(Hot::ActiveRequests, 1);
         self.remove(Hot::ActiveBytes, bytes);
         self.remove(Hot::RequestedBytes, requested);
+        // Not cached: the cached bytes and their total stay as they are.
+        bump(&self.held, bytes.wrapping_neg());
+        bump(&self.cached_beyond_freed, bytes.wrapping_neg());
     }
 
     /// Counts a block of `bytes` handed out for `requested` bytes, which the
@@ -132,59 +135,37 @@ impl Shares {
     /// taken from a list of given-back blocks, as freed and cached in the
     /// share; true if a share passed its mark (`raise_marks` is due).
     pub fn took(&self, blocks: i64, bytes: i64, requested: i64) -> bool {
-        self.remove_direct(Hot::ActiveRequests, blocks);
-        self.remove_direct(Hot::ActiveBytes, bytes);
-        self.remove_direct(Hot::RequestedBytes, requested);
+        let passed = self.freed_to_cache(blocks, bytes, requested);
         for (given, amount) in self.given.iter().zip(moved(blocks, bytes, requested)) {
             bump(given, amount.wrapping_neg());
         }
+        passed
+    }
+
+    /// Adds to the cached bytes, and to no other gauge; true if the share
+    /// passed its mark.
+    pub fn add_cached(&self, bytes: i64) -> bool {
+        bump(&self.held, bytes);
+        bump(&self.cached_beyond_freed, bytes);
         self.passed(Hot::CachedBytes)
     }
 
-    /// Adds to a gauge, and to no other; true if the share passed its high-water mark.
-    pub fn count(&self, gauge: Hot, amount: i64) -> bool {
-        match gauge {
-            Hot::CachedBytes => {
-                bump(&self.held, amount);
-                bump(&self.cached_beyond_freed, amount);
-            }
-            Hot::ActiveBytes => {
-                bump(&self.held, amount);
-                self.count_direct(gauge, amount);
-            }
-            Hot::ActiveRequests | Hot::RequestedBytes => {
-                self.count_direct(gauge, amount);
-            }
-        }
-        self.passed(gauge)
-    }
-
-    /// Removes from a gauge, and from no other.
-    pub fn remove(&self, gauge: Hot, amount: i64) {
-        match gauge {
-            Hot::CachedBytes => {
-                bump(&self.held, amount.wrapping_neg());
-            }
-            Hot::ActiveBytes => {
-                bump(&self.held, amount.wrapping_neg());
-                bump(&self.cached_beyond_freed, amount.wrapping_neg());
-                self.remove_direct(gauge, amount);
-            }
-            Hot::ActiveRequests | Hot::RequestedBytes => self.remove_direct(gauge, amount),
-        }
+    /// Removes from the cached bytes, and from no other gauge.
+    pub fn remove_cached(&self, bytes: i64) {
+        bump(&self.held, bytes.wrapping_neg());
     }
 
     /// Adds to a gauge counted as it is, leaving the cached bytes as they
     /// are (a change of the active bytes moves them); true if it passed its mark.
     #[inline(always)]
-    fn count_direct(&self, gauge: Hot, amount: i64) -> bool {
+    fn count(&self, gauge: Hot, amount: i64) -> bool {
         let gauge = gauge as usize;
         bump(&self.added[gauge], amount);
         bump(&self.value[gauge], amount) > self.high_water[gauge].load(Ordering::Relaxed)
     }
 
     #[inline(always)]
-    fn remove_direct(&self, gauge: Hot, amount: i64) {
+    fn remove(&self, gauge: Hot, amount: i64) {
         bump(&self.value[gauge as usize], amount.wrapping_neg());
     }
 

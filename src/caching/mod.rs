@@ -361,10 +361,10 @@ impl<B: Backend> CachingAllocator<B> {
     }
 
     /// The hot path of `free`: a block no stream used, not a part of split
-    /// memory, handed out on this thread, onto the thread's own stack, which has room for it, with no
-    /// cache cap to keep; false, having changed nothing, when the free needs
-    /// the rest of `free` (which also reports bad contexts). Like
-    /// `allocate_cached`, it cannot panic.
+    /// memory, handed out on this thread, onto the thread's own stack, which
+    /// has room for it, with no cache cap to keep; false, having changed
+    /// nothing, when the free needs the rest of `free` (which also reports bad
+    /// contexts). Like `allocate_cached`, it cannot panic.
     #[inline(always)]
     pub fn free_cached(&self, context: usize) -> bool {
         if self.watch.load(Ordering::Relaxed) & watch::FREES != 0 {
@@ -384,7 +384,7 @@ impl<B: Backend> CachingAllocator<B> {
         let (bytes, requested) = (block.size() as i64, block.requested() as i64);
         // Counted before it can be taken, as `cache` does; its peak after, so
         // that the push need not wait for the sums.
-        let passed = local.shares().freed_to_cache(bytes, requested);
+        let passed = local.shares().freed_to_cache(1, bytes, requested);
         room.push(entry, block);
         if passed {
             local.raise_marks(&self.caches);
@@ -812,7 +812,7 @@ impl<B: Backend> CachingAllocator<B> {
     #[inline(always)]
     fn cache(&self, local: Mine<'_>, block: &Block, entry: Entry) {
         debug_assert!(block.is_cached_as(entry), "the caller has just marked the block cached as `entry`");
-        local.add(&self.caches, Hot::CachedBytes, block.size() as i64);
+        local.add_cached(&self.caches, block.size() as i64);
         self.list(local, block, entry);
     }
 

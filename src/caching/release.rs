@@ -77,7 +77,7 @@ impl<B: Backend> CachingAllocator<B> {
             return Ok(0);
         }
         let size = block.size();
-        local.shares().remove(Hot::CachedBytes, size as i64);
+        local.shares().remove_cached(size as i64);
         self.release_memory(block).map(|()| size).map_err(|error| (size, error))
     }
 

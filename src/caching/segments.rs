@@ -6,7 +6,6 @@
 //! taking and caching parts goes on through entries as for any block.
 
 use super::block::{Block, BlockState, NO_BLOCK};
-use super::gauges::Hot;
 use super::size_class::{SizeClass, CLASS_COUNT, MIN_STEP};
 use super::sync::lock;
 use super::thread_cache::Mine;
@@ -36,7 +35,7 @@ impl<B: Backend> CachingAllocator<B> {
             return None;
         }
         let size = block.size();
-        local.shares().remove(Hot::CachedBytes, size as i64);
+        local.shares().remove_cached(size as i64);
         let rest = size - carve;
         if rest < SPLIT_MIN {
             return Some(block);
@@ -53,7 +52,7 @@ impl<B: Backend> CachingAllocator<B> {
         self.by_address_stale.store(true, Ordering::Release);
         // Counted while no one else can reach it: once cached, a neighbour's
         // merge may take it in and change its size.
-        local.add(&self.caches, Hot::CachedBytes, rest as i64);
+        local.add_cached(&self.caches, rest as i64);
         let entry = part.mark_cached();
         drop(segments);
         self.list(local, part, entry);
@@ -82,7 +81,7 @@ impl<B: Backend> CachingAllocator<B> {
         let entry = merged.mark_cached();
         drop(segments);
         // The neighbours' bytes were counted as cached already.
-        local.add(&self.caches, Hot::CachedBytes, freed);
+        local.add_cached(&self.caches, freed);
         self.list(local, merged, entry);
     }
 

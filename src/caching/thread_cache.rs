@@ -446,10 +446,10 @@ impl<'a> Mine<'a> {
         }
     }
 
-    /// Adds to a gauge, then raises its peak when due.
+    /// Adds to the cached bytes, then raises the peaks when due.
     #[inline(always)]
-    pub fn add(self, caches: &ThreadCaches, gauge: Hot, amount: i64) {
-        if self.0.shares.count(gauge, amount) {
+    pub fn add_cached(self, caches: &ThreadCaches, bytes: i64) {
+        if self.0.shares.add_cached(bytes) {
             self.raise_marks(caches);
         }
     }
